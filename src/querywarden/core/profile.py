@@ -1,0 +1,63 @@
+"""Model profiles: what the engine knows about a protected model.
+
+A profile is data. Loading it from a file (with located errors) is the config module's
+job; this module only holds the typed record and the pure helpers detectors use.
+"""
+
+from __future__ import annotations
+
+import math
+
+import msgspec
+import numpy as np
+
+from querywarden.core.records import InputKind, Vector
+
+
+class ModelProfile(msgspec.Struct, frozen=True, kw_only=True):
+    """A protected model: its input and output, and optionally a benign reference sample.
+
+    ``ranges`` holds one ``(low, high)`` pair per feature. ``reference`` is an
+    ``(n, d)`` array of benign inputs; detectors that compare against "normal" use it.
+    """
+
+    id: str
+    input_kind: InputKind = InputKind.TABULAR
+    n_features: int | None = None
+    shape: tuple[int, ...] | None = None
+    feature_names: tuple[str, ...] | None = None
+    ranges: tuple[tuple[float, float], ...] | None = None
+    classes: tuple[str, ...] | None = None
+    output_kind: str = "probabilities"
+    reference: np.ndarray | None = None
+    inferred: bool = False
+    """True when the profile was drafted from traffic rather than declared."""
+
+    @property
+    def n_classes(self) -> int | None:
+        return len(self.classes) if self.classes else None
+
+    def bounds(self) -> tuple[Vector, Vector] | None:
+        """Feature lower and upper bounds as arrays, when known."""
+        if not self.ranges:
+            return None
+        lo = np.array([r[0] for r in self.ranges], dtype=np.float64)
+        hi = np.array([r[1] for r in self.ranges], dtype=np.float64)
+        return lo, hi
+
+    def scale(self) -> Vector | None:
+        """Per-feature spread used to normalize distances: range width, floored to avoid /0."""
+        b = self.bounds()
+        if b is None:
+            return None
+        width = b[1] - b[0]
+        return np.where(width > 0, width, 1.0)
+
+    def expected_dim(self) -> int | None:
+        if self.n_features is not None:
+            return self.n_features
+        if self.shape:
+            return int(math.prod(self.shape))
+        if self.ranges:
+            return len(self.ranges)
+        return None

@@ -1,0 +1,1 @@
+"""Built-in detectors. Each registers through the ``querywarden.detectors`` entry points."""

@@ -1,0 +1,117 @@
+"""Volume: a principal sending far more queries per window than the population does.
+
+Every principal's query count per fixed window (default one hour) is compared with the
+population's distribution of completed window counts, kept as a log-scale histogram so its
+cost and memory do not grow with traffic. A principal whose count in the current window
+exceeds ``factor`` times the population's ``quantile`` (and at least ``min_queries``) raises
+one ``low`` signal per window: excessive querying is exposure, not an attack pattern on its
+own. A principal that keeps exceeding for ``sustained`` consecutive windows raises it to
+``medium`` (cost harvesting, AML.T0034.000).
+
+Windows of principals the detector has flagged are kept out of the population baseline,
+so an attacker cannot raise the bar by querying a lot.
+
+Blind spots: a slow attacker under the population's tail; a Sybil split (handled by actor
+correlation); the first hour of a brand-new deployment (``min_queries`` applies alone until
+``warmup`` windows have completed).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from querywarden.core.atlas import EXCESSIVE_QUERIES
+from querywarden.core.detector import Detector, PrincipalStates
+from querywarden.core.profile import ModelProfile
+from querywarden.core.records import Interaction, Severity, Signal
+
+_BINS = 64  # log2 buckets: counts up to 2^63
+
+
+class _State:
+    __slots__ = ("count", "flagged_run", "signalled", "window")
+
+    def __init__(self) -> None:
+        self.window = -1
+        self.count = 0
+        self.signalled = False
+        self.flagged_run = 0
+
+
+class VolumeDetector(Detector):
+    name = "volume"
+    technique = EXCESSIVE_QUERIES
+    description = "queries per window far above the population's tail"
+
+    def __init__(
+        self,
+        *,
+        profile: ModelProfile,
+        window: float = 3600.0,
+        quantile: float = 0.99,
+        factor: float = 5.0,
+        min_queries: int = 1000,
+        sustained: int = 3,
+        warmup: int = 50,
+        max_principals: int = 100_000,
+    ) -> None:
+        super().__init__(profile=profile)
+        if window <= 0 or not 0 < quantile < 1 or factor <= 0 or min_queries < 1:
+            raise ValueError("volume: window > 0, 0 < quantile < 1, factor > 0 and min_queries >= 1 are required")
+        self.window = window
+        self.quantile = quantile
+        self.factor = factor
+        self.min_queries = min_queries
+        self.sustained = sustained
+        self.warmup = warmup
+        self.max_principals = max_principals
+        self._states: PrincipalStates[_State] = PrincipalStates(_State, max_principals)
+        self._hist = np.zeros(_BINS, dtype=np.int64)
+
+    def threshold(self) -> float:
+        total = int(self._hist.sum())
+        if total < self.warmup:
+            return float(self.min_queries)
+        rank = self.quantile * total
+        idx = int(np.searchsorted(np.cumsum(self._hist), rank))
+        q = float(2 ** (idx + 1))  # upper edge of the bucket: conservative
+        return max(float(self.min_queries), self.factor * q)
+
+    def update(self, interaction: Interaction) -> list[Signal]:
+        st = self._states.get(interaction.principal)
+        w = math.floor(interaction.ts / self.window)
+        if w != st.window:
+            if st.window >= 0 and st.count > 0:
+                if st.signalled:
+                    st.flagged_run = st.flagged_run + 1 if w == st.window + 1 else 1
+                else:
+                    st.flagged_run = 0
+                    self._hist[min(_BINS - 1, int(math.log2(st.count)))] += 1
+            st.window, st.count, st.signalled = w, 0, False
+        st.count += 1
+        if st.signalled or st.count < self.min_queries:
+            return []
+        limit = self.threshold()
+        if st.count <= limit:
+            return []
+        st.signalled = True
+        severity = Severity.MEDIUM if st.flagged_run + 1 >= self.sustained else Severity.LOW
+        score = min(1.0, 0.3 + 0.1 * math.log2(st.count / limit + 1) + 0.2 * st.flagged_run)
+        return [
+            self.signal(
+                interaction,
+                score=score,
+                severity=severity,
+                evidence={
+                    "queries_in_window": st.count,
+                    "window_seconds": self.window,
+                    "threshold": round(limit, 1),
+                    "consecutive_windows": st.flagged_run + 1,
+                },
+            )
+        ]
+
+    def state_size(self) -> int:
+        return len(self._states)
