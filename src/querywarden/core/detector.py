@@ -17,6 +17,7 @@ from __future__ import annotations
 import inspect
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
 
 from querywarden.core import snapshot
@@ -26,6 +27,17 @@ from querywarden.core.records import Evidence, Interaction, Severity, Signal
 from querywarden.errors import DetectorError
 
 S = TypeVar("S")
+
+
+@dataclass(frozen=True, slots=True)
+class Calibration:
+    """Per-principal worst values of one thresholded statistic (see ``Detector.calibration``)."""
+
+    values: tuple[float, ...]
+    alarm_above: bool = True
+    """True when values above the threshold raise an alarm; False when values below do."""
+    floor: float | None = None
+    """A threshold below (or, with ``alarm_above=False``, above) this is never chosen."""
 
 
 class Detector:
@@ -53,6 +65,17 @@ class Detector:
     def state_size(self) -> int:
         """How many principals (or stored items) the detector currently holds."""
         return 0
+
+    def calibration(self) -> dict[str, Calibration]:
+        """The statistics behind each threshold, as seen so far, for ``querywarden calibrate``.
+
+        Keyed by the name of the constructor parameter that thresholds the statistic. Each
+        value holds one number per principal: the most alarming value of the statistic that
+        principal reached. Run over benign traffic, ``calibrate`` sets the parameter to the
+        quantile that gives the target false-positive rate. Detectors with nothing to
+        calibrate return an empty dict.
+        """
+        return {}
 
     # -- free from the constructor ----------------------------------------------------
     @classmethod
