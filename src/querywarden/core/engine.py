@@ -102,6 +102,9 @@ class Engine:
         self._last_ts = max(self._last_ts, interaction.ts)
         counter = self._queries.get(interaction.principal)
         counter[0] += 1
+        actor = self.actors.actor_of(interaction.principal)
+        if actor is not None and interaction.actor != actor:
+            interaction = msgspec.structs.replace(interaction, actor=actor)
 
         signals: list[Signal] = []
         for det in detectors:

@@ -117,6 +117,8 @@ class Interaction(msgspec.Struct, frozen=True, kw_only=True):
     params: dict[str, Any] = {}
     source: str | None = None
     """Where the record came from (``file:line`` for replay), echoed in errors."""
+    actor: str | None = None
+    """Set by the engine before detectors run, when the principal belongs to an actor."""
 
     def text(self) -> str | None:
         """All user-visible prompt text: the prompt, or the messages' contents joined."""
