@@ -30,9 +30,8 @@ def get(name: str) -> type[Detector]:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise DetectorError(
-            f"unknown detector {name!r}; registered: {', '.join(sorted(_REGISTRY)) or 'none'}"
-        ) from None
+        known = ", ".join(sorted(_REGISTRY)) or "none (edges call querywarden.plugins.load_detectors() first)"
+        raise DetectorError(f"unknown detector {name!r}; registered: {known}") from None
 
 
 def names() -> list[str]:

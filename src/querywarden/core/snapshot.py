@@ -13,6 +13,7 @@ from typing import Any
 from querywarden.errors import DetectorError
 
 _SAFE_PREFIXES = ("querywarden.", "numpy", "datasketch.")
+_SAFE_EXACT = {("msgspec._utils", "rebuild")}  # how msgspec Structs (our records) pickle
 _SAFE_STDLIB = {
     ("collections", "OrderedDict"),
     ("collections", "deque"),
@@ -50,6 +51,6 @@ def loads(blob: bytes) -> Any:
 
 class _SafeUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
-        if module.startswith(_SAFE_PREFIXES) or (module, name) in _SAFE_STDLIB:
+        if module.startswith(_SAFE_PREFIXES) or (module, name) in _SAFE_STDLIB or (module, name) in _SAFE_EXACT:
             return super().find_class(module, name)
         raise pickle.UnpicklingError(f"snapshot names disallowed class {module}.{name}")

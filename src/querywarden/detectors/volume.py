@@ -8,8 +8,8 @@ one ``low`` signal per window: excessive querying is exposure, not an attack pat
 own. A principal that keeps exceeding for ``sustained`` consecutive windows raises it to
 ``medium`` (cost harvesting, AML.T0034.000).
 
-Windows of principals the detector has flagged are kept out of the population baseline,
-so an attacker cannot raise the bar by querying a lot.
+Once the baseline is warm, windows the detector flagged are kept out of it, so an
+attacker cannot raise the bar by querying a lot.
 
 Blind spots: a slow attacker under the population's tail; a Sybil split (handled by actor
 correlation); the first hour of a brand-new deployment (``min_queries`` applies alone until
@@ -84,10 +84,10 @@ class VolumeDetector(Detector):
         w = math.floor(interaction.ts / self.window)
         if w != st.window:
             if st.window >= 0 and st.count > 0:
-                if st.signalled:
-                    st.flagged_run = st.flagged_run + 1 if w == st.window + 1 else 1
-                else:
-                    st.flagged_run = 0
+                st.flagged_run = st.flagged_run + 1 if st.signalled and w == st.window + 1 else 0
+                if not st.signalled or self._hist.sum() < self.warmup:
+                    # until the baseline is warm only min_queries applies, so windows over it
+                    # still describe the population; after that, flagged windows stay out
                     self._hist[min(_BINS - 1, int(math.log2(st.count)))] += 1
             st.window, st.count, st.signalled = w, 0, False
         st.count += 1
