@@ -23,7 +23,7 @@ import math
 import numpy as np
 
 from querywarden.core.atlas import EXCESSIVE_QUERIES
-from querywarden.core.detector import Detector, PrincipalStates
+from querywarden.core.detector import Calibration, Detector, PrincipalStates
 from querywarden.core.profile import ModelProfile
 from querywarden.core.records import Interaction, Severity, Signal
 
@@ -31,11 +31,12 @@ _BINS = 64  # log2 buckets: counts up to 2^63
 
 
 class _State:
-    __slots__ = ("count", "flagged_run", "signalled", "window")
+    __slots__ = ("count", "flagged_run", "peak", "signalled", "window")
 
     def __init__(self) -> None:
         self.window = -1
         self.count = 0
+        self.peak = 0
         self.signalled = False
         self.flagged_run = 0
 
@@ -91,6 +92,8 @@ class VolumeDetector(Detector):
                     self._hist[min(_BINS - 1, int(math.log2(st.count)))] += 1
             st.window, st.count, st.signalled = w, 0, False
         st.count += 1
+        if st.count > st.peak:
+            st.peak = st.count
         if st.signalled or st.count < self.min_queries:
             return []
         limit = self.threshold()
@@ -115,3 +118,8 @@ class VolumeDetector(Detector):
 
     def state_size(self) -> int:
         return len(self._states)
+
+    def calibration(self) -> dict[str, Calibration]:
+        """``min_queries`` from the busiest window each benign principal had."""
+        peaks = tuple(float(st.peak) for _, st in self._states.items())
+        return {"min_queries": Calibration(values=peaks, alarm_above=True, floor=10.0)}
