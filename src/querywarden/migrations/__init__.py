@@ -1,0 +1,1 @@
+"""Alembic migrations of the store, run automatically by ``querywarden.store.open_store``."""
