@@ -89,6 +89,12 @@ class Engine:
             built.append(cls(profile=profile, **dict(spec.params)))
         return built
 
+    def add_model(self, profile: ModelProfile) -> None:
+        """Start watching a model the engine was not built with (the gateway meets it live)."""
+        if profile.id not in self._detectors:
+            self.profiles[profile.id] = profile
+            self._detectors[profile.id] = self._build(profile)
+
     def detectors(self, model: str) -> list[Detector]:
         return list(self._detectors.get(model, ()))
 

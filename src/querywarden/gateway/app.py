@@ -1,0 +1,437 @@
+"""The gateway: an ASGI reverse proxy that puts the response ladder in the request path.
+
+For a request on a known route the gateway:
+
+1. reads the body (refusing it with 413 past ``max_body_bytes``);
+2. identifies the principal (401 when none and ``on_missing_principal = "refuse"``);
+3. looks up the principal's decision, an O(1) read: ``block`` answers 403 naming the
+   finding, ``throttle`` takes a token or answers 429 with Retry-After, ``shadow`` only
+   counts what it would have done;
+4. validates the body through the route's adapter (400 with the reason);
+5. forwards it over a pooled keep-alive connection (502 when the upstream is down, 504
+   when it is slow), hardening LLM request options first when the decision says so;
+6. returns the answer, hardened when the decision says so, streaming SSE chunk by chunk;
+7. hands the exchange to the engine queue, never waiting for detection.
+
+Unknown routes are passed through untouched and counted. ``transport`` lets the gateway
+wrap an in-process ASGI app (``httpx.ASGITransport``) instead of a URL, which makes it
+plain middleware around any model app.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import secrets
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import msgspec
+import numpy as np
+from starlette.types import Message, Receive, Scope, Send
+
+from querywarden.core.records import Action, Client, Decision
+from querywarden.errors import PolicyError, TrafficError
+from querywarden.gateway.adapters import Route, Router
+from querywarden.gateway.enforcement.harden import HardenSpec
+from querywarden.gateway.enforcement.throttle import ThrottleSpec, TokenBuckets
+from querywarden.gateway.exchange import Exchange
+from querywarden.gateway.metrics import GatewayMetrics
+from querywarden.gateway.pipeline import EnginePipeline
+from querywarden.gateway.principal import PrincipalResolver
+from querywarden.gateway.settings import GatewaySettings
+
+log = logging.getLogger("querywarden.gateway")
+
+_HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"trailers",
+        b"transfer-encoding",
+        b"upgrade",
+        b"host",
+        b"content-length",
+    }
+)
+_JSON = (b"content-type", b"application/json")
+_MAX_STREAM_COPY = 1 << 20
+"""Bytes of a streamed answer kept for the engine; the client always gets all of it."""
+_DECODER = msgspec.json.Decoder()
+_ENCODER = msgspec.json.Encoder()
+
+
+class Gateway:
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        pipeline: EnginePipeline,
+        *,
+        metrics: GatewayMetrics | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.settings = settings
+        self.pipeline = pipeline
+        self.metrics = metrics or GatewayMetrics()
+        self.router = Router(settings.generic_paths)
+        self.principals = PrincipalResolver(settings)
+        self.buckets = TokenBuckets(settings.max_throttled)
+        self.rng = np.random.default_rng(settings.seed)
+        self._transport = transport
+        self._client: httpx.AsyncClient | None = None
+        self._seq = itertools.count(1)
+        self._prefix = f"gw-{secrets.token_hex(3)}-"
+        self._default_harden = HardenSpec.parse({})
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            s = self.settings
+            self._client = httpx.AsyncClient(
+                base_url=s.upstream,
+                transport=self._transport,
+                timeout=httpx.Timeout(s.read_timeout, connect=s.connect_timeout, pool=s.connect_timeout),
+                limits=httpx.Limits(max_connections=s.max_connections, max_keepalive_connections=s.max_connections),
+                follow_redirects=False,
+            )
+        return self._client
+
+    async def startup(self) -> None:
+        self.client()
+        self.pipeline.start()
+
+    async def shutdown(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+        self.pipeline.stop()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self.handle(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+        # other scope types (websocket) are not model traffic: the connection is closed unanswered
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await self.startup()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    # -- the request path ----------------------------------------------------------------
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        route = self.router.match(scope["method"], scope["path"])
+        if route is None:
+            outcome = await self._passthrough(scope, receive, send)
+            self.metrics.observe("passthrough", outcome, time.perf_counter() - started)
+            return
+        outcome = await self._guarded(route, scope, receive, send)
+        self.metrics.observe(route.adapter.name, outcome, time.perf_counter() - started)
+
+    async def _guarded(self, route: Route, scope: Scope, receive: Receive, send: Send) -> str:
+        s = self.settings
+        headers: list[tuple[bytes, bytes]] = scope["headers"]
+        body = await _read_body(headers, receive, s.max_body_bytes)
+        if body is None:
+            await _error(send, 413, "too_large", f"request body exceeds {s.max_body_bytes} bytes")
+            return "too_large"
+        peer = scope.get("client")
+        client_ip = peer[0] if peer else None
+        principal = self.principals.resolve(headers, client_ip)
+        if principal is None:
+            await _error(send, 401, "no_principal", "no API key, bearer token or identity header on the request")
+            return "no_principal"
+
+        decision = self.pipeline.decision_for(principal)
+        action = decision.action
+        if action is not Action.ALLOW and decision.shadow:
+            self.metrics.shadowed.labels(action.value).inc()
+            action = Action.ALLOW
+        if action is Action.BLOCK:
+            await _error(send, 403, "blocked", "this principal is blocked", finding_id=decision.finding_id)
+            return "blocked"
+        if action is Action.THROTTLE:
+            wait = self._throttle(principal, decision)
+            if wait > 0:
+                retry = str(max(1, math.ceil(wait))).encode()
+                await _error(send, 429, "throttled", "rate limited", extra=[(b"retry-after", retry)], retry_after=wait)
+                return "throttled"
+
+        rid = _request_id(headers) or f"{self._prefix}{next(self._seq)}"
+        try:
+            payload = _DECODER.decode(body)
+        except msgspec.DecodeError as exc:
+            log.info("request %s from %s: malformed JSON: %s", rid, principal, exc)
+            await _error(send, 400, "bad_request", f"malformed JSON: {exc}", request_id=rid)
+            return "bad_request"
+        try:
+            parsed = route.adapter.parse_request(payload)
+        except TrafficError as exc:
+            log.info("request %s from %s: %s", rid, principal, exc.reason)
+            await _error(send, 400, "bad_request", exc.reason, request_id=rid)
+            return "bad_request"
+        if (s.on_engine_failure == "closed" and not self.pipeline.alive) or (
+            s.on_overflow == "closed" and not self.pipeline.has_room()
+        ):
+            await _error(send, 503, "overloaded", "detection is unavailable; try again later", request_id=rid)
+            return "overloaded"
+
+        spec = self._harden_spec(decision) if action is Action.HARDEN else None
+        if spec is not None and route.adapter.harden_request(payload, spec):
+            body = _ENCODER.encode(payload)
+        exchange = Exchange(
+            id=rid,
+            ts=time.time(),
+            principal=principal,
+            model=self._model(route, parsed.model),
+            client=Client(ip=client_ip, user_agent=_header(headers, b"user-agent")),
+            adapter=route.adapter,
+            request=parsed,
+        )
+        outcome = await self._forward(scope, headers, body, rid, client_ip, exchange, spec, send)
+        if outcome in ("forwarded", "hardened"):
+            self.pipeline.submit(exchange)  # a full queue is counted by the pipeline (fail-open)
+        return outcome
+
+    def _throttle(self, principal: str, decision: Decision) -> float:
+        try:
+            spec = ThrottleSpec.parse(decision.params)
+        except PolicyError as exc:
+            log.error("decision for %s has bad throttle params (%s); using the defaults", principal, exc)
+            spec = ThrottleSpec.parse({})
+        key = principal
+        if self.settings.throttle_scope == "actor":
+            key = decision.actor or self.pipeline.actor_of(principal) or principal
+        return self.buckets.take(key, spec, time.monotonic())
+
+    def _harden_spec(self, decision: Decision) -> HardenSpec:
+        if not decision.params:
+            return self._default_harden
+        try:
+            return HardenSpec.parse(decision.params)
+        except PolicyError as exc:
+            log.error("decision for %s has bad harden params (%s); using the defaults", decision.principal, exc)
+            return self._default_harden
+
+    def _model(self, route: Route, named: str | None) -> str:
+        name = route.model or named or self.settings.default_model or "default"
+        return self.settings.models.get(name, name)
+
+    async def _forward(
+        self,
+        scope: Scope,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        rid: str,
+        client_ip: str | None,
+        exchange: Exchange,
+        spec: HardenSpec | None,
+        send: Send,
+    ) -> str:
+        out_headers = _upstream_headers(headers, client_ip, rid, identity=True)
+        client = self.client()
+        request = client.build_request(scope["method"], _target(scope), headers=out_headers, content=body)
+        try:
+            response = await client.send(request, stream=True)
+        except httpx.TimeoutException:
+            await _error(send, 504, "upstream_timeout", "the model server did not answer in time", request_id=rid)
+            return "upstream_timeout"
+        except httpx.HTTPError as exc:
+            log.warning("request %s: upstream unreachable: %s", rid, exc)
+            await _error(send, 502, "upstream_error", "the model server is unreachable", request_id=rid)
+            return "upstream_error"
+        try:
+            if "text/event-stream" in response.headers.get("content-type", ""):
+                return await self._stream(response, exchange, send)
+            raw = await response.aread()
+        except httpx.TimeoutException:
+            await _error(send, 504, "upstream_timeout", "the model server did not answer in time", request_id=rid)
+            return "upstream_timeout"
+        except httpx.HTTPError as exc:
+            log.warning("request %s: upstream failed mid-answer: %s", rid, exc)
+            await _error(send, 502, "upstream_error", "the model server closed the connection", request_id=rid)
+            return "upstream_error"
+        finally:
+            await response.aclose()
+        outcome = "forwarded"
+        if response.status_code >= 400:
+            outcome = "upstream_status"
+        elif spec is not None:
+            out = self._harden(exchange, raw, spec)
+            if out is not None:
+                raw = out
+                outcome = "hardened"
+        if exchange.response is None:
+            exchange.response_raw = raw
+        resp_headers = _downstream_headers(response.headers.raw, decoded=True)
+        resp_headers.append((b"content-length", str(len(raw)).encode()))
+        await send({"type": "http.response.start", "status": response.status_code, "headers": resp_headers})
+        await send({"type": "http.response.body", "body": raw})
+        return "forwarded" if outcome == "upstream_status" else outcome
+
+    def _harden(self, exchange: Exchange, raw: bytes, spec: HardenSpec) -> bytes | None:
+        try:
+            original = _DECODER.decode(raw)
+            payload = _DECODER.decode(raw)
+        except msgspec.DecodeError:
+            return None
+        exchange.response = original  # the engine learns from what the model said, not the hardened copy
+        if exchange.adapter.harden_response(payload, spec, self.rng):
+            return _ENCODER.encode(payload)
+        return None
+
+    async def _stream(self, response: httpx.Response, exchange: Exchange, send: Send) -> str:
+        """Pass an SSE answer through chunk by chunk, keeping a bounded copy for the engine."""
+        headers = _downstream_headers(response.headers.raw, decoded=False)
+        await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
+        kept: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_raw():
+            if size < _MAX_STREAM_COPY:
+                kept.append(chunk)
+                size += len(chunk)
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+        exchange.stream = kept
+        return "forwarded"
+
+    async def _passthrough(self, scope: Scope, receive: Receive, send: Send) -> str:
+        """Forward an unknown route untouched: body streamed both ways, headers kept."""
+        headers: list[tuple[bytes, bytes]] = scope["headers"]
+        peer = scope.get("client")
+        out_headers = _upstream_headers(headers, peer[0] if peer else None, None, identity=False)
+        client = self.client()
+        request = client.build_request(
+            scope["method"], _target(scope), headers=out_headers, content=_body_stream(receive)
+        )
+        try:
+            response = await client.send(request, stream=True)
+        except httpx.TimeoutException:
+            await _error(send, 504, "upstream_timeout", "the model server did not answer in time")
+            return "upstream_timeout"
+        except httpx.HTTPError:
+            await _error(send, 502, "upstream_error", "the model server is unreachable")
+            return "upstream_error"
+        try:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": response.status_code,
+                    "headers": _downstream_headers(response.headers.raw, decoded=False),
+                }
+            )
+            async for chunk in response.aiter_raw():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+        finally:
+            await response.aclose()
+        return "forwarded"
+
+
+# -- helpers -------------------------------------------------------------------------------
+async def _read_body(headers: list[tuple[bytes, bytes]], receive: Receive, limit: int) -> bytes | None:
+    """The whole request body, or None as soon as it is known to exceed ``limit``."""
+    declared = _header(headers, b"content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    more = True
+    while more:
+        message: Message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        more = message.get("more_body", False)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def _body_stream(receive: Receive) -> AsyncIterator[bytes]:
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+        yield message.get("body", b"")
+        more = message.get("more_body", False)
+
+
+def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
+    for k, v in headers:
+        if k == name:
+            return v.decode("latin-1")
+    return None
+
+
+def _request_id(headers: list[tuple[bytes, bytes]]) -> str | None:
+    rid = _header(headers, b"x-request-id")
+    if rid and len(rid) <= 128 and rid.isprintable():
+        return rid
+    return None
+
+
+def _target(scope: Scope) -> str:
+    path: str = scope.get("raw_path", scope["path"].encode()).decode("latin-1")
+    qs: bytes = scope.get("query_string", b"")
+    return f"{path}?{qs.decode('latin-1')}" if qs else path
+
+
+def _upstream_headers(
+    headers: list[tuple[bytes, bytes]], client_ip: str | None, rid: str | None, *, identity: bool
+) -> list[tuple[bytes, bytes]]:
+    out = [(k, v) for k, v in headers if k not in _HOP_BY_HOP and not (identity and k == b"accept-encoding")]
+    if identity:
+        out.append((b"accept-encoding", b"identity"))
+    if rid is not None and _header(headers, b"x-request-id") is None:
+        out.append((b"x-request-id", rid.encode("latin-1")))
+    if client_ip:
+        prior = _header(headers, b"x-forwarded-for")
+        out = [(k, v) for k, v in out if k != b"x-forwarded-for"]
+        out.append((b"x-forwarded-for", (f"{prior}, {client_ip}" if prior else client_ip).encode("latin-1")))
+    return out
+
+
+def _downstream_headers(raw: list[tuple[bytes, bytes]], *, decoded: bool) -> list[tuple[bytes, bytes]]:
+    out = []
+    for k, v in raw:
+        lk = k.lower()
+        if lk in _HOP_BY_HOP or (decoded and lk == b"content-encoding"):
+            continue
+        out.append((lk, v))
+    return out
+
+
+async def _error(
+    send: Send,
+    status: int,
+    code: str,
+    message: str,
+    *,
+    extra: list[tuple[bytes, bytes]] | None = None,
+    **fields: Any,
+) -> None:
+    """A JSON error body that says what happened and, for a block, which finding caused it."""
+    error: dict[str, Any] = {"code": code, "message": message}
+    error.update({k: v for k, v in fields.items() if v is not None})
+    body = _ENCODER.encode({"error": error})
+    headers = [_JSON, (b"content-length", str(len(body)).encode()), *(extra or [])]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
