@@ -6,6 +6,7 @@ job; this module only holds the typed record and the pure helpers detectors use.
 
 from __future__ import annotations
 
+import hashlib
 import math
 
 import msgspec
@@ -32,6 +33,10 @@ class ModelProfile(msgspec.Struct, frozen=True, kw_only=True):
     reference: np.ndarray | None = None
     inferred: bool = False
     """True when the profile was drafted from traffic rather than declared."""
+    training_digests: np.ndarray | None = None
+    """Optional sorted ``uint64`` digests of the training rows (``row_digests``). With them
+    the membership detector sees how often a principal queries exact training records.
+    They answer "was this row trained on?", so guard them like the training data."""
 
     @property
     def n_classes(self) -> int | None:
@@ -61,3 +66,22 @@ class ModelProfile(msgspec.Struct, frozen=True, kw_only=True):
         if self.ranges:
             return len(self.ranges)
         return None
+
+
+DIGEST_DECIMALS = 6
+"""Features are rounded to this many decimals before hashing, so a row that went through
+JSON or float32 and back still matches its training digest."""
+
+
+def row_digest(row: Vector) -> int:
+    """A 64-bit digest of one input row, rounded to ``DIGEST_DECIMALS`` decimals."""
+    q = np.round(np.asarray(row, dtype=np.float64), DIGEST_DECIMALS) + 0.0  # + 0.0 folds -0.0 into 0.0
+    return int.from_bytes(hashlib.blake2b(q.tobytes(), digest_size=8).digest(), "little")
+
+
+def row_digests(rows: np.ndarray) -> np.ndarray:
+    """Sorted, unique ``uint64`` digests of ``rows`` (an ``(n, d)`` array), for ``training_digests``."""
+    arr = np.asarray(rows, dtype=np.float64)
+    if arr.ndim != 2:
+        raise ValueError(f"row_digests needs an (n, d) array, got shape {arr.shape}")
+    return np.unique(np.array([row_digest(r) for r in arr], dtype=np.uint64))
