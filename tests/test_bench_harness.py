@@ -262,6 +262,10 @@ def test_traffic_files_read_back_to_the_same_interactions(tmp_path: Path, digits
         a.output is not None and b.output is not None and np.array_equal(a.output.probabilities, b.output.probabilities)  # type: ignore[arg-type]
         for a, b in zip(back, stream, strict=True)
     )
+    assert write_jsonl(tmp_path / "t.jsonl.gz", stream) == len(stream)
+    assert (tmp_path / "t.jsonl.gz").read_bytes()[:2] == b"\x1f\x8b"
+    gz = list(read_jsonl(tmp_path / "t.jsonl.gz", [digits]))
+    assert [i.id for i in gz] == [i.id for i in stream]
     batch_ids = [i.id for i in stream if "#" in i.id]
     assert batch_ids and batch_ids[0].endswith("#0")
 

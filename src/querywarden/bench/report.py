@@ -140,7 +140,7 @@ def markdown(results: BenchResults) -> str:
         "",
         "## Reproduce",
         "",
-        "Every scenario's traffic is in `traffic/<victim>/<attack>--<variant>.jsonl` with the victim's "
+        "Every scenario's traffic is in `traffic/<victim>/<attack>--<variant>.jsonl.gz` with the victim's "
         "`config.toml`; `querywarden replay FILE --config traffic/<victim>/config.toml` gives the findings "
         "counted here.",
         "",

@@ -288,7 +288,7 @@ class Runner:
         attack_stream = interactions(sent.requests, victim)
         attackers = frozenset(sent.principals)
         full = merge(bg.scored, attack_stream)
-        file = self.out / "traffic" / victim.name / f"{run.name}--{variant}.jsonl"
+        file = self.out / "traffic" / victim.name / f"{run.name}--{variant}.jsonl.gz"
         write_jsonl(file, full)
 
         engine = Engine({victim.profile.id: victim.profile}, detectors=bg.specs)

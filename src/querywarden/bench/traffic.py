@@ -13,8 +13,9 @@ exactly what ``querywarden replay`` reads from the files it leaves behind.
 
 from __future__ import annotations
 
+import gzip
 import heapq
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,7 @@ import numpy as np
 from querywarden.bench.scenario import Matrix, Victim
 from querywarden.core.records import Client, Interaction, Output
 from querywarden.core.traffic import TrafficParser, encode
+from querywarden.reference import open_text_or_gzip
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,21 +104,31 @@ def sort_requests(requests: Iterable[Request]) -> list[Request]:
 
 
 def write_jsonl(path: Path, stream: Iterable[Interaction]) -> int:
-    """Write the stream as traffic records, one per line. Returns the number of lines."""
+    """Write the stream as traffic records, one per line. Returns the number of lines.
+
+    A name ending in ``.gz`` is gzip-compressed (fast level): scenario files repeat the
+    benign background, and ``replay`` reads gzip directly.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    n = 0
+    if path.suffix == ".gz":
+        with gzip.open(path, "wb", compresslevel=1) as gz:
+            return _write_lines(gz.write, stream)
     with path.open("wb") as fh:
-        for interaction in stream:
-            fh.write(encode(interaction))
-            fh.write(b"\n")
-            n += 1
+        return _write_lines(fh.write, stream)
+
+
+def _write_lines(write: Callable[[bytes], object], stream: Iterable[Interaction]) -> int:
+    n = 0
+    for interaction in stream:
+        write(encode(interaction) + b"\n")
+        n += 1
     return n
 
 
 def read_jsonl(path: Path, victims: Sequence[Victim]) -> Iterator[Interaction]:
     """Read a traffic file the benchmark wrote, as ``replay`` would. A bad line raises ``TrafficError``."""
     parser = TrafficParser({v.profile.id: v.profile for v in victims}, str(path))
-    with path.open("rb") as fh:
+    with open_text_or_gzip(path) as fh:
         for lineno, line in enumerate(fh, start=1):
             if not line.strip():
                 continue
