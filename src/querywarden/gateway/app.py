@@ -202,10 +202,7 @@ class Gateway:
             adapter=route.adapter,
             request=parsed,
         )
-        outcome = await self._forward(scope, headers, body, rid, client_ip, exchange, spec, send)
-        if outcome in ("forwarded", "hardened"):
-            self.pipeline.submit(exchange)  # a full queue is counted by the pipeline (fail-open)
-        return outcome
+        return await self._forward(scope, headers, body, rid, client_ip, exchange, spec, send)
 
     def _throttle(self, principal: str, decision: Decision) -> float:
         try:
@@ -280,6 +277,10 @@ class Gateway:
         resp_headers = _downstream_headers(response.headers.raw, decoded=True)
         resp_headers.append((b"content-length", str(len(raw)).encode()))
         await send({"type": "http.response.start", "status": response.status_code, "headers": resp_headers})
+        if outcome != "upstream_status":
+            # queued before the last byte leaves, so a client that saw its answer can rely on
+            # the engine having it; a full queue is counted by the pipeline (fail-open)
+            self.pipeline.submit(exchange)
         await send({"type": "http.response.body", "body": raw})
         return "forwarded" if outcome == "upstream_status" else outcome
 
@@ -305,8 +306,10 @@ class Gateway:
                 kept.append(chunk)
                 size += len(chunk)
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        await send({"type": "http.response.body", "body": b""})
         exchange.stream = kept
+        if response.status_code < 400:
+            self.pipeline.submit(exchange)
+        await send({"type": "http.response.body", "body": b""})
         return "forwarded"
 
     async def _passthrough(self, scope: Scope, receive: Receive, send: Send) -> str:
