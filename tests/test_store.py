@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from querywarden.core.engine import DetectorSpec, Engine
+from querywarden.core.engine import DetectorSpec, Engine, Step
 from querywarden.core.profile import ModelProfile
 from querywarden.core.records import (
     Action,
@@ -422,3 +422,19 @@ def test_engine_steps_land_intact_and_a_restart_resumes(store_url: str) -> None:
         assert s.principal("loud").queries == 60  # type: ignore[union-attr]
     assert resumed.decision_for("loud").action is Action.HARDEN
     assert resumed.queries("loud") == 60
+
+
+def test_save_step_writes_behind_and_records_the_actor(store: Store) -> None:
+    engine = Engine(
+        {"credit": ModelProfile(id="credit", n_features=3)},
+        detectors=[DetectorSpec("volume", {"min_queries": 20, "window": 60.0, "sustained": 2})],
+    )
+    for i in range(30):
+        it = _interaction(i, principal="loud", ts=i * 0.1)
+        store.save_step([it], engine.process(it))  # one call per request, as the gateway does
+    store.save_step([_interaction(99, principal="k9")], Step([], [], [], actor="actor-9"))
+    store.flush()
+    assert store.stats().interactions == 31
+    (opened,) = store.findings(principal="loud")
+    assert opened.status == "open" and opened.trigger_id == "req-20"
+    assert [(a.actor, a.members) for a in store.actors()] == [("actor-9", ("k9",))]

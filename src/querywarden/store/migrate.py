@@ -45,7 +45,8 @@ def upgrade(conn: sa.Connection) -> str:
     if at == target:
         return target
     scripts = ScriptDirectory.from_config(_config())
-    if at is not None and scripts.get_revision(at) is None:
+    known = {script.revision for script in scripts.walk_revisions()}
+    if at is not None and at not in known:
         raise StoreError(f"the database is at schema revision {at!r}, newer than this QueryWarden ({target!r})")
     cfg = _config()
     cfg.attributes["connection"] = conn

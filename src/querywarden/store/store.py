@@ -15,7 +15,7 @@ call. The bounded queue makes a fast producer wait instead of growing memory.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 
 import querywarden
+from querywarden.core.engine import Step
 from querywarden.core.records import Decision, Finding, Interaction, Severity, Signal
 from querywarden.errors import StoreError
 from querywarden.store import migrate, reads, writes
@@ -137,6 +138,27 @@ class Store:
             writes.add_signals(conn, s_list)
             writes.add_findings(conn, f_list)
             writes.set_decisions(conn, d_list, note="", by=None)
+
+        self._write(job, wait)
+
+    def save_step(self, interactions: Sequence[Interaction], step: Step, *, wait: bool = False) -> None:
+        """Store an engine ``Step`` and the interactions that caused it.
+
+        Written behind by default: the gateway's worker calls this once per request and must
+        not wait on the disk; the writer commits whatever has queued up in one transaction.
+        """
+        items, retention = list(interactions), self.retention
+        signals, findings, decisions = list(step.signals), list(step.findings), list(step.decisions)
+        actor = step.actor
+        members = {actor: tuple(i.principal for i in items)} if actor is not None and items else {}
+        last_ts = max((i.ts for i in items), default=0.0)
+
+        def job(conn: sa.Connection) -> None:
+            writes.add_interactions(conn, items, retention)
+            writes.add_signals(conn, signals)
+            writes.add_findings(conn, findings)
+            writes.set_decisions(conn, decisions, note="", by=None)
+            writes.save_actors(conn, members, last_ts)
 
         self._write(job, wait)
 
