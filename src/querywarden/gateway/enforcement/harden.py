@@ -115,6 +115,9 @@ def harden_probabilities(probs: FloatArray, spec: HardenSpec, rng: np.random.Gen
         out = masked
     if spec.round is not None:
         out = np.round(out, spec.round)
+        rivals = np.delete(out, top)
+        if rivals.size and rivals.max() >= out[top]:  # rounding made a tie: keep the answer unambiguous
+            out[top] = min(1.0, float(rivals.max()) + 10.0 ** -spec.round)
     return out
 
 
