@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,7 +25,7 @@ from sklearn.preprocessing import StandardScaler
 from querywarden.bench import benign
 from querywarden.bench.benign import DAY, START_TS, WorkloadSizes, field_groups
 from querywarden.bench.report import markdown, write_all
-from querywarden.bench.runner import BenchProfile, BenchResults, Runner, write_config
+from querywarden.bench.runner import BenchProfile, BenchResults, Runner, replayed_digest, write_config
 from querywarden.bench.scenario import AttackRun, Query, Victim
 from querywarden.bench.score import ScenarioWatch, grouped, wilson
 from querywarden.bench.traffic import interactions, read_jsonl, sort_requests, write_jsonl
@@ -318,6 +320,21 @@ def test_scenarios_replay_from_their_files_to_the_same_findings(
         drive(engine, stream, watch, trace)
         finish(engine, watch, trace, 0)
         assert (trace.events, trace.digest.hexdigest()) == (scen.finding_events, scen.findings_digest)
+
+
+def test_querywarden_replay_on_a_scenario_file_gives_the_counted_findings(
+    tmp_path: Path, small_run: tuple[Runner, BenchResults, AttackRun]
+) -> None:
+    runner, results, _ = small_run
+    scen = next(s for s in results.scenarios if s.variant == "sybil")
+    assert scen.finding_events > 0  # an empty digest would match anything
+    file = runner.out / scen.traffic_file
+    out = tmp_path / "findings.jsonl"
+    cli = Path(sys.executable).with_name("querywarden")
+    argv = [str(cli), "replay", str(file), "--config", str(file.parent / "config.toml"), "--findings", str(out)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    assert replayed_digest(out) == (scen.finding_events, scen.findings_digest)
 
 
 def test_scenario_results_measure_budget_success_and_principals(

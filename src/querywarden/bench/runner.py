@@ -21,6 +21,7 @@ holds the whole timeline).
 from __future__ import annotations
 
 import hashlib
+import json
 import platform
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -115,11 +116,29 @@ class _Trace:
     events: int = 0
 
     def add(self, f: Finding) -> None:
-        self.digest.update(f"{f.finding_id}|{f.status}|{f.severity.label}|{','.join(f.principals)}\n".encode())
+        self.add_fields(f.finding_id, f.status, f.severity.label, f.principals)
+
+    def add_fields(self, finding_id: str, status: str, severity: str, principals: Sequence[str]) -> None:
+        self.digest.update(f"{finding_id}|{status}|{severity}|{','.join(principals)}\n".encode())
         self.events += 1
 
     def copy(self) -> _Trace:
         return _Trace(self.digest.copy(), self.events)
+
+
+def replayed_digest(findings_jsonl: Path) -> tuple[int, str]:
+    """The event count and digest of a findings file written by ``querywarden replay``.
+
+    Equal to a scenario's ``finding_events`` and ``findings_digest`` when the replay of its
+    traffic file found exactly what the benchmark counted.
+    """
+    trace = _Trace()
+    with findings_jsonl.open("rb") as fh:
+        for line in fh:
+            if line.strip():
+                rec = json.loads(line)
+                trace.add_fields(rec["finding_id"], rec["status"], rec["severity"], rec["principals"])
+    return trace.events, trace.digest.hexdigest()
 
 
 def drive(
@@ -262,6 +281,7 @@ class Runner:
             scored_interactions=len(scored),
             workloads=workloads,
             flagged_worst=dict(watch.benign_worst),
+            flagged_why={q: sorted(w) for q, w in watch.benign_why.items()},
             kind_of=kind_of,
             thresholds=[
                 {
@@ -359,6 +379,7 @@ class _BenignOutcome:
     scored_interactions: int
     workloads: dict[str, int]
     flagged_worst: dict[str, Severity]
+    flagged_why: dict[str, list[str]]
     kind_of: dict[str, str]
     thresholds: list[dict[str, object]]
     engine_seconds: float
@@ -373,7 +394,10 @@ class _BenignOutcome:
             workloads=self.workloads,
             fpr=benign_rates(self.flagged_worst, self.kind_of),
             fpr_with_attacks=with_attacks,
-            flagged={q: self.kind_of[q] for q in sorted(self.flagged_worst)},
+            flagged={
+                q: f"{self.kind_of[q]}: {self.flagged_worst[q].label} ({'; '.join(self.flagged_why.get(q, []))})"
+                for q in sorted(self.flagged_worst)
+            },
             calibrated=bool(self.thresholds),
             thresholds=self.thresholds,
             engine_seconds=self.engine_seconds,

@@ -85,6 +85,8 @@ class ScenarioWatch:
     benign: frozenset[str]
     detection: Detection | None = None
     benign_worst: dict[str, Severity] = field(default_factory=dict)
+    benign_why: dict[str, set[str]] = field(default_factory=dict)
+    """For each flagged benign principal: ``technique by detector`` of its findings."""
     attacker_findings: int = 0
 
     def observe(self, finding: Finding, attack_queries: int, attacker_actors: Iterable[str]) -> None:
@@ -107,6 +109,8 @@ class ScenarioWatch:
             worst = self.benign_worst.get(p)
             if worst is None or finding.severity > worst:
                 self.benign_worst[p] = finding.severity
+            why = self.benign_why.setdefault(p, set())
+            why.update(f"{finding.technique['id']} by {d}" for d in finding.detectors)
 
 
 def benign_rates(worst: dict[str, Severity], principals: Iterable[str]) -> dict[str, Rate]:
@@ -200,7 +204,7 @@ class VictimResult:
     fpr_with_attacks: dict[str, Rate]
     """A benign principal counts when any scenario of this victim gave it a finding."""
     flagged: dict[str, str]
-    """Benign principals with a finding, and the workload each belongs to."""
+    """Benign principals with a finding: workload, worst severity, technique and detectors."""
     calibrated: bool
     thresholds: list[dict[str, object]]
     engine_seconds: float
