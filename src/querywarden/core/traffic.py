@@ -67,6 +67,37 @@ class _Record(msgspec.Struct, gc=False):
 _DECODER = msgspec.json.Decoder(_Record)
 
 
+# The fast path: the common record (one flat feature vector, a plain output) decoded into
+# strictly typed structs, so msgspec does the type checks in C and floats arrive finite
+# (JSON has no NaN, and msgspec rejects out-of-range numbers). Anything else falls back to
+# the general path above, which also words the error.
+class _FastInput(msgspec.Struct, gc=False):
+    features: list[float]
+
+
+class _FastOutput(msgspec.Struct, gc=False):
+    probabilities: list[float] | None = None
+    label: int | str | None = None
+    scores: list[float] | None = None
+    text: str | None = None
+    logprobs: Any = None
+
+
+class _FastRecord(msgspec.Struct, gc=False):
+    principal: str
+    input: _FastInput | list[float]
+    ts: str | float
+    id: str | None = None
+    model: str | None = None
+    client: Client | None = None
+    output: _FastOutput | None = None
+    params: dict[str, Any] | None = None
+
+
+_FAST_DECODER = msgspec.json.Decoder(_FastRecord)
+_F64 = np.float64
+
+
 @dataclass(frozen=True, slots=True)
 class _Expect:
     """What a model's profile says about its inputs, resolved once."""
@@ -100,6 +131,15 @@ class TrafficParser:
     def parse(self, line: bytes, lineno: int) -> list[Interaction]:
         """One JSON line -> one interaction per instance. Raises ``TrafficError`` located at ``lineno``."""
         try:
+            fast = _FAST_DECODER.decode(line)
+        except (msgspec.DecodeError, UnicodeDecodeError):
+            pass  # not the common shape (or not valid): the general path decides and words the error
+        else:
+            try:
+                return [self._build_fast(fast, lineno)]
+            except _Reject as exc:
+                raise self._error(str(exc), lineno) from None
+        try:
             rec = _DECODER.decode(line)
         except msgspec.ValidationError as exc:
             raise self._error(f"invalid record: {exc}", lineno) from None
@@ -107,7 +147,7 @@ class TrafficParser:
             reason = "truncated JSON" if "truncated" in str(exc) else f"invalid JSON: {exc}"
             raise self._error(reason, lineno) from None
         except UnicodeDecodeError as exc:
-            raise self._error(f"not UTF-8: byte {exc.object[exc.start]:#04x} at offset {exc.start}", lineno) from None
+            raise self._error(f"not UTF-8 (byte {exc.object[exc.start]:#04x})", lineno) from None
         try:
             return self._build(rec, lineno)
         except _Reject as exc:
@@ -173,6 +213,62 @@ class TrafficParser:
             for i, (features, prompt, messages) in enumerate(inputs.items)
         ]
 
+    def _build_fast(self, rec: _FastRecord, lineno: int) -> Interaction:
+        """The common record: the same checks as ``_build``, without its generality."""
+        if not rec.principal:
+            raise _Reject("missing principal")
+        ts = rec.ts
+        if isinstance(ts, float) and 0.0 <= ts < math.inf:
+            pass
+        else:
+            ts = _timestamp(ts)
+        model = rec.model
+        if self._expect is not None:
+            if model is None:
+                if self._only_model is None:
+                    raise _Reject(f"missing model; several are configured: {self._known}")
+                model = self._only_model
+            expect = self._expect.get(model)
+            if expect is None:
+                raise _Reject(f"unknown model {model!r}; configured: {self._known}")
+        else:
+            expect = None
+            if model is None:
+                model = DEFAULT_MODEL
+        raw = rec.input if isinstance(rec.input, list) else rec.input.features
+        n = len(raw)
+        if expect is not None:
+            if expect.kind is InputKind.TEXT:
+                raise _Reject("the model takes text (prompt or messages), not features")
+            if expect.dim is not None and n != expect.dim:
+                raise _Reject(f"wrong feature count: {n}, the model takes {expect.dim}")
+        if n == 0:
+            raise _Reject("features is empty")
+        out = rec.output
+        output = None
+        if out is not None:
+            probs = out.probabilities
+            scores = out.scores
+            output = Output(
+                probabilities=None if probs is None else _fast_vector(probs, "output.probabilities"),
+                label=out.label,
+                scores=None if scores is None else _fast_vector(scores, "output.scores"),
+                text=out.text,
+                logprobs=out.logprobs,
+            )
+        where = f"{self.source}:{lineno}"
+        return Interaction(
+            id=rec.id if rec.id is not None else where,
+            ts=ts,
+            principal=rec.principal,
+            model=model,
+            client=rec.client if rec.client is not None else _NO_CLIENT,
+            features=np.array(raw, dtype=_F64),
+            output=output,
+            params=rec.params if rec.params is not None else {},
+            source=where,
+        )
+
     def _error(self, reason: str, lineno: int) -> TrafficError:
         return TrafficError(reason, source=self.source, line=lineno)
 
@@ -224,6 +320,12 @@ def _finite_ts(ts: float, raw: object) -> float:
 
 
 # -- inputs ----------------------------------------------------------------------------------
+def _fast_vector(raw: list[float], what: str) -> Vector:
+    if not raw:
+        raise _Reject(f"{what} is empty")
+    return np.array(raw, dtype=_F64)
+
+
 def _vector(raw: list[Any], what: str) -> Vector:
     """A JSON number list -> float64 array (1-D or 2-D). Non-numbers and NaN/inf are rejected."""
     try:
