@@ -1,0 +1,1 @@
+"""One module per ``querywarden`` subcommand; ``querywarden.cli`` lists them."""
