@@ -90,7 +90,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "store.url", None, "SQLAlchemy URL of the store, e.g. sqlite:///querywarden.db or postgresql+psycopg://..."
     ),
-    Setting("store.retention", "full", "How much of each interaction's input the store keeps.", RETENTIONS),
+    Setting("store.retention", "sketch", "How much of each interaction's input the store keeps.", RETENTIONS),
 )
 _BY_SECTION: dict[str, dict[str, Setting]] = {}
 for _s in SETTINGS:
@@ -112,7 +112,7 @@ class Config:
     policy: Policy = DEFAULT_POLICY
     risk_kwargs: dict[str, Any] = field(default_factory=dict)
     store_url: str | None = None
-    retention: str = "full"
+    retention: str = "sketch"
     path: Path | None = None
 
     @classmethod
@@ -338,7 +338,7 @@ class _Loader:
         url = t.get("url")
         if url is not None and (not isinstance(url, str) or "://" not in url):
             raise self.error(("store", "url"), f"must be a database URL such as sqlite:///querywarden.db, not {url!r}")
-        retention = self.choice(t.get("retention", "full"), ("store", "retention"), "store")
+        retention = self.choice(t.get("retention", default("store.retention")), ("store", "retention"), "store")
         return url, retention
 
 

@@ -96,11 +96,11 @@ def replay_command(
         raise _fail(err, f"{findings}: directory does not exist")
 
     store = None
-    if db is not None or cfg.store_url is not None:
+    if db is not None:  # never the config's store.url: a trial replay must not write to the live store
         from querywarden.store import open_store
 
         try:
-            store = open_store(db or str(cfg.store_url), retention=cfg.retention)
+            store = open_store(db, retention=cfg.retention)
         except QueryWardenError as exc:
             raise _fail(err, exc.located()) from None
 
