@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -234,3 +236,20 @@ def test_encoder_round_trips() -> None:
         back = one(parser, encode(orig))
         assert to_record(back) == to_record(orig)
         assert back.ts == orig.ts
+
+
+def test_the_documented_examples_parse() -> None:
+    docs = Path(__file__).resolve().parents[1] / "docs" / "traffic-format.md"
+    blocks = re.findall(r"```json\n(.*?)```", docs.read_text(), flags=re.S)
+    lines = [ln.encode() for block in blocks for ln in block.splitlines() if ln.strip()]
+    assert len(lines) == 7
+    assistant = ModelProfile(id="assistant", input_kind=InputKind.TEXT)
+    profiles = {"credit": CREDIT, "digits": DIGITS, "assistant": assistant}
+    parser = TrafficParser(profiles, "traffic-format.md")
+    parsed = [i for n, ln in enumerate(lines, start=1) for i in parser.parse(ln, n)]
+    assert [i.id for i in parsed] == [
+        "req-000123", "req-000124", "req-7#0", "req-7#1", "img-1", "img-2", "chat-1", "chat-2",
+    ]  # fmt: skip
+    assert parsed[4].features is not None and parsed[5].features is not None
+    assert parsed[4].features.tolist() == parsed[5].features.tolist()
+    assert parsed[4].ts + 1 == parsed[5].ts + 3600

@@ -17,7 +17,7 @@ def profile_command(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the TOML here instead of stdout.")] = None,
     sample: Annotated[int, typer.Option("--sample", help="Interactions per model to draft from.")] = SAMPLE_PER_MODEL,
 ) -> None:
-    """Draft model profiles (a config's [models.<id>] tables) from a traffic file."""
+    """Draft model profiles (the models tables of a config) from a traffic file."""
     err = Console(stderr=True)
     if not traffic.is_file():
         err.print(f"[red]error:[/red] {traffic}: traffic file not found", highlight=False)
@@ -39,7 +39,7 @@ def profile_command(
     else:
         out.write_text(text, encoding="utf-8")
     for model, n in run.counts.items():
-        err.print(f"{model}: drafted from {n:,} interactions", highlight=False)
+        err.print(f"{model}: drafted from {n:,} interaction{'' if n == 1 else 's'}", highlight=False)
     if run.rejects:
         err.print(f"{run.rejects:,} bad lines skipped (`querywarden replay` lists them)", highlight=False)
     if out is not None:

@@ -49,11 +49,13 @@ def replay_command(
     ] = None,
     findings: Annotated[
         Path | None,
-        typer.Option("--findings", "-o", help="Findings output; '-' for stdout. [default: <traffic>.findings.jsonl]"),
+        typer.Option(
+            "--findings", "-o", help="Findings output, '-' for stdout. Default: <traffic>.findings.jsonl here."
+        ),
     ] = None,
     fmt: Annotated[str, typer.Option("--format", "-f", help="Findings format: json or ocsf.")] = "json",
     rejects: Annotated[
-        Path | None, typer.Option("--rejects", help="Rejects file. [default: <traffic>.rejects.jsonl by the findings]")
+        Path | None, typer.Option("--rejects", help="Rejects file. Default: <traffic>.rejects.jsonl by the findings.")
     ] = None,
     db: Annotated[
         str | None, typer.Option("--db", help="Store URL to write interactions, signals, findings and decisions to.")
