@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from querywarden.core.records import Interaction
+from querywarden.core.engine import Step
+from querywarden.core.records import Action, Decision, Interaction
 from querywarden.errors import StoreError
 from querywarden.store import open_store
 
@@ -138,3 +139,35 @@ def test_a_closed_store_refuses_writes(tmp_path: Path) -> None:
     store.close()  # closing twice is harmless
     with pytest.raises(StoreError, match="closed"):
         store.add_interactions(_batch(0, 1))
+
+
+def test_writes_behind_from_many_threads_all_land_with_a_tiny_buffer(tmp_path: Path) -> None:
+    with open_store(f"sqlite:///{tmp_path}/qw.db") as store:
+        store._behind._max_rows = 8  # producers keep hitting the cap and waiting for the writer
+
+        def produce(principal: str) -> None:
+            for it in _batch(0, 300, principal):
+                store.save_step((it,), Step([], [], []))
+
+        threads = [threading.Thread(target=produce, args=(f"p{n}",)) for n in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        store.flush()
+        assert {p.principal: p.queries for p in store.principals()} == {f"p{n}": 300 for n in range(4)}
+
+
+def test_writes_behind_keep_their_order(tmp_path: Path) -> None:
+    actions = [Action.HARDEN, Action.THROTTLE, Action.BLOCK, Action.ALLOW]
+    with open_store(f"sqlite:///{tmp_path}/qw.db") as store:
+        for n, action in enumerate(actions):
+            store.record(decisions=[Decision(principal="k", action=action, ts=float(n))], wait=False)
+        store.flush()
+        assert [(e.previous_action, e.action) for e in reversed(store.audit())] == [
+            (None, "harden"),
+            ("harden", "throttle"),
+            ("throttle", "block"),
+            ("block", "allow"),
+        ]
+        assert [d.action for d in store.load_decisions()] == [Action.ALLOW]

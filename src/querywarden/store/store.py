@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
@@ -28,6 +28,7 @@ from querywarden.core.engine import Step
 from querywarden.core.records import Decision, Finding, Interaction, Severity, Signal
 from querywarden.errors import StoreError
 from querywarden.store import migrate, reads, writes
+from querywarden.store.behind import Part, WriteBehind, write_parts
 from querywarden.store.codec import Retention
 from querywarden.store.url import StoreURL, create_engines, parse_url
 from querywarden.store.views import (
@@ -45,7 +46,9 @@ T = TypeVar("T")
 
 DEFAULT_URL = "sqlite:///querywarden.db"
 MAX_PENDING_WRITES = 64
-"""Queued write jobs before a producer that does not wait is held back."""
+"""Queued write jobs before a producer is held back."""
+MAX_BEHIND_ROWS = 50_000
+"""Records given without waiting that may sit in memory before a producer is held back."""
 
 
 def open_store(url: str = DEFAULT_URL, *, retention: str = "sketch") -> Store:
@@ -70,6 +73,7 @@ class Store:
         self._serial_reads = url.in_memory
         self.schema_revision = self._migrate()
         self._writer = Writer(self._write_engine, self._wrap, max_pending=MAX_PENDING_WRITES)
+        self._behind = WriteBehind(self._writer, retention, self._wrap, max_rows=MAX_BEHIND_ROWS)
 
     def _wrap(self, exc: BaseException) -> StoreError:
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0] if str(exc) else type(exc).__name__
@@ -115,10 +119,12 @@ class Store:
         return f"Store({self.url.redacted!r}, retention={self.retention.value!r})"
 
     # -- writes -------------------------------------------------------------------------
-    def _write(self, job: Callable[[sa.Connection], Any], wait: bool) -> None:
-        future = self._writer.submit(job, watched=wait)
-        if wait:
-            future.result()
+    def _put(self, part: Part, wait: bool) -> None:
+        if not wait:
+            self._behind.add(part)
+            return
+        retention = self.retention
+        self._writer.call(lambda conn: write_parts(conn, [part], retention))
 
     def record(
         self,
@@ -130,16 +136,7 @@ class Store:
         wait: bool = True,
     ) -> None:
         """Store what the engine saw and did, in one transaction (an engine ``Step``'s parts)."""
-        i_list, s_list, f_list, d_list = list(interactions), list(signals), list(findings), list(decisions)
-        retention = self.retention
-
-        def job(conn: sa.Connection) -> None:
-            writes.add_interactions(conn, i_list, retention)
-            writes.add_signals(conn, s_list)
-            writes.add_findings(conn, f_list)
-            writes.set_decisions(conn, d_list, note="", by=None)
-
-        self._write(job, wait)
+        self._put(Part(list(interactions), list(signals), list(findings), list(decisions)), wait)
 
     def save_step(self, interactions: Sequence[Interaction], step: Step, *, wait: bool = False) -> None:
         """Store an engine ``Step`` and the interactions that caused it.
@@ -147,33 +144,29 @@ class Store:
         Written behind by default: the gateway's worker calls this once per request and must
         not wait on the disk; the writer commits whatever has queued up in one transaction.
         """
-        items, retention = list(interactions), self.retention
-        signals, findings, decisions = list(step.signals), list(step.findings), list(step.decisions)
-        actor = step.actor
-        members = {actor: tuple(i.principal for i in items)} if actor is not None and items else {}
+        items = list(interactions)
+        actors = {step.actor: tuple(i.principal for i in items)} if step.actor is not None and items else {}
         last_ts = max((i.ts for i in items), default=0.0)
-
-        def job(conn: sa.Connection) -> None:
-            writes.add_interactions(conn, items, retention)
-            writes.add_signals(conn, signals)
-            writes.add_findings(conn, findings)
-            writes.set_decisions(conn, decisions, note="", by=None)
-            writes.save_actors(conn, members, last_ts)
-
-        self._write(job, wait)
+        part = Part(items, list(step.signals), list(step.findings), list(step.decisions), actors, last_ts)
+        self._put(part, wait)
 
     def add_interactions(self, interactions: Iterable[Interaction], *, wait: bool = True) -> None:
-        items, retention = list(interactions), self.retention
-        self._write(lambda conn: writes.add_interactions(conn, items, retention), wait)
+        self._put(Part(interactions=list(interactions)), wait)
 
     def add_signals(self, signals: Iterable[Signal], *, wait: bool = True) -> None:
-        items = list(signals)
-        self._write(lambda conn: writes.add_signals(conn, items), wait)
+        self._put(Part(signals=list(signals)), wait)
 
     def add_findings(self, findings: Iterable[Finding], *, wait: bool = True) -> None:
         """Upsert each finding's current state and append the event to its history."""
-        items = list(findings)
-        self._write(lambda conn: writes.add_findings(conn, items), wait)
+        self._put(Part(findings=list(findings)), wait)
+
+    def set_decisions(self, decisions: Iterable[Decision], *, wait: bool = True) -> None:
+        """Engine decisions, audited as the engine's."""
+        self._put(Part(decisions=list(decisions)), wait)
+
+    def save_actors(self, actors: Mapping[str, Iterable[str]], ts: float, *, wait: bool = True) -> None:
+        """Record actor membership (actor id -> principals); a principal moves when actors merge."""
+        self._put(Part(actors={a: tuple(ps) for a, ps in actors.items()}, actors_ts=ts), wait)
 
     def set_decision(self, decision: Decision, actor_note: str = "", *, by: str | None = None) -> None:
         """Make ``decision`` the principal's current one and audit it; durable on return.
@@ -183,21 +176,12 @@ class Store:
         """
         self._writer.call(lambda conn: writes.set_decisions(conn, [decision], note=actor_note, by=by))
 
-    def set_decisions(self, decisions: Iterable[Decision], *, wait: bool = True) -> None:
-        items = list(decisions)
-        self._write(lambda conn: writes.set_decisions(conn, items, note="", by=None), wait)
-
     def clear_decision(self, principal: str, actor_note: str = "", *, by: str = "operator") -> bool:
         """Lift the principal's decision (back to allow); audited. False if it had none."""
         ts = time.time()
         return bool(
             self._writer.call(lambda conn: writes.clear_decision(conn, principal, ts=ts, note=actor_note, by=by))
         )
-
-    def save_actors(self, actors: Mapping[str, Iterable[str]], ts: float, *, wait: bool = True) -> None:
-        """Record actor membership (actor id -> principals); a principal moves when actors merge."""
-        frozen = {a: tuple(ps) for a, ps in actors.items()}
-        self._write(lambda conn: writes.save_actors(conn, frozen, ts), wait)
 
     def save_snapshot(self, name: str, blob: bytes, ts: float) -> None:
         """Keep engine state under ``name`` (replacing the previous one); durable on return."""

@@ -43,6 +43,7 @@ class Writer:
         self._queue: queue.Queue[tuple[Job, Future[Any]] | _Stop] = queue.Queue(maxsize=max_pending)
         self._lock = threading.Lock()
         self._deferred: list[StoreError] = []
+        self._more = 0
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="querywarden-store-writer", daemon=True)
         self._thread.start()
@@ -78,22 +79,30 @@ class Writer:
             self._queue.put(_Stop())
             self._thread.join()
 
+    def defer(self, error: StoreError, *, more: int = 0) -> None:
+        """Keep ``error`` (and a count of ``more`` like it) for the next call to raise."""
+        with self._lock:
+            self._deferred.append(error)
+            self._more += more
+
     def raise_deferred(self) -> None:
         with self._lock:
             if not self._deferred:
                 return
             first, *rest = self._deferred
+            more = len(rest) + self._more
             self._deferred.clear()
-        if rest:
-            first.reason += f" (and {len(rest)} more failed writes)"
+            self._more = 0
+        if more:
+            first.reason += f" (and {more} more failed writes)"
+            first.args = (first.located(),)
         raise first
 
     # -- the thread --------------------------------------------------------------------
     def _remember_failure(self, future: Future[Any]) -> None:
         exc = future.exception()
         if exc is not None:
-            with self._lock:
-                self._deferred.append(exc if isinstance(exc, StoreError) else self._wrap(exc))
+            self.defer(exc if isinstance(exc, StoreError) else self._wrap(exc))
 
     def _run(self) -> None:
         while True:
