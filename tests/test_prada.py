@@ -1,0 +1,207 @@
+"""PRADA-style distance-distribution test against a real digits classifier.
+
+Attacks are short simulations of Jacobian-based augmentation (Papernot et al.): seeds from
+natural data, then each round adds every point moved one signed-gradient step of a
+substitute model. Benign principals send natural held-out digits, repeats and retries.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_breast_cancer, load_digits
+from sklearn.linear_model import LogisticRegression
+from sklearn.neural_network import MLPClassifier
+
+from querywarden.core import snapshot
+from querywarden.core.profile import ModelProfile
+from querywarden.core.records import InputKind, Interaction, Output, Severity, Signal
+from querywarden.detectors.prada import PradaDetector
+from querywarden.errors import DetectorError
+
+Victim = tuple[ModelProfile, MLPClassifier, np.ndarray]
+
+
+@pytest.fixture(scope="module")
+def digits() -> Victim:
+    x, y = load_digits(return_X_y=True)
+    model = MLPClassifier((32,), max_iter=1000, random_state=0).fit(x[:1000], y[:1000])
+    profile = ModelProfile(
+        id="digits",
+        input_kind=InputKind.IMAGE,
+        n_features=64,
+        shape=(8, 8),
+        ranges=tuple((0.0, 16.0) for _ in range(64)),
+        classes=tuple(str(c) for c in range(10)),
+        reference=x[1000:1400],
+    )
+    return profile, model, x[1400:]
+
+
+def _feed(det: PradaDetector, model: MLPClassifier, rows: np.ndarray, principal: str) -> list[tuple[int, Signal]]:
+    probs = model.predict_proba(rows)
+    out: list[tuple[int, Signal]] = []
+    for i, (row, p) in enumerate(zip(rows, probs, strict=True)):
+        it = Interaction(
+            id=f"{principal}-{i}",
+            ts=1e9 + i,
+            principal=principal,
+            model="digits",
+            features=row,
+            output=Output(probabilities=p),
+        )
+        out.extend((i + 1, s) for s in det.update(it))
+    return out
+
+
+def _jacobian_augmentation(model: MLPClassifier, seeds: np.ndarray, n: int, step: float, seed: int) -> np.ndarray:
+    """Papernot-style augmentation with a logistic substitute retrained each round."""
+    rng = np.random.default_rng(seed)
+    points = list(seeds)
+    while len(points) < n:
+        current = np.array(points)
+        labels = model.predict(current)
+        substitute = LogisticRegression(max_iter=5000).fit(current / 16.0, labels)
+        classes = list(substitute.classes_)
+        for x, label in zip(current, labels, strict=True):
+            grad = substitute.coef_[classes.index(label)] if len(classes) > 2 else substitute.coef_[0]
+            grad = grad + rng.normal(0, 1e-3, grad.shape)  # break ties where the weight is zero
+            points.append(np.clip(x + step * 16.0 * np.sign(grad), 0.0, 16.0))
+    return np.array(points[:n])
+
+
+def test_natural_principals_stay_below_medium(digits: Victim) -> None:
+    profile, model, pool = digits
+    det = PradaDetector(profile=profile)
+    rng = np.random.default_rng(0)
+    for k in range(20):
+        signals = _feed(det, model, pool[rng.integers(len(pool), size=400)], f"customer{k}")
+        assert not signals, f"customer{k}: {signals}"
+    worst = det.calibration()["delta"].values
+    assert len(worst) == 20
+    assert min(worst) > det.delta + 0.05  # a clear margin, not a near miss
+
+
+def test_jacobian_augmentation_with_a_linear_substitute_is_caught(digits: Victim) -> None:
+    """A linear substitute moves every point of a class the same way; clipping makes many repeats,
+    so fewer distinct queries are measured and detection takes longer than with a network."""
+    profile, model, pool = digits
+    rng = np.random.default_rng(1)
+    seeds = pool[rng.choice(len(pool), size=20, replace=False)]
+    attack = _jacobian_augmentation(model, seeds, 600, 0.05, 1)
+    det = PradaDetector(profile=profile)
+    signals = _feed(det, model, attack, "thief")
+    assert signals, "augmentation went unnoticed"
+    first_at, first = signals[0]
+    assert first.severity == Severity.MEDIUM
+    assert first_at <= 600
+    assert first.technique == "AML.T0024.002"
+    assert first.evidence["shapiro_w"] < det.delta
+    assert len(signals) <= 2  # once per level, no flood
+
+
+def test_random_sign_augmentation_is_caught_fast(digits: Victim) -> None:
+    """A substitute whose gradient signs vary per point (a small network) gives the same spike."""
+    profile, model, pool = digits
+    rng = np.random.default_rng(5)
+    points = list(pool[rng.choice(len(pool), size=20, replace=False)])
+    while len(points) < 400:
+        points += [np.clip(p + 1.6 * np.sign(rng.normal(size=64)), 0, 16) for p in points]
+    signals = _feed(PradaDetector(profile=profile), model, np.array(points[:400]), "thief")
+    assert signals and signals[0][0] <= 150  # the first test, at 100 distances, already fails
+    assert signals[0][1].evidence["shapiro_w"] < 0.6
+    assert [s.severity for _, s in signals] == [Severity.MEDIUM, Severity.HIGH]  # sustained: high, once
+
+
+def test_retries_and_exact_duplicates_are_not_new_samples(digits: Victim) -> None:
+    profile, model, pool = digits
+    det = PradaDetector(profile=profile)
+    rng = np.random.default_rng(3)
+    records = pool[rng.choice(len(pool), size=150, replace=False)]
+    rows = np.repeat(records, 3, axis=0)  # every record sent three times in a row
+    rows = np.vstack([rows, records[rng.permutation(150)]])  # and the whole set again later
+    assert not _feed(det, model, rows, "flaky")
+    state = det._states.peek("flaky")
+    assert state is not None and state.n_dists <= 150  # only first sightings are measured
+
+
+def test_a_tabular_batch_job_stays_below_medium() -> None:
+    x, y = load_breast_cancer(return_X_y=True)
+    lo, hi = x.min(axis=0), x.max(axis=0)
+    model = LogisticRegression(max_iter=5000).fit((x[:300] - lo) / (hi - lo), y[:300])
+    profile = ModelProfile(id="bc", n_features=30, ranges=tuple(zip(lo, hi, strict=True)), reference=x[300:450])
+    det = PradaDetector(profile=profile)
+    rows = x[450:][np.random.default_rng(4).integers(119, size=3000)]
+    probs = model.predict_proba((rows - lo) / (hi - lo))
+    for i, (row, p) in enumerate(zip(rows, probs, strict=True)):
+        it = Interaction(
+            id=str(i), ts=float(i), principal="batch", model="bc", features=row, output=Output(probabilities=p)
+        )
+        assert not det.update(it)
+
+
+def test_interactions_without_usable_features_are_skipped(digits: Victim) -> None:
+    profile, _, pool = digits
+    det = PradaDetector(profile=profile)
+    assert det.update(Interaction(id="a", ts=1.0, principal="p", model="digits")) == []
+    assert det.update(Interaction(id="b", ts=2.0, principal="p", model="digits", features=np.zeros(5))) == []
+    assert det.state_size() == 0
+    # no output: the principal's queries share one bucket instead of one per class
+    assert det.update(Interaction(id="c", ts=3.0, principal="p", model="digits", features=pool[0])) == []
+    state = det._states.peek("p")
+    assert state is not None and list(state.classes) == [None]
+
+
+def test_label_only_outputs_bucket_by_label(digits: Victim) -> None:
+    profile, _, pool = digits
+    det = PradaDetector(profile=profile)
+    for i, label in enumerate(["3", "3", "7"]):
+        det.update(
+            Interaction(
+                id=str(i), ts=float(i), principal="p", model="digits", features=pool[i], output=Output(label=label)
+            )
+        )
+    state = det._states.peek("p")
+    assert state is not None and sorted(state.classes) == ["3", "7"]
+
+
+def test_snapshot_restores_windows_and_distances(digits: Victim) -> None:
+    profile, model, pool = digits
+    rng = np.random.default_rng(6)
+    attack = _jacobian_augmentation(model, pool[rng.choice(len(pool), size=20, replace=False)], 400, 0.05, 6)
+    det = PradaDetector(profile=profile)
+    _feed(det, model, attack[:90], "thief")
+    twin = det.clone()
+    twin.restore(det.snapshot())
+    assert snapshot.loads(det.snapshot())[0] == "PradaDetector"
+    rest_a = [(i, s.severity, s.evidence) for i, s in _feed(det, model, attack[90:], "thief")]
+    rest_b = [(i, s.severity, s.evidence) for i, s in _feed(twin, model, attack[90:], "thief")]
+    assert rest_a == rest_b and rest_a
+
+
+def test_memory_per_stored_query_is_bounded(digits: Victim) -> None:
+    profile, model, pool = digits
+    det = PradaDetector(profile=profile, window=64)
+    rng = np.random.default_rng(7)
+    before = len(det.snapshot())
+    rows = pool[rng.integers(len(pool), size=2000)] + rng.normal(0, 0.5, size=(2000, 64))
+    _feed(det, model, np.clip(rows, 0, 16), "heavy")
+    state = det._states.peek("heavy")
+    assert state is not None
+    stored = sum(w.count for w in state.classes.values())
+    assert stored <= 64 * len(state.classes)  # the per-class window caps it
+    assert (len(det.snapshot()) - before) / stored < 2048
+
+
+def test_bad_parameters_are_refused(digits: Victim) -> None:
+    profile, _, _ = digits
+    with pytest.raises(DetectorError, match="delta"):
+        PradaDetector(profile=profile, delta=1.5)
+    with pytest.raises(DetectorError, match="min_distances"):
+        PradaDetector(profile=profile, min_distances=5)
+
+
+def test_a_profile_without_width_is_silent() -> None:
+    det = PradaDetector(profile=ModelProfile(id="unknown"))
+    it = Interaction(id="a", ts=1.0, principal="p", model="unknown", features=np.ones(4))
+    assert det.update(it) == []
