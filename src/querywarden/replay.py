@@ -70,8 +70,9 @@ class ReplayStats:
     signals: int = 0
     finding_events: int = 0
     seconds: float = 0.0
-    findings: dict[str, Finding] = field(default_factory=dict)
-    """The latest event of every finding, by id."""
+    findings: dict[str, tuple[str, str, str, tuple[str, ...]]] = field(default_factory=dict)
+    """Per finding id, its latest technique id and name, severity label and principals
+    (not the whole finding: a long replay may raise many, and evidence is bulky)."""
     rejects_path: Path | None = None
 
     @property
@@ -80,10 +81,10 @@ class ReplayStats:
 
     def by_technique_severity(self) -> Counter[tuple[str, str, str]]:
         """Distinct findings per (technique id, technique name, severity label), at their latest state."""
-        return Counter((f.technique["id"], f.technique["name"], f.severity.label) for f in self.findings.values())
+        return Counter((tid, name, severity) for tid, name, severity, _ in self.findings.values())
 
     def principals_flagged(self) -> set[str]:
-        return {p for f in self.findings.values() for p in f.principals}
+        return {p for *_, principals in self.findings.values() for p in principals}
 
 
 class RejectsFile:
@@ -148,7 +149,7 @@ def replay(
     def emit(found: list[Finding]) -> None:
         for f in found:
             write(f)
-            latest[f.finding_id] = f
+            latest[f.finding_id] = (f.technique["id"], f.technique["name"], f.severity.label, f.principals)
         stats.finding_events += len(found)
 
     with open_text_or_gzip(path) as fh:
