@@ -359,4 +359,16 @@ def load_config(path: str | Path) -> Config:
     return _Loader(p, text).load(data)
 
 
-__all__ = ["SETTINGS", "Config", "Setting", "default", "load_config", "write_detector_params"]
+def load_profile(table: dict[str, Any], *, path: str | Path, model_id: str | None = None) -> ModelProfile:
+    """One model profile from an already parsed TOML table in the ``[models.<id>]`` format.
+
+    Used where a profile stands alone, e.g. a detector sample's ``[profile]`` table; an
+    ``id`` key names the model there. Paths (``reference``) resolve against ``path``'s folder.
+    """
+    p = Path(path)
+    mid = model_id or str(table.get("id", p.stem))
+    body = {k: v for k, v in table.items() if k != "id"}
+    return _Loader(p, p.read_text(encoding="utf-8") if p.is_file() else "").model(mid, body)
+
+
+__all__ = ["SETTINGS", "Config", "Setting", "default", "load_config", "load_profile", "write_detector_params"]
