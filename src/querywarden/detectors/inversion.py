@@ -1,0 +1,328 @@
+"""Inversion: a principal reconstructing what the model learned about a class or a record.
+
+Model inversion (AML.T0024.001) has two query shapes that the attack cannot avoid, because
+they are how it reads the model:
+
+**Confidence ascent** (MI-Face, Fredrikson et al. 2015). The attacker optimises an input
+so the model grows ever more confident in one target class. Black-box, every step is a
+query a tiny distance from the last (a small fraction of the natural spacing between real
+inputs), and the target class's confidence keeps setting new highs along the chain. Noise
+around a fixed photo sets a new high only about ln(n) times in n queries; an optimiser sets
+one nearly every step. The detector counts, per chain of small steps, the *records* of the
+most-improved class, and alarms when they pass ``chain_records`` with a total climb of at
+least ``min_climb``.
+
+**Single-record variants.** Estimating a gradient by finite differences sends batches
+of inputs that each differ from a centre in one coordinate by ±h. Fredrikson-style
+attribute inversion on tabular models sends the same record again and again while one
+sensitive feature is swept over its values. Both are a *family*: one base record plus
+many distinct variants that each change at most ``max_edited`` features of it. A what-if
+user editing one or two fields a handful of times makes a family of a few variants;
+a sweep over a feature's value range or a gradient estimate makes dozens. The detector
+alarms when one family reaches ``sweep_variants`` distinct variants, or when
+``swept_records`` different families each reach three variants within 512 queries (the
+same short sweep repeated over many victims' records, e.g. over a feature with few
+values).
+
+Exact duplicates (retries) are ignored. ``medium`` is the calibrated crossing; ``high`` is
+four times past it. One signal per rise of level, not per query.
+
+Blind spots: an inversion that spaces its steps at the natural spacing (it then needs far
+more queries and looks like extraction); a sweep over a feature with fewer values than
+``sweep_variants`` for one single victim; MI-Face against hardened (rounded, top-1) outputs,
+which the attack cannot climb anyway.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+import numpy as np
+
+from querywarden.core.atlas import INVERSION
+from querywarden.core.detector import Calibration, Detector, PrincipalStates
+from querywarden.core.profile import ModelProfile
+from querywarden.core.records import Evidence, Interaction, Severity, Signal, Vector
+from querywarden.detectors.reference import QuerySpace, reference_rows
+from querywarden.detectors.reference import spacing as natural_spacing
+
+_TOLERANCE = 1e-6
+"""Normalised difference below which a feature counts as unchanged."""
+_SWEPT_WINDOW = 512
+"""Queries over which families editing the same feature are counted."""
+_HIGH_FACTOR = 4.0
+_NO_PROJECTION = 1 << 30
+
+_CHAIN, _SWEEP, _SWEPT = "confidence_ascent", "feature_sweep", "record_sweeps"
+
+
+class _State:
+    __slots__ = (
+        "bases",
+        "best",
+        "chain_len",
+        "last",
+        "last_family",
+        "levels",
+        "queries",
+        "records",
+        "serial",
+        "serials",
+        "start",
+        "swept",
+        "used",
+        "variants",
+        "worst",
+    )
+
+    def __init__(self) -> None:
+        self.queries = 0
+        self.last: Vector | None = None
+        self.chain_len = 0
+        self.start: Vector | None = None
+        self.best: Vector | None = None
+        self.records: np.ndarray | None = None
+        self.bases: np.ndarray | None = None  # (families, dim) float32
+        self.used: list[int] = []
+        self.variants: list[set[int]] = []
+        self.serials: list[int] = []  # family serial numbers, so a replaced family is a new one
+        self.serial = 0
+        self.last_family = 0  # serial of the family the previous distinct query fell in
+        self.swept: dict[int, deque[tuple[int, int]]] = {}  # feature -> (family serial, query)
+        self.levels = [0, 0, 0]  # chain, sweep, swept: 0 quiet, 2 medium, 3 high
+        self.worst = [0.0, 0.0, 0.0]
+
+
+class InversionDetector(Detector):
+    name = "inversion"
+    technique = INVERSION
+    description = "confidence-ascent chains and single-record feature sweeps (model inversion)"
+    needs = frozenset({"features"})
+
+    def __init__(
+        self,
+        *,
+        profile: ModelProfile,
+        step_ratio: float = 0.25,
+        chain_records: float = 12,
+        min_climb: float = 0.1,
+        max_edited: int = 2,
+        sweep_variants: float = 12,
+        swept_records: float = 6,
+        families: int = 16,
+        spacing: float | None = None,
+        max_principals: int = 100_000,
+    ) -> None:
+        super().__init__(profile=profile)
+        if step_ratio <= 0 or chain_records < 2 or sweep_variants < 2 or swept_records < 1 or families < 1:
+            raise ValueError(
+                "inversion: step_ratio > 0, chain_records >= 2, sweep_variants >= 2, swept_records >= 1 "
+                "and families >= 1 are required"
+            )
+        self.step_ratio = step_ratio
+        self.chain_records = chain_records
+        self.min_climb = min_climb
+        self.max_edited = max_edited
+        self.sweep_variants = sweep_variants
+        self.swept_records = swept_records
+        self.families = families
+        self.spacing = spacing
+        self.max_principals = max_principals
+        # per-feature scaling only: a projection would hide which feature a variant edits
+        self._space = QuerySpace.from_profile(profile, max_dims=_NO_PROJECTION)
+        self._spacing = 1.0
+        if self._space is not None:
+            rows = reference_rows(profile, self._space)
+            self._spacing = spacing if spacing else natural_spacing(rows, self._space.dim)
+        self._states: PrincipalStates[_State] = PrincipalStates(_State, max_principals)
+
+    def _edit_limit(self) -> int:
+        """How many features a variant may change: fewer on narrow inputs, where natural
+        records easily share all but one or two values; none below three features."""
+        dim = self._space.dim if self._space is not None else 0
+        if dim < 3:
+            return 0
+        return min(self.max_edited, 1 if dim < 8 else self.max_edited)
+
+    def update(self, interaction: Interaction) -> list[Signal]:
+        z = self._space.transform(interaction.features) if self._space is not None else None
+        if z is None:
+            return []
+        st = self._states.get(interaction.principal)
+        if st.last is not None and st.last.shape == z.shape:
+            step = float(np.linalg.norm(z - st.last))
+            if step == 0.0:
+                return []  # a retry or exact duplicate discloses nothing new
+        else:
+            step = math.inf
+        st.queries += 1
+        st.last = z
+        changed = self._follow_chain(st, step, probabilities(interaction))
+        edited = self._follow_family(st, z)
+        if edited is not None:
+            changed = True
+        if not changed:
+            return []
+        return self._judge(interaction, st, edited)
+
+    # -- confidence ascent --------------------------------------------------------------
+    def _follow_chain(self, st: _State, step: float, p: Vector | None) -> bool:
+        if step > self.step_ratio * self._spacing or p is None or st.best is None or st.best.shape != p.shape:
+            st.chain_len = 1
+            st.start = None if p is None else p.copy()
+            st.best = None if p is None else p.copy()
+            st.records = None if p is None else np.zeros(p.shape[0], dtype=np.int64)
+            return False
+        st.chain_len += 1
+        better = p > st.best
+        if not better.any() or st.records is None:
+            return False
+        st.records += better
+        np.maximum(st.best, p, out=st.best)
+        return True
+
+    def _chain_reading(self, st: _State) -> tuple[int, int, float]:
+        """(target class, its records, its climb) for the current chain."""
+        if st.records is None or st.best is None or st.start is None:
+            return -1, 0, 0.0
+        target = int(np.argmax(st.records))
+        return target, int(st.records[target]), float(st.best[target] - st.start[target])
+
+    # -- single-record variants ---------------------------------------------------------
+    def _follow_family(self, st: _State, z: Vector) -> np.ndarray | None:
+        """Place the query in a family; return the indices it edits when it is a new variant."""
+        limit = self._edit_limit()
+        if limit == 0:
+            return None
+        zf = z.astype(np.float32)
+        if st.bases is None:
+            self._new_family(st, zf)
+            return None
+        differs = np.abs(st.bases - zf) > _TOLERANCE
+        counts = differs.sum(axis=1)
+        k = int(np.argmin(counts))
+        n_changed = int(counts[k])
+        if n_changed == 0 or n_changed > limit:
+            if n_changed:
+                self._new_family(st, zf)
+            return None
+        serial = st.serials[k]
+        adjacent = st.last_family == serial
+        st.last_family = serial
+        st.used[k] = st.queries
+        seen = st.variants[k]
+        key = hash(zf.tobytes())
+        if key in seen or len(seen) > _HIGH_FACTOR * self.sweep_variants:
+            return None
+        seen.add(key)
+        edited = np.flatnonzero(differs[k])
+        for j in edited.tolist() if adjacent else ():
+            trail = st.swept.get(j)
+            if trail is None:
+                trail = st.swept[j] = deque(maxlen=int(_HIGH_FACTOR * self.swept_records) + 1)
+            if not any(s == serial for s, _ in trail):
+                trail.append((serial, st.queries))
+        st.worst[1] = max(st.worst[1], float(len(seen)))
+        st.worst[2] = max(st.worst[2], float(self._swept_count(st)))
+        return edited
+
+    def _new_family(self, st: _State, zf: np.ndarray) -> None:
+        if st.bases is None:
+            st.bases = zf[None, :].copy()
+        elif len(st.bases) < self.families:
+            st.bases = np.vstack([st.bases, zf[None, :]])
+        else:
+            k = int(np.argmin(st.used))
+            st.bases[k] = zf
+            st.used[k] = st.queries
+            st.variants[k] = set()
+            st.serial += 1
+            st.serials[k] = st.last_family = st.serial
+            return
+        st.used.append(st.queries)
+        st.variants.append(set())
+        st.serial += 1
+        st.serials.append(st.serial)
+        st.last_family = st.serial
+
+    def _swept_count(self, st: _State) -> int:
+        """The most distinct families that edited one same feature within the window."""
+        recent = st.queries - _SWEPT_WINDOW
+        return max((sum(1 for _, q in trail if q > recent) for trail in st.swept.values()), default=0)
+
+    # -- judging ------------------------------------------------------------------------
+    def _judge(self, interaction: Interaction, st: _State, edited: np.ndarray | None) -> list[Signal]:
+        target, records, climb = self._chain_reading(st)
+        if climb >= self.min_climb:
+            st.worst[0] = max(st.worst[0], float(records))
+        family = max((len(v) for v in st.variants), default=0)
+        swept = self._swept_count(st)
+        readings = (
+            (records if climb >= self.min_climb else 0, self.chain_records),
+            (family, self.sweep_variants),
+            (swept, self.swept_records),
+        )
+        best_pattern, best_level = -1, 0
+        for i, (value, threshold) in enumerate(readings):
+            level = 0
+            if value >= _HIGH_FACTOR * threshold:
+                level = int(Severity.HIGH)
+            elif value >= threshold:
+                level = int(Severity.MEDIUM)
+            if level > st.levels[i]:
+                st.levels[i] = level
+                if level > best_level:
+                    best_pattern, best_level = i, level
+        if best_level == 0:
+            return []
+        value, threshold = readings[best_pattern]
+        evidence: Evidence = {
+            "pattern": (_CHAIN, _SWEEP, _SWEPT)[best_pattern],
+            "queries": st.queries,
+            "chain_length": st.chain_len,
+            "target_class": self._class_name(target),
+            "confidence_records": records,
+            "confidence_climb": round(climb, 4),
+            "family_variants": family,
+            "swept_records_recent": swept,
+            "threshold": threshold,
+            "natural_spacing": round(self._spacing, 6),
+        }
+        if edited is not None:
+            evidence["features_changed"] = [self._feature_name(int(i)) for i in edited[:8]]
+        score = min(1.0, 0.5 + 0.1 * math.log2(1.0 + value / threshold))
+        return [self.signal(interaction, score=score, severity=Severity(best_level), evidence=evidence)]
+
+    def _class_name(self, index: int) -> str | int | None:
+        if index < 0:
+            return None
+        classes = self.profile.classes
+        return classes[index] if classes and index < len(classes) else index
+
+    def _feature_name(self, index: int) -> str | int:
+        names = self.profile.feature_names
+        return names[index] if names and index < len(names) else index
+
+    # -- contract -----------------------------------------------------------------------
+    def state_size(self) -> int:
+        return len(self._states)
+
+    def calibration(self) -> dict[str, Calibration]:
+        worst = [st.worst for _, st in self._states.items()]
+        return {
+            "chain_records": Calibration(tuple(w[0] for w in worst), floor=8.0),
+            "sweep_variants": Calibration(tuple(w[1] for w in worst), floor=6.0),
+            "swept_records": Calibration(tuple(w[2] for w in worst), floor=3.0),
+        }
+
+
+def probabilities(interaction: Interaction) -> Vector | None:
+    """The output's probability vector when it is usable (1-d, two classes or more, finite)."""
+    out = interaction.output
+    if out is None or out.probabilities is None:
+        return None
+    p = out.probabilities
+    if p.ndim != 1 or p.shape[0] < 2 or not math.isfinite(float(p.sum())):
+        return None
+    return p

@@ -1,0 +1,272 @@
+"""Membership: a principal testing whether particular records were in the training data.
+
+Membership inference (AML.T0024.000) comes in two black-box forms, and they leave
+different traces:
+
+**Label-only probing** (Choquette-Choo et al. 2021; boundary-distance attacks). With only
+labels to read, the attacker measures how robust the model's answer is *around* each
+candidate record: it sends many perturbations of the candidate (noise, small shifts, or a
+HopSkipJump-style walk to the boundary). It cannot avoid this: one label per candidate
+says nothing about membership. The trace is a *probe cluster*: many distinct queries
+within ``cluster_ratio`` times the natural spacing of one centre. One cluster is an image
+app sending edited copies of one photo, or a what-if user; the attack needs one cluster
+per candidate, at many candidates far apart. The detector counts clusters that reached
+``cluster_size`` distinct queries within the last 4,096 queries, counting only centres at
+least one natural spacing apart (an optimiser drifting along a path is one cluster, not
+many), and alarms at ``probed_records`` of them.
+
+**Confidence reading.** The attacker scores each candidate once and reads the confidence.
+On a single pass this is indistinguishable from batch scoring: same shape, same volume,
+natural records. The only trace is *which* records: in an evaluation of membership, a
+large share of candidates are training records, while real customers mostly send new
+ones. When the profile carries ``training_digests``, the detector counts each principal's
+distinct queries that are exact training rows and alarms once ``member_hits`` of them make
+up at least ``member_share`` of its queries and ``benign_factor`` times the share seen
+across principals not flagged.
+
+``medium`` is the crossing, ``high`` four times past it. One signal per rise of level.
+
+Blind spots: confidence-reading MIA without training digests; a bank re-scoring its own
+customers (its queries *are* training records, so it looks like MIA: raise ``member_share``
+for it or leave digests out); label-only probing spread so thinly (few probes per
+candidate, or candidates spread over many keys) that no cluster fills; membership
+attacks on records the digests do not cover (near-copies of training rows).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections import deque
+
+import numpy as np
+
+from querywarden.core.atlas import MEMBERSHIP
+from querywarden.core.detector import Calibration, Detector, PrincipalStates
+from querywarden.core.profile import ModelProfile, row_digest
+from querywarden.core.records import Evidence, Interaction, Severity, Signal, Vector
+from querywarden.detectors.reference import QuerySpace, reference_rows
+from querywarden.detectors.reference import spacing as natural_spacing
+
+_HIGH_FACTOR = 4.0
+_PROBE_WINDOW = 4096
+"""Queries over which filled probe clusters are counted."""
+_SEEN = 256
+"""Recent distinct queries remembered per principal, to skip retries."""
+_PROBES, _MEMBERS = "probe_clusters", "training_records"
+
+
+class _State:
+    __slots__ = (
+        "centres",
+        "counts",
+        "digest_queries",
+        "filled",
+        "hits",
+        "levels",
+        "pooled",
+        "queries",
+        "seen",
+        "used",
+        "worst",
+    )
+
+    def __init__(self) -> None:
+        self.queries = 0
+        self.seen: dict[bytes, None] = {}  # insertion-ordered set of recent query digests
+        self.centres: np.ndarray | None = None  # (clusters, dim) float32
+        self.counts: list[int] = []
+        self.used: list[int] = []
+        self.filled: deque[tuple[int, np.ndarray]] = deque()  # (query index, centre) of filled clusters
+        self.digest_queries = 0
+        self.hits = 0
+        self.pooled = [0, 0]  # what this principal added to the population counts
+        self.levels = [0, 0]  # probes, members: 0 quiet, 2 medium, 3 high
+        self.worst = [0.0, 0.0]
+
+
+class MembershipDetector(Detector):
+    name = "membership"
+    technique = MEMBERSHIP
+    description = "perturbation clusters around many candidate records, and queries of exact training rows"
+    needs = frozenset({"features"})
+
+    def __init__(
+        self,
+        *,
+        profile: ModelProfile,
+        cluster_ratio: float = 0.5,
+        cluster_size: int = 12,
+        probed_records: float = 4,
+        clusters: int = 32,
+        member_hits: int = 20,
+        member_share: float = 0.3,
+        benign_factor: float = 10.0,
+        spacing: float | None = None,
+        max_principals: int = 100_000,
+    ) -> None:
+        super().__init__(profile=profile)
+        if cluster_ratio <= 0 or cluster_size < 2 or probed_records < 1 or clusters < 1:
+            raise ValueError("membership: cluster_ratio > 0, cluster_size >= 2, probed_records >= 1, clusters >= 1")
+        if member_hits < 1 or not 0 < member_share <= 1 or benign_factor < 1:
+            raise ValueError("membership: member_hits >= 1, 0 < member_share <= 1 and benign_factor >= 1")
+        self.cluster_ratio = cluster_ratio
+        self.cluster_size = cluster_size
+        self.probed_records = probed_records
+        self.clusters = clusters
+        self.member_hits = member_hits
+        self.member_share = member_share
+        self.benign_factor = benign_factor
+        self.spacing = spacing
+        self.max_principals = max_principals
+        self._space = QuerySpace.from_profile(profile)
+        self._spacing = 1.0
+        if self._space is not None:
+            rows = reference_rows(profile, self._space)
+            self._spacing = spacing if spacing else natural_spacing(rows, self._space.dim)
+        digests = profile.training_digests
+        self._digests = None if digests is None or len(digests) == 0 else np.asarray(digests, dtype=np.uint64)
+        self._population = [0, 0]  # distinct queries and training hits of principals not flagged
+        self._states: PrincipalStates[_State] = PrincipalStates(_State, max_principals)
+
+    def update(self, interaction: Interaction) -> list[Signal]:
+        x = interaction.features
+        z = self._space.transform(x) if self._space is not None else None
+        if z is None or x is None:
+            return []
+        st = self._states.get(interaction.principal)
+        key = hashlib.blake2b(x.tobytes(), digest_size=8).digest()
+        if key in st.seen:
+            return []  # retries and exact duplicates are not probes
+        st.seen[key] = None
+        if len(st.seen) > _SEEN:
+            del st.seen[next(iter(st.seen))]
+        st.queries += 1
+        changed = self._probe(st, z)
+        if self._digests is not None:
+            changed = self._count_member(st, row_digest(x)) or changed
+        return self._judge(interaction, st) if changed else []
+
+    # -- label-only probing -------------------------------------------------------------
+    def _probe(self, st: _State, z: Vector) -> bool:
+        """Place the query in a probe cluster; True when a cluster just filled."""
+        zf = z.astype(np.float32)
+        if st.centres is None:
+            st.centres = zf[None, :].copy()
+            st.counts.append(1)
+            st.used.append(st.queries)
+            return False
+        diff = st.centres - zf
+        d2 = np.einsum("ij,ij->i", diff, diff)
+        k = int(d2.argmin())
+        radius = self.cluster_ratio * self._spacing
+        if d2[k] > radius * radius:
+            if len(st.counts) < self.clusters:
+                st.centres = np.vstack([st.centres, zf[None, :]])
+                st.counts.append(1)
+                st.used.append(st.queries)
+            else:
+                k = st.used.index(min(st.used))
+                st.centres[k] = zf
+                st.counts[k] = 1
+                st.used[k] = st.queries
+            return False
+        st.counts[k] += 1
+        st.used[k] = st.queries
+        if st.counts[k] != self.cluster_size:
+            return False
+        centre = st.centres[k].copy()
+        while st.filled and st.queries - st.filled[0][0] >= _PROBE_WINDOW:
+            st.filled.popleft()
+        for _, other in st.filled:
+            if float(np.linalg.norm(other - centre)) < self._spacing:
+                return False  # the same region again: a drifting optimiser, not a new candidate
+        st.filled.append((st.queries, centre))
+        if len(st.filled) > _HIGH_FACTOR * self.probed_records:
+            st.filled.popleft()
+        st.worst[0] = max(st.worst[0], float(self._probed(st)))
+        return True
+
+    def _probed(self, st: _State) -> int:
+        """Filled clusters at distinct centres within the last ``_PROBE_WINDOW`` queries."""
+        return sum(1 for q, _ in st.filled if st.queries - q < _PROBE_WINDOW)
+
+    # -- confidence reading on training records -----------------------------------------
+    def _count_member(self, st: _State, key: int) -> bool:
+        assert self._digests is not None
+        i = int(self._digests.searchsorted(np.uint64(key)))
+        hit = i < len(self._digests) and int(self._digests[i]) == key
+        st.digest_queries += 1
+        st.hits += hit
+        if st.levels[1] == 0 and st.levels[0] == 0:
+            self._population[0] += 1
+            self._population[1] += hit
+            st.pooled[0] += 1
+            st.pooled[1] += hit
+        if st.hits >= self.member_hits:
+            st.worst[1] = max(st.worst[1], st.hits / st.digest_queries)
+        return hit
+
+    def benign_share(self, st: _State | None = None) -> float:
+        """The share of exact training rows in the queries of principals not flagged
+        (other than ``st``'s own, so a principal is never compared with itself)."""
+        total, hits = self._population
+        if st is not None:
+            total, hits = total - st.pooled[0], hits - st.pooled[1]
+        return hits / total if total > 0 else 0.0
+
+    def _share_threshold(self, st: _State) -> float:
+        return min(1.0, max(self.member_share, self.benign_factor * self.benign_share(st)))
+
+    # -- judging ------------------------------------------------------------------------
+    def _judge(self, interaction: Interaction, st: _State) -> list[Signal]:
+        share = st.hits / st.digest_queries if st.digest_queries else 0.0
+        share_bar = self._share_threshold(st)
+        probed = self._probed(st)
+        probes_level = _level(probed, self.probed_records)
+        members_level = 0
+        if st.hits >= self.member_hits and share >= share_bar:
+            high = st.hits >= _HIGH_FACTOR * self.member_hits and share >= min(1.0, 2 * share_bar)
+            members_level = int(Severity.HIGH if high else Severity.MEDIUM)
+        rises = [(lvl, i) for i, lvl in enumerate((probes_level, members_level)) if lvl > st.levels[i]]
+        st.levels = [max(st.levels[0], probes_level), max(st.levels[1], members_level)]
+        if not rises:
+            return []
+        level, pattern = max(rises)
+        evidence: Evidence = {
+            "pattern": (_PROBES, _MEMBERS)[pattern],
+            "queries": st.queries,
+            "probe_clusters": probed,
+            "cluster_size": self.cluster_size,
+            "probed_records_threshold": self.probed_records,
+            "cluster_radius": round(self.cluster_ratio * self._spacing, 6),
+        }
+        if self._digests is not None:
+            evidence.update(
+                training_hits=st.hits,
+                training_share=round(share, 4),
+                share_threshold=round(share_bar, 4),
+                benign_share=round(self.benign_share(st), 6),
+            )
+        ratio = probed / self.probed_records if pattern == 0 else st.hits / self.member_hits
+        score = min(1.0, 0.5 + 0.1 * math.log2(1.0 + ratio))
+        return [self.signal(interaction, score=score, severity=Severity(level), evidence=evidence)]
+
+    # -- contract -----------------------------------------------------------------------
+    def state_size(self) -> int:
+        return len(self._states)
+
+    def calibration(self) -> dict[str, Calibration]:
+        worst = [st.worst for _, st in self._states.items()]
+        out = {"probed_records": Calibration(tuple(w[0] for w in worst), floor=2.0)}
+        if self._digests is not None:
+            out["member_share"] = Calibration(tuple(w[1] for w in worst), floor=0.05)
+        return out
+
+
+def _level(value: float, threshold: float) -> int:
+    if value >= _HIGH_FACTOR * threshold:
+        return int(Severity.HIGH)
+    if value >= threshold:
+        return int(Severity.MEDIUM)
+    return 0

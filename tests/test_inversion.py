@@ -1,0 +1,306 @@
+"""Inversion: confidence-ascent chains and single-record sweeps are caught; customers are not.
+
+Victims are trained here on sklearn's bundled datasets; attacks are short simulations of
+how MI-Face and Fredrikson-style attribute inversion query a black box.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_breast_cancer, load_digits
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from querywarden.core.profile import ModelProfile
+from querywarden.core.records import InputKind, Interaction, Output, Severity, Signal
+from querywarden.detectors.inversion import InversionDetector, probabilities
+from querywarden.plugins import load_detectors
+
+T0 = 1_800_000_000.0
+
+
+class Victim:
+    def __init__(self, profile: ModelProfile, model: object, pool: np.ndarray) -> None:
+        self.profile, self.model, self.pool = profile, model, pool
+        lo, hi = profile.bounds()  # type: ignore[misc]
+        self.lo, self.hi = lo, hi
+
+    def proba(self, rows: np.ndarray) -> np.ndarray:
+        return np.asarray(self.model.predict_proba(rows))  # type: ignore[attr-defined]
+
+    def stream(self, rows: np.ndarray, principal: str, t0: float = T0, dt: float = 0.05) -> list[Interaction]:
+        probs = self.proba(rows)
+        return [
+            Interaction(
+                id=f"{principal}-{i}",
+                ts=t0 + i * dt,
+                principal=principal,
+                model=self.profile.id,
+                features=np.asarray(rows[i], dtype=np.float64),
+                output=Output(probabilities=probs[i]),
+            )
+            for i in range(len(rows))
+        ]
+
+
+@pytest.fixture(scope="module")
+def digits() -> Victim:
+    x, y = load_digits(return_X_y=True)
+    model = LogisticRegression(max_iter=500).fit(x[:1000], y[:1000])
+    profile = ModelProfile(
+        id="digits",
+        input_kind=InputKind.IMAGE,
+        n_features=64,
+        shape=(8, 8),
+        ranges=tuple((0.0, 16.0) for _ in range(64)),
+        classes=tuple(str(c) for c in range(10)),
+        reference=x[1000:1400],
+    )
+    return Victim(profile, model, x[1400:])
+
+
+@pytest.fixture(scope="module")
+def cancer() -> Victim:
+    data = load_breast_cancer()
+    x, y = data.data, data.target
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)).fit(x[:300], y[:300])
+    profile = ModelProfile(
+        id="cancer",
+        n_features=30,
+        feature_names=tuple(str(n) for n in data.feature_names),
+        ranges=tuple((float(lo), float(hi)) for lo, hi in zip(x.min(0), x.max(0), strict=True)),
+        classes=("malignant", "benign"),
+        reference=x[300:450],
+    )
+    return Victim(profile, model, x[450:])
+
+
+def run(det: InversionDetector, stream: list[Interaction]) -> list[Signal]:
+    out: list[Signal] = []
+    for it in stream:
+        out.extend(det.update(it))
+    return out
+
+
+def first_at(signals: list[Signal], severity: Severity = Severity.MEDIUM) -> int | None:
+    for s in signals:
+        if s.severity >= severity:
+            return int(s.interaction_id.rsplit("-", 1)[1]) + 1
+    return None
+
+
+def worst(signals: list[Signal]) -> Severity:
+    return max((s.severity for s in signals), default=Severity.INFO)
+
+
+# -- attack simulations -----------------------------------------------------------------
+def miface_finite_differences(v: Victim, target: int, steps: int, h: float = 0.01, lr: float = 0.1) -> np.ndarray:
+    """MI-Face over a black box: each step probes the centre ±h along every pixel."""
+    width = v.hi - v.lo
+    c = v.lo.copy()
+    rows = []
+    for _ in range(steps):
+        probes = [c]
+        for j in range(c.shape[0]):
+            e = np.zeros_like(c)
+            e[j] = h * width[j]
+            probes += [np.clip(c + e, v.lo, v.hi), np.clip(c - e, v.lo, v.hi)]
+        p = v.proba(np.array(probes))[:, target]
+        rows += probes
+        g = (p[1::2] - p[2::2]) / (2 * h)
+        c = np.clip(c + lr * width * g / max(float(np.linalg.norm(g)), 1e-12), v.lo, v.hi)
+    return np.array(rows)
+
+
+def miface_random_directions(v: Victim, target: int, steps: int, pairs: int = 20, seed: int = 0) -> np.ndarray:
+    """MI-Face with a random-direction (NES) gradient estimate: no one-pixel probes at all."""
+    rng = np.random.default_rng(seed)
+    width = v.hi - v.lo
+    c = v.lo + 0.5 * width
+    rows = []
+    for _ in range(steps):
+        u = rng.normal(size=(pairs, c.shape[0]))
+        probes = np.vstack(
+            [c[None], np.clip(c + 0.01 * width * u, v.lo, v.hi), np.clip(c - 0.01 * width * u, v.lo, v.hi)]
+        )
+        p = v.proba(probes)[:, target]
+        rows.append(probes)
+        g = ((p[1 : 1 + pairs] - p[1 + pairs :])[:, None] * u).mean(axis=0)
+        c = np.clip(c + 0.1 * width * g / max(float(np.linalg.norm(g)), 1e-12), v.lo, v.hi)
+    return np.vstack(rows)
+
+
+def attribute_sweep(records: np.ndarray, feature: int, values: np.ndarray) -> np.ndarray:
+    rows = []
+    for r in records:
+        for value in values:
+            x = r.copy()
+            x[feature] = value
+            rows.append(x)
+    return np.array(rows)
+
+
+# -- attacks are caught -----------------------------------------------------------------
+def test_miface_with_finite_differences_is_caught_within_one_gradient(digits: Victim) -> None:
+    rows = miface_finite_differences(digits, target=3, steps=20)
+    assert digits.proba(rows[-1:])[0, 3] > 0.9, "the simulated attack must actually invert the class"
+    signals = run(InversionDetector(profile=digits.profile), digits.stream(rows, "thief"))
+    at = first_at(signals)
+    assert at is not None and at <= 129, f"first medium at {at}"
+    assert worst(signals) == Severity.HIGH
+    assert signals[0].evidence["pattern"] == "feature_sweep"
+    assert signals[0].technique == "AML.T0024.001"
+
+
+def test_confidence_ascent_chain_alone_catches_random_direction_miface(digits: Victim) -> None:
+    rows = miface_random_directions(digits, target=3, steps=120)
+    assert digits.proba(rows[-1:])[0, 3] > 0.9
+    det = InversionDetector(profile=digits.profile, max_edited=0)  # no one-pixel probes to lean on
+    signals = run(det, digits.stream(rows, "thief"))
+    at = first_at(signals)
+    assert at is not None and at <= 0.1 * len(rows), f"first medium at {at} of {len(rows)}"
+    first = next(s for s in signals if s.severity >= Severity.MEDIUM)
+    assert first.evidence["pattern"] == "confidence_ascent"
+    assert first.evidence["target_class"] == "3"
+    assert first.evidence["confidence_climb"] >= 0.1
+    assert worst(signals) == Severity.HIGH
+
+
+def test_fredrikson_sweep_of_one_record_is_caught(cancer: Victim) -> None:
+    feature = 3
+    values = np.linspace(cancer.lo[feature], cancer.hi[feature], 20)
+    rows = attribute_sweep(cancer.pool[:1], feature, values)
+    signals = run(InversionDetector(profile=cancer.profile), cancer.stream(rows, "thief"))
+    at = first_at(signals)
+    assert at is not None and at <= 13
+    first = next(s for s in signals if s.severity >= Severity.MEDIUM)
+    assert first.evidence["features_changed"] == ["mean area"]
+
+
+def test_binary_attribute_swept_over_many_records_is_caught(cancer: Victim) -> None:
+    """Two values per victim is a what-if per record, but the same feature over many records is not."""
+    feature = 5
+    values = np.array([cancer.lo[feature], cancer.hi[feature]])
+    rows = attribute_sweep(cancer.pool[:40], feature, values)
+    signals = run(InversionDetector(profile=cancer.profile), cancer.stream(rows, "thief"))
+    at = first_at(signals)
+    assert at is not None and at <= 14
+    assert next(s for s in signals if s.severity >= Severity.MEDIUM).evidence["pattern"] == "record_sweeps"
+    assert worst(signals) == Severity.HIGH
+
+
+def test_signals_on_rises_only_not_every_query(digits: Victim) -> None:
+    rows = miface_finite_differences(digits, target=5, steps=10)
+    signals = run(InversionDetector(profile=digits.profile), digits.stream(rows, "thief"))
+    assert 1 <= len(signals) <= 6
+
+
+# -- customers are not ------------------------------------------------------------------
+def test_natural_traffic_and_batch_scoring_stay_quiet(digits: Victim, cancer: Victim) -> None:
+    for v in (digits, cancer):
+        det = InversionDetector(profile=v.profile)
+        rng = np.random.default_rng(0)
+        rows = v.pool[rng.integers(0, len(v.pool), 3000)]
+        assert run(det, v.stream(rows, "batch")) == []
+
+
+def test_what_if_user_editing_two_fields_a_handful_of_times(cancer: Victim) -> None:
+    rng = np.random.default_rng(1)
+    base = cancer.pool[10]
+    rows = [base]
+    for field in (0, 22):
+        for value in rng.choice(cancer.pool[:, field], 5, replace=False):
+            x = rows[-1].copy()
+            x[field] = value
+            rows.append(x)
+    det = InversionDetector(profile=cancer.profile)
+    assert worst(run(det, cancer.stream(np.array(rows), "customer", dt=20.0))) < Severity.MEDIUM
+
+
+def test_mildly_edited_copies_and_retries_of_a_photo(digits: Victim) -> None:
+    photo = digits.pool[7].reshape(8, 8)
+    rows = []
+    for i in range(40):
+        img = np.roll(photo, shift=(i % 3) - 1, axis=1) if i % 2 else photo * (0.9 + 0.005 * i)
+        if i % 5 == 0:
+            img = img.copy()
+            img[0, :] = 0.0  # cropped border
+        rows += [np.clip(img, 0, 16).ravel()] * 2  # every request retried once
+    det = InversionDetector(profile=digits.profile)
+    assert worst(run(det, digits.stream(np.array(rows), "photo-app", dt=3.0))) < Severity.MEDIUM
+
+
+def test_exact_duplicates_are_ignored(cancer: Victim) -> None:
+    rows = np.repeat(cancer.pool[:3], 50, axis=0)
+    det = InversionDetector(profile=cancer.profile)
+    assert run(det, cancer.stream(rows, "retry")) == []
+
+
+# -- contract ---------------------------------------------------------------------------
+def test_calibration_reports_benign_worst_values(cancer: Victim) -> None:
+    det = InversionDetector(profile=cancer.profile)
+    run(det, cancer.stream(cancer.pool[:200], "a"))
+    values = np.linspace(cancer.lo[2], cancer.hi[2], 8)
+    run(det, cancer.stream(attribute_sweep(cancer.pool[:1], 2, values), "b"))
+    cal = det.calibration()
+    assert set(cal) == {"chain_records", "sweep_variants", "swept_records"}
+    assert set(cal) <= set(det.param_names())
+    assert max(cal["sweep_variants"].values) == 7.0  # 8 values of one record: the base and 7 variants
+
+
+def test_calibrated_threshold_changes_what_fires(cancer: Victim) -> None:
+    values = np.linspace(cancer.lo[3], cancer.hi[3], 20)
+    rows = attribute_sweep(cancer.pool[:1], 3, values)
+    assert worst(run(InversionDetector(profile=cancer.profile, sweep_variants=30), cancer.stream(rows, "x"))) < 2
+    assert worst(run(InversionDetector(profile=cancer.profile, sweep_variants=10), cancer.stream(rows, "x"))) >= 2
+
+
+def test_snapshot_restore_continues_the_same(digits: Victim) -> None:
+    rows = miface_finite_differences(digits, target=1, steps=4)
+    stream = digits.stream(rows, "thief")
+    a = InversionDetector(profile=digits.profile)
+    run(a, stream[:60])
+    b = a.clone()
+    assert isinstance(b, InversionDetector)
+    b.restore(a.snapshot())
+    assert [s.evidence for s in run(a, stream[60:])] == [s.evidence for s in run(b, stream[60:])]
+
+
+def test_malformed_and_label_only_inputs(digits: Victim) -> None:
+    det = InversionDetector(profile=digits.profile)
+    odd = [
+        Interaction(id="a", ts=T0, principal="x", model="digits"),
+        Interaction(id="b", ts=T0, principal="x", model="digits", features=np.zeros(3)),
+        Interaction(id="c", ts=T0, principal="x", model="digits", features=np.full(64, np.nan)),
+        Interaction(id="d", ts=T0, principal="x", model="digits", features=digits.pool[0], output=Output(label=3)),
+        Interaction(
+            id="e",
+            ts=T0,
+            principal="x",
+            model="digits",
+            features=digits.pool[1],
+            output=Output(probabilities=np.ones(1)),
+        ),
+    ]
+    for it in odd:
+        assert det.update(it) == []
+    assert probabilities(odd[4]) is None
+    assert det.state_size() == 1
+
+
+def test_principal_cap_bounds_state(cancer: Victim) -> None:
+    det = InversionDetector(profile=cancer.profile, max_principals=10)
+    for i, it in enumerate(cancer.stream(cancer.pool[:50], "p")):
+        det.update(Interaction(id=it.id, ts=it.ts, principal=f"p{i}", model=it.model, features=it.features))
+    assert det.state_size() == 10
+
+
+def test_invalid_parameters_are_refused(cancer: Victim) -> None:
+    with pytest.raises(ValueError, match="inversion"):
+        InversionDetector(profile=cancer.profile, sweep_variants=1)
+
+
+def test_registered_as_a_plugin() -> None:
+    assert load_detectors()["inversion"] is InversionDetector
