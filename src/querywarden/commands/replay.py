@@ -71,6 +71,8 @@ def replay_command(
         raise _fail(err, f"unknown --format {fmt!r}; allowed: {', '.join(FORMATS)}")
     if not traffic.is_file():
         raise _fail(err, f"{traffic}: traffic file not found")
+    if sample < 1:
+        raise _fail(err, "--sample must be at least 1")
     try:
         if config is not None:
             cfg = load_config(config)
