@@ -42,13 +42,17 @@ class BurstDetector(Detector):
         return [self.signal(interaction, score=0.9, severity=Severity.HIGH, evidence={"queries": n})]
 
 
-registry.register(BurstDetector)
-
 PROFILES = {
     "credit": ModelProfile(id="credit", n_features=N_FEATURES),
     "chat": ModelProfile(id="chat", input_kind=InputKind.TEXT, output_kind="text"),
 }
 ROW = [0.1, -0.4, 1.2, 0.0, 0.3, -1.1, 0.7, 0.2]
+
+
+@pytest.fixture(autouse=True)
+def _test_detectors(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Registered only while a test here runs, so suites that walk the registry never see them."""
+    monkeypatch.setitem(registry._REGISTRY, BurstDetector.name, BurstDetector)
 
 
 @pytest.fixture(scope="module")

@@ -48,11 +48,16 @@ class CrashDetector(Detector):
         return []
 
 
-registry.register(StallDetector)
-registry.register(CrashDetector)
 PROFILES = {"credit": ModelProfile(id="credit", n_features=N_FEATURES)}
 ROW = [0.5] * N_FEATURES
 KEY = {"x-api-key": "k"}
+
+
+@pytest.fixture(autouse=True)
+def _test_detectors(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Registered only while a test here runs, so suites that walk the registry never see them."""
+    monkeypatch.setitem(registry._REGISTRY, StallDetector.name, StallDetector)
+    monkeypatch.setitem(registry._REGISTRY, CrashDetector.name, CrashDetector)
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ import querywarden
 from querywarden.commands.bench import bench
 from querywarden.commands.profile import profile_command
 from querywarden.commands.replay import replay_command
+from querywarden.commands.serve import serve_command
 
 app = typer.Typer(
     name="querywarden",
@@ -27,6 +28,7 @@ app = typer.Typer(
 app.command("replay")(replay_command)
 app.command("profile")(profile_command)
 app.command("bench")(bench)
+app.command("serve")(serve_command)
 
 
 def _version(value: bool) -> None:

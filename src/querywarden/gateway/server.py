@@ -1,0 +1,151 @@
+"""Running the gateway: build it from config, serve the traffic and admin ports, persist state.
+
+``build_server`` wires the pieces: the engine from the config (or every registered
+detector on profiles drafted live), the store (decisions loaded on start, every step
+written behind), the engine snapshot (restored on start and saved on shutdown, so learned
+baselines and counters survive a restart too), the gateway and the admin app with every
+advertised mount. ``run`` serves both ports from one event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+
+from querywarden.config_text import locate
+from querywarden.core.engine import Engine
+from querywarden.errors import ConfigError, QueryWardenError
+from querywarden.gateway.admin import AdminContext, create_admin_app, discover_mounts
+from querywarden.gateway.app import Gateway
+from querywarden.gateway.pipeline import EnginePipeline
+from querywarden.gateway.settings import GatewaySettings
+
+log = logging.getLogger("querywarden.gateway")
+SNAPSHOT = "gateway-engine"
+
+
+def load_gateway_settings(path: str | Path | None, **overrides: Any) -> GatewaySettings:
+    """The ``[gateway]`` table of a config file (absent means the defaults), then overrides."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        try:
+            text = p.read_text(encoding="utf-8")
+            table = tomllib.loads(text).get("gateway", {})
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read config: {exc}", source=str(p)) from None
+        if not isinstance(table, dict):
+            raise ConfigError("gateway: must be a table", source=str(p), line=locate(text, ("gateway",)))
+        try:
+            GatewaySettings.from_dict(table, source=str(p))
+        except ConfigError as exc:
+            key = exc.reason.split(":", 1)[0].removeprefix("gateway.")
+            raise ConfigError(exc.reason, source=str(p), line=locate(text, ("gateway", key))) from None
+        data.update(table)
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    return GatewaySettings.from_dict(data, source=str(path) if path else None)
+
+
+@dataclass
+class Server:
+    gateway: Gateway
+    admin: Starlette
+    engine: Engine
+    pipeline: EnginePipeline
+    store: Any = None
+
+    def save_state(self) -> None:
+        """Persist the engine's learned state (the store already has every decision)."""
+        if self.store is not None:
+            self.store.save_snapshot(SNAPSHOT, self.engine.snapshot(), time.time())
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close()
+
+
+def build_server(
+    settings: GatewaySettings, config_path: str | Path | None = None, store_url: str | None = None
+) -> Server:
+    """Everything ``querywarden serve`` runs, ready to be served."""
+    engine, url, retention = _engine(config_path)
+    store = None
+    url = store_url or url
+    if url is not None:
+        from querywarden.store import open_store
+
+        store = open_store(url, retention=retention)
+        blob = store.load_snapshot(SNAPSHOT)
+        if blob is not None:
+            try:
+                engine.restore(blob)
+            except QueryWardenError as exc:
+                log.warning("engine snapshot not restored (%s); starting with fresh state", exc)
+    pipeline = EnginePipeline.from_settings(engine, settings, store=store)
+    gateway = Gateway(settings, pipeline)
+    gateway.metrics.watch(pipeline)
+    context = AdminContext(engine=engine, pipeline=pipeline, metrics=gateway.metrics, settings=settings, store=store)
+    admin = create_admin_app(context, discover_mounts(context))
+    return Server(gateway=gateway, admin=admin, engine=engine, pipeline=pipeline, store=store)
+
+
+def _engine(config_path: str | Path | None) -> tuple[Engine, str | None, str]:
+    if config_path is None:
+        from querywarden.defaults import default_detectors
+
+        return Engine({}, detectors=default_detectors()), None, "sketch"
+    from querywarden.config import load_config
+
+    cfg = load_config(config_path)
+    return cfg.engine(), cfg.store_url, cfg.retention
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: ``serve`` stops both ports on one signal."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def serve(server: Server, host: str, port: int, admin_host: str, admin_port: int | None) -> None:
+    """Serve traffic (and the admin app) until SIGINT/SIGTERM; then drain the engine and save state."""
+    servers = [
+        _Server(uvicorn.Config(server.gateway, host=host, port=port, log_level="info", access_log=False, lifespan="on"))
+    ]
+    if admin_port is not None:
+        servers.append(
+            _Server(uvicorn.Config(server.admin, host=admin_host, port=admin_port, log_level="warning", lifespan="on"))
+        )
+
+    def stop() -> None:
+        for s in servers:
+            s.force_exit = s.should_exit  # a second signal stops without waiting for open connections
+            s.should_exit = True
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop)
+    try:
+        await asyncio.gather(*(s.serve() for s in servers))
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        server.save_state()
+        server.close()
+
+
+def run(server: Server, host: str, port: int, admin_host: str, admin_port: int | None) -> None:
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(server, host, port, admin_host, admin_port))
