@@ -191,3 +191,20 @@ def test_tabular_reference_rows_drop_non_finite_rows() -> None:
     rows = reference_rows(profile, space)
     assert rows is not None and rows.shape == (49, 30)
     assert reference_rows(ModelProfile(id="bc", n_features=30), space) is None
+
+
+def test_trimming_drops_planted_points_from_an_untrusted_sample(digits: tuple) -> None:
+    profile, _ = digits
+    space = QuerySpace.from_profile(profile)
+    assert space is not None
+    clean = reference_rows(profile, space)
+    assert clean is not None
+    planted = space.transform_many(np.random.default_rng(2).uniform(0, 16, size=(30, 64)))
+    poisoned = np.vstack([clean[:600], planted])
+    naive = KnnReference.build(poisoned)
+    trimmed = KnnReference.build(poisoned, trim=True)
+    honest = KnnReference.build(clean[:600])
+    assert naive.threshold > 1.5 * honest.threshold  # 5% planted noise drags the 99th percentile out
+    assert trimmed.threshold == pytest.approx(honest.threshold, rel=0.1)
+    probe = space.transform_many(np.random.default_rng(3).uniform(0, 16, size=(20, 64)))
+    assert all(trimmed.distance(trimmed.embed(z)) > trimmed.threshold for z in probe)

@@ -152,13 +152,21 @@ class KnnReference:
 
     @classmethod
     def build(
-        cls, rows: Matrix, *, k: int = 3, quantile: float = 0.99, n_components: int = 16, max_points: int = 1024
+        cls,
+        rows: Matrix,
+        *,
+        k: int = 3,
+        quantile: float = 0.99,
+        n_components: int = 16,
+        max_points: int = 1024,
+        trim: bool = False,
     ) -> KnnReference:
         """Fit on benign ``rows`` (already in a ``QuerySpace``).
 
         The threshold is the ``quantile`` of held-out distances (two folds of the reference,
         each against the other), so at most about ``1 - quantile`` of benign queries like the
-        reference exceed it.
+        reference exceed it. ``trim`` first drops rows far from the rest (for samples gathered
+        from traffic, which an attacker may have seeded).
         """
         if rows.shape[0] < 2 * k + 2:
             raise DetectorError(f"a kNN reference needs at least {2 * k + 2} rows, got {rows.shape[0]}")
@@ -173,6 +181,15 @@ class KnnReference:
         # full (twice as dense) index a benign query sits closer, so the rate errs low.
         half = points.shape[0] // 2
         kth = np.concatenate([_kth(points[:half], points[half:], k), _kth(points[half:], points[:half], k)])
+        if trim:
+            # an untrusted sample (gathered from traffic) may hold planted points: far-off rows,
+            # more than 3 robust deviations out in log distance, are dropped before fitting
+            logs = np.log(np.maximum(kth, 1e-12))
+            med = float(np.median(logs))
+            mad = 1.4826 * float(np.median(np.abs(logs - med)))
+            keep = logs <= med + 3.0 * max(mad, 1e-6)  # kth is aligned with the sample's rows
+            if keep.sum() >= 2 * k + 2 and not keep.all():
+                return cls.build(sample[keep], k=k, quantile=quantile, n_components=n_components, max_points=max_points)
         threshold = float(np.quantile(kth, quantile))
         expected_rate = max(1.0 - quantile, float(np.mean(kth > threshold)))
         return cls(
