@@ -85,6 +85,8 @@ def markdown(results: BenchResults) -> str:
                 f"| … {variant} | {_rate(detection_rate(scen, variant))}; median queries to detection "
                 f"{_pct(median_share(scen, variant), 2)} of budget |"
             )
+    matched = sum(s.technique_match for s in scen if s.detected)
+    lines.append(f"| … detected as the attack's own technique | {matched}/{sum(s.detected for s in scen)} |")
     sybil = [s for s in scen if s.variant == "sybil"]
     if sybil:
         lines.append(f"| Sybil attackers grouped into one actor | {sum(s.grouped for s in sybil)}/{len(sybil)} |")
@@ -109,6 +111,10 @@ def markdown(results: BenchResults) -> str:
             f"{_pct(v.fpr['low'].value)} | {_pct(v.fpr['medium'].value)} | {_pct(v.fpr['high'].value)} | "
             f"{len(v.thresholds)} |"
         )
+    flagged = [(v.victim, p, why) for v in results.victims for p, why in v.flagged.items()]
+    if flagged:
+        lines += ["", "Benign principals with a finding (benign traffic alone):", ""]
+        lines += [f"- {victim} `{p}`: {why}" for victim, p, why in flagged]
     lines += [
         "",
         "## Attacks",
