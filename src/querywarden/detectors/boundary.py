@@ -1,0 +1,306 @@
+"""Boundary probing: a principal whose queries keep landing on the model's decision boundary.
+
+HopSkipJump, the Boundary attack and label-only membership inference all converge on the
+decision boundary and spend most of their queries there: binary searches between two
+classes and gradient estimates around a boundary point. Natural inputs rarely sit there.
+The attack cannot avoid it, since the boundary is what it is measuring.
+
+A query is a *boundary event* when the output's margin (top-1 minus top-2 probability) is
+below ``margin``. Outputs may be hardened: when probabilities are truncated, the missing
+mass is assumed to sit on the runner-up (the smallest margin the output allows); logits are
+turned into probabilities first. For label-only outputs, a boundary event is a label flip
+between two consecutive near-identical queries (closer than ``flip_fraction`` of the benign
+nearest-neighbour spacing): the boundary lies between them. A walk can flip at most about
+every other query, so label-only traffic is held to ``min_flip_share`` against a population
+flip rate that starts from ``prior_flip_rate``.
+
+Per principal, the count of events over the last ``window`` queries is tested against the
+population's event rate with a binomial tail (``surprise = -log10 P(X >= count)``), so a few
+borderline customers in a short history do not fire. The population rate starts from
+``prior_rate`` (worth ``prior_weight`` queries) and is learned from the first
+``learn_limit`` queries of each principal not flagged, so neither one heavy caller nor an
+attacker sets it.
+
+Technique: AML.T0043 (crafting adversarial data). When the boundary events cluster around
+``membership_centres`` or more distinct centres (each with at least ``min_centre_events``
+events, centres ``centre_fraction`` of the spacing wide), the principal is probing the
+boundary around several candidate records: label-only membership inference (AML.T0024.000).
+
+Severities: ``medium`` when surprise >= ``surprise``, share >= ``min_share`` and at least
+``min_queries`` queries; ``high`` when a full window holds at least ``high_share``.
+
+Blind spots: an attacker that interleaves many natural queries between boundary queries
+(slower by the same factor); a model whose benign traffic is itself mostly borderline (the
+learned rate rises, and so does the bar); label-only probing whose consecutive queries are
+never near-identical (interleaving two searches).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import numpy.typing as npt
+
+from querywarden.core.atlas import ADVERSARIAL, MEMBERSHIP
+from querywarden.core.detector import Calibration, Detector, PrincipalStates
+from querywarden.core.profile import ModelProfile
+from querywarden.core.records import Interaction, Output, Severity, Signal, Vector
+from querywarden.detectors.reference import QuerySpace, binomial_surprise, reference_rows, spacing
+from querywarden.errors import DetectorError
+
+_HALVE_AT = 1_000_000.0
+"""Population counts are halved past this many queries, so the rate follows slow drift."""
+
+_PROBS, _LABELS = 0, 1
+
+
+class _State:
+    __slots__ = (
+        "centre_n",
+        "centres",
+        "count",
+        "flags",
+        "last_label",
+        "last_z",
+        "learned",
+        "level",
+        "level_by_technique",
+        "n",
+        "pos",
+        "worst_share",
+        "worst_surprise",
+    )
+
+    def __init__(self) -> None:
+        self.flags: npt.NDArray[np.uint8] | None = None
+        self.pos = 0
+        self.n = 0
+        self.count = 0
+        self.last_z: Vector | None = None
+        self.last_label: int | str | None = None
+        self.centres: npt.NDArray[np.float32] | None = None
+        self.centre_n: npt.NDArray[np.int64] | None = None
+        self.learned = 0
+        self.level = Severity.INFO
+        self.level_by_technique: dict[str, Severity] = {}
+        self.worst_surprise = 0.0
+        self.worst_share = 0.0
+
+
+class BoundaryDetector(Detector):
+    name = "boundary"
+    technique = ADVERSARIAL
+    description = "share of a principal's queries answered with a low margin (on the decision boundary)"
+    needs = frozenset({"output"})
+
+    def __init__(
+        self,
+        *,
+        profile: ModelProfile,
+        margin: float = 0.1,
+        surprise: float = 6.0,
+        min_share: float = 0.5,
+        high_share: float = 0.75,
+        min_queries: int = 24,
+        window: int = 128,
+        prior_rate: float = 0.05,
+        min_flip_share: float = 0.25,
+        prior_flip_rate: float = 0.01,
+        prior_weight: float = 200.0,
+        learn_limit: int = 512,
+        flip_fraction: float = 0.5,
+        centre_fraction: float = 1.5,
+        min_centre_events: int = 8,
+        membership_centres: int = 3,
+        max_centres: int = 32,
+        max_dims: int = 64,
+        max_principals: int = 100_000,
+    ) -> None:
+        super().__init__(profile=profile)
+        if not 0 < margin < 1 or surprise <= 0 or not 0 < min_share <= high_share <= 1:
+            raise DetectorError("boundary: 0 < margin < 1, surprise > 0 and 0 < min_share <= high_share <= 1")
+        if min_queries < 1 or window < min_queries or not 0 < prior_rate < 1 or prior_weight <= 0:
+            raise DetectorError(
+                "boundary: min_queries >= 1, window >= min_queries, 0 < prior_rate < 1 and prior_weight > 0"
+            )
+        if not 0 < min_flip_share <= 1 or not 0 < prior_flip_rate < 1:
+            raise DetectorError("boundary: 0 < min_flip_share <= 1 and 0 < prior_flip_rate < 1")
+        if membership_centres < 2 or max_centres < membership_centres or min_centre_events < 1:
+            raise DetectorError(
+                "boundary: membership_centres >= 2, max_centres >= membership_centres, min_centre_events >= 1"
+            )
+        self.margin = margin
+        self.surprise = surprise
+        self.min_share = min_share
+        self.high_share = high_share
+        self.min_queries = min_queries
+        self.window = window
+        self.prior_rate = prior_rate
+        self.min_flip_share = min_flip_share
+        self.prior_flip_rate = prior_flip_rate
+        self.prior_weight = prior_weight
+        self.learn_limit = learn_limit
+        self.flip_fraction = flip_fraction
+        self.centre_fraction = centre_fraction
+        self.min_centre_events = min_centre_events
+        self.membership_centres = membership_centres
+        self.max_centres = max_centres
+        self.max_dims = max_dims
+        self.max_principals = max_principals
+        self._space = QuerySpace.from_profile(profile, max_dims=max_dims)
+        rows = reference_rows(profile, self._space) if self._space is not None else None
+        gap = spacing(rows, self._space.out_dim if self._space is not None else 1)
+        self._flip_radius = flip_fraction * gap
+        self._centre_radius = centre_fraction * gap
+        # population boundary events and queries, per output kind (probabilities, labels)
+        self._pop = np.zeros((2, 2), dtype=np.float64)
+        self._states: PrincipalStates[_State] = PrincipalStates(_State, max_principals)
+
+    def population_rate(self, kind: int = _PROBS) -> float:
+        """The learned share of boundary events among benign queries, shrunk towards the prior."""
+        events, total = self._pop[kind]
+        prior = self.prior_rate if kind == _PROBS else self.prior_flip_rate
+        return float((events + prior * self.prior_weight) / (total + self.prior_weight))
+
+    def update(self, interaction: Interaction) -> list[Signal]:
+        out = interaction.output
+        if out is None:
+            return []
+        z = self._space.transform(interaction.features) if self._space is not None else None
+        low = _margin(out)
+        if low is not None:
+            kind = _PROBS
+            event = low < self.margin
+            st = self._states.get(interaction.principal)
+        else:
+            label = out.label
+            if label is None or z is None:
+                return []
+            kind = _LABELS
+            st = self._states.get(interaction.principal)
+            prev, prev_label = st.last_z, st.last_label
+            st.last_z, st.last_label = z, label
+            event = (
+                prev is not None
+                and prev_label != label
+                and math.sqrt(float(np.dot(prev - z, prev - z))) <= self._flip_radius
+            )
+        flag = 1 if event else 0
+        if st.level < Severity.MEDIUM and st.learned < self.learn_limit:
+            st.learned += 1
+            self._learn(kind, flag)
+        self._push(st, flag)
+        if not event:
+            return []
+        if z is not None:
+            self._add_centre(st, z)
+        if st.n < self.min_queries:
+            return []
+        rate = self.population_rate(kind)
+        share = st.count / st.n
+        surprise = binomial_surprise(st.count, st.n, rate)
+        st.worst_share = max(st.worst_share, share)
+        st.worst_surprise = max(st.worst_surprise, surprise)
+        # a label flip needs two queries across the boundary: a walk shows at most about half
+        min_share = self.min_share if kind == _PROBS else self.min_flip_share
+        high_share = self.high_share if kind == _PROBS else min(1.0, 1.5 * self.min_flip_share)
+        if surprise < self.surprise or share < min_share:
+            return []
+        level = Severity.HIGH if st.n >= self.window and share >= high_share else Severity.MEDIUM
+        centres = self._distinct_centres(st)
+        technique = MEMBERSHIP if centres >= self.membership_centres else ADVERSARIAL
+        level = max(level, st.level)
+        if st.level_by_technique.get(technique, Severity.INFO) >= level:
+            return []
+        st.level = level
+        st.level_by_technique[technique] = level
+        score = min(1.0, 0.5 + 0.5 * share * min(1.0, surprise / (4 * self.surprise)))
+        return [
+            self.signal(
+                interaction,
+                score=score,
+                severity=level,
+                technique=technique,
+                evidence={
+                    "boundary_queries": st.count,
+                    "window_queries": st.n,
+                    "boundary_share": round(share, 4),
+                    "population_share": round(rate, 4),
+                    "surprise": round(surprise, 2),
+                    "output": "probabilities" if kind == _PROBS else "labels",
+                    "distinct_centres": centres,
+                },
+            )
+        ]
+
+    def _learn(self, kind: int, flag: int) -> None:
+        pop = self._pop
+        pop[kind, 0] += flag
+        pop[kind, 1] += 1.0
+        if pop[kind, 1] >= _HALVE_AT:
+            pop[kind] *= 0.5
+
+    def _push(self, st: _State, flag: int) -> None:
+        flags = st.flags
+        if flags is None:
+            flags = st.flags = np.zeros(self.window, dtype=np.uint8)
+        if st.n < self.window:
+            st.n += 1
+        else:
+            st.count -= int(flags[st.pos])
+        flags[st.pos] = flag
+        st.count += flag
+        st.pos = (st.pos + 1) % self.window
+
+    def _add_centre(self, st: _State, z: Vector) -> None:
+        """Assign a boundary event to the nearest centre within the radius, or open a new one."""
+        if st.centres is None or st.centre_n is None:
+            st.centres = np.zeros((self.max_centres, z.shape[0]), dtype=np.float32)
+            st.centre_n = np.zeros(self.max_centres, dtype=np.int64)
+        held = int(np.count_nonzero(st.centre_n))
+        if held:
+            diff = st.centres[:held] - z.astype(np.float32)
+            d2 = np.einsum("ij,ij->i", diff, diff)
+            j = int(d2.argmin())
+            if math.sqrt(float(d2[j])) <= self._centre_radius:
+                st.centre_n[j] += 1
+                return
+        slot = held if held < self.max_centres else int(st.centre_n.argmin())
+        st.centres[slot] = z
+        st.centre_n[slot] = 1
+
+    def _distinct_centres(self, st: _State) -> int:
+        if st.centre_n is None:
+            return 0
+        return int(np.count_nonzero(st.centre_n >= self.min_centre_events))
+
+    def state_size(self) -> int:
+        return len(self._states)
+
+    def calibration(self) -> dict[str, Calibration]:
+        states = [st for _, st in self._states.items() if st.n >= self.min_queries]
+        return {
+            "surprise": Calibration(values=tuple(st.worst_surprise for st in states), alarm_above=True, floor=3.0),
+            "min_share": Calibration(values=tuple(st.worst_share for st in states), alarm_above=True, floor=0.2),
+        }
+
+
+def _margin(out: Output) -> float | None:
+    """Top-1 minus the largest runner-up the output allows; None without probabilities or logits."""
+    p = out.probabilities
+    if p is None or p.size == 0:
+        s = out.scores
+        if s is None or s.size < 2 or not np.isfinite(s).all():
+            return None
+        e = np.exp(s - s.max())
+        p = e / e.sum()
+    if not np.isfinite(p).all():
+        return None
+    if p.size == 1:
+        top1, top2 = float(p[0]), 0.0
+    else:
+        top = np.partition(p, -2)[-2:]
+        top1, top2 = float(top[1]), float(top[0])
+    missing = 1.0 - float(p.sum())
+    return top1 - max(top2, min(missing, top1))
