@@ -1,0 +1,256 @@
+"""The extraction budget ledger: what each principal and actor was given, exposure at ``low``.
+
+A digits victim is trained here; extraction traffic is simulated with uniform random
+queries (equation solving) and natural in-distribution records (Knockoff with natural data).
+"""
+
+from __future__ import annotations
+
+import math
+
+import msgspec
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+from sklearn.linear_model import LogisticRegression
+
+from querywarden.core.engine import DetectorSpec, Engine
+from querywarden.core.profile import ModelProfile
+from querywarden.core.records import InputKind, Interaction, Output, Severity, Signal
+from querywarden.detectors.budget import DAY, BudgetLedger
+from querywarden.plugins import load_detectors
+
+T0 = 1_800_000_000.0
+FULL = math.log2(10) + 9 * 6 * math.log2(10)
+"""Bits one full-precision 10-class probability vector discloses under the ledger's cap."""
+
+
+class Victim:
+    def __init__(self) -> None:
+        x, y = load_digits(return_X_y=True)
+        self.model = LogisticRegression(max_iter=500).fit(x[:1000], y[:1000])
+        self.profile = ModelProfile(
+            id="digits",
+            input_kind=InputKind.IMAGE,
+            n_features=64,
+            ranges=((0.0, 16.0),) * 64,
+            classes=tuple(str(c) for c in range(10)),
+            reference=x[1000:1400],
+        )
+        self.pool = x[1400:]
+
+    def stream(
+        self, rows: np.ndarray, principal: str, *, t0: float = T0, dt: float = 1.0, decimals: int | None = None
+    ) -> list[Interaction]:
+        probs = self.model.predict_proba(rows)
+        if decimals is not None:
+            probs = np.round(probs, decimals)
+        return [
+            Interaction(
+                id=f"{principal}-{i}",
+                ts=t0 + i * dt,
+                principal=principal,
+                model="digits",
+                features=rows[i],
+                output=Output(probabilities=probs[i]),
+            )
+            for i in range(len(rows))
+        ]
+
+
+@pytest.fixture(scope="module")
+def victim() -> Victim:
+    return Victim()
+
+
+def run(det: BudgetLedger, stream: list[Interaction]) -> list[Signal]:
+    out: list[Signal] = []
+    for it in stream:
+        out.extend(det.update(it))
+    return out
+
+
+def _one(det: BudgetLedger, output: Output, principal: str = "p") -> dict:
+    det.update(Interaction(id="x", ts=T0, principal=principal, model="digits", features=np.zeros(64), output=output))
+    ledger = det.ledger(principal)
+    assert ledger is not None
+    return ledger
+
+
+# -- what one answer discloses ----------------------------------------------------------
+def test_bits_follow_precision_and_form_of_the_answer(victim: Victim) -> None:
+    p = victim.model.predict_proba(victim.pool[:1])[0]
+    full = _one(BudgetLedger(profile=victim.profile), Output(probabilities=p))
+    assert full["bits_disclosed"] == pytest.approx(FULL, abs=0.1)
+    assert full["max_precision_decimals"] == 6
+    two = _one(BudgetLedger(profile=victim.profile), Output(probabilities=np.round(p, 2)))
+    revealed = min(int(np.count_nonzero(np.round(p, 2))), 9)
+    assert two["bits_disclosed"] == pytest.approx(math.log2(10) + revealed * 2 * math.log2(10), abs=0.1)
+    assert two["max_precision_decimals"] == 2
+    top1 = np.zeros(10)
+    top1[3] = 0.9
+    hardened = _one(BudgetLedger(profile=victim.profile), Output(probabilities=top1))
+    assert hardened["bits_disclosed"] == pytest.approx(math.log2(10) + math.log2(10), abs=0.1)
+    label = _one(BudgetLedger(profile=victim.profile), Output(label="7"))
+    assert label["bits_disclosed"] == pytest.approx(math.log2(10), abs=0.1)
+    assert label["probability_outputs"] == 0 and label["classes_seen"] == 1
+    assert label["mean_entropy_bits"] == 0.0
+    assert full["mean_entropy_bits"] == pytest.approx(float(-(p[p > 0] * np.log2(p[p > 0])).sum()), abs=1e-3)
+
+
+def test_answers_without_output_or_features(victim: Victim) -> None:
+    det = BudgetLedger(profile=victim.profile)
+    assert det.update(Interaction(id="a", ts=T0, principal="p", model="digits", features=np.zeros(64))) == []
+    assert det.ledger("p") is None
+    odd = Interaction(id="b", ts=T0, principal="p", model="digits", features=np.zeros(3), output=Output(label=1))
+    assert det.update(odd) == []
+    ledger = det.ledger("p")
+    assert ledger is not None and ledger["outputs"] == 1 and ledger["cells_visited"] == 0
+
+
+# -- thresholds, severity and progress --------------------------------------------------
+def test_crossing_the_daily_budget_is_low_exposure_with_progress_marks(victim: Victim) -> None:
+    det = BudgetLedger(profile=victim.profile, daily_bits=50 * FULL)
+    rows = victim.pool[np.arange(500) % len(victim.pool)]
+    signals = run(det, victim.stream(rows, "scorer"))
+    assert signals and all(s.severity == Severity.LOW for s in signals)
+    daily = [s for s in signals if s.evidence["crossed"] == "daily_bits"]
+    assert len(daily) == 4, "the crossing, then one signal per doubling: x2, x4, x8"
+    for i, s in enumerate(daily):
+        mark = 50 * FULL * 2**i
+        assert mark <= s.evidence["bits_today"] < mark + FULL + 0.1
+    ev = daily[0].evidence
+    assert ev["scope"] == "principal" and ev["subject"] == "scorer"
+    assert 50 <= ev["outputs"] <= 55
+    assert ev["daily_threshold_bits"] == pytest.approx(50 * FULL, abs=0.1)
+    assert daily[0].technique == "AML.T0024.002"
+
+
+def test_rounded_outputs_take_longer_to_cross(victim: Victim) -> None:
+    rows = victim.pool[:300]
+    full = run(BudgetLedger(profile=victim.profile, daily_bits=50 * FULL), victim.stream(rows, "a"))
+    rounded = run(BudgetLedger(profile=victim.profile, daily_bits=50 * FULL), victim.stream(rows, "a", decimals=1))
+    assert full and not [s for s in rounded if s.evidence["crossed"] == "daily_bits"]
+
+
+def test_budget_resets_each_day_and_the_population_sets_the_bar(victim: Victim) -> None:
+    det = BudgetLedger(profile=victim.profile, min_answers=15, factor=2.0)
+    assert det.threshold() == pytest.approx(15 * FULL)
+    rng = np.random.default_rng(0)
+    for c in range(60):  # customers with ~20 answers on day 0, then one more on day 1 to close the day
+        rows = victim.pool[rng.integers(0, len(victim.pool), 20)]
+        run(det, victim.stream(rows, f"cust-{c}", t0=T0 + c))
+        run(det, victim.stream(rows[:1], f"cust-{c}", t0=T0 + DAY + c))
+    learned = det.threshold()
+    assert 20 * FULL < learned <= 2 * 64 * FULL, learned
+    big = run(det, victim.stream(victim.pool[:200], "heavy", t0=T0 + DAY + 100))
+    assert next(s.evidence["crossed"] for s in big) == "daily_bits"
+    quiet = run(det, victim.stream(victim.pool[:15], "light", t0=T0 + DAY + 100))
+    assert not [s for s in quiet if s.evidence["crossed"] == "daily_bits"]
+
+
+def test_days_far_past_the_bar_do_not_raise_the_baseline(victim: Victim) -> None:
+    det = BudgetLedger(profile=victim.profile, min_answers=1)
+    for c in range(60):  # heavy principals, each five times over the floor: none learned
+        run(det, victim.stream(victim.pool[:5], f"heavy-{c}", t0=T0))
+        run(det, victim.stream(victim.pool[:1], f"heavy-{c}", t0=T0 + DAY))
+    assert int(det._hist.sum()) == 0
+    assert det.threshold() == pytest.approx(FULL)
+
+
+def test_natural_and_synthetic_extraction_both_show_only_as_budget(victim: Victim) -> None:
+    rng = np.random.default_rng(1)
+    natural = victim.pool[rng.integers(0, len(victim.pool), 3000)]
+    uniform = rng.uniform(0, 16, (3000, 64))
+    for rows in (natural, uniform):
+        det = BudgetLedger(profile=victim.profile)
+        signals = run(det, victim.stream(rows, "thief", dt=0.1))
+        assert signals, "3,000 full answers in a day pass the default floor of 2,000"
+        assert max(s.severity for s in signals) == Severity.LOW
+    ledger = det.ledger("thief")
+    assert ledger is not None and ledger["off_reference_cells"] > ledger["reference_cells"]
+
+
+def test_coverage_of_the_reference_space(victim: Victim) -> None:
+    det = BudgetLedger(profile=victim.profile, coverage_share=0.3, daily_bits=1e12)
+    few = run(det, victim.stream(victim.pool[:5], "few"))
+    assert few == []
+    many = run(det, victim.stream(victim.pool[:300], "many"))
+    assert [s.evidence["crossed"] for s in many] == ["coverage"]
+    assert many[0].evidence["coverage_share"] >= 0.3
+    ledger = det.ledger("many")
+    assert ledger is not None and ledger["classes_seen"] == 10 and ledger["classes_total"] == 10
+
+
+# -- actors -----------------------------------------------------------------------------
+def test_actor_budget_adds_up_its_principals(victim: Victim) -> None:
+    det = BudgetLedger(profile=victim.profile, daily_bits=100 * FULL)
+    rows = victim.pool[:60]
+    for k in range(4):  # 60 answers per key, under the bar; 240 for the actor
+        stream = victim.stream(rows, f"key-{k}", t0=T0 + 1000 * k)
+        head = [msgspec.structs.replace(it, actor=None) for it in stream[:10]]  # before clustering
+        tail = [msgspec.structs.replace(it, actor="actor-1") for it in stream[10:]]
+        signals = run(det, head + tail)
+        assert all(s.evidence["scope"] == "actor" for s in signals)
+    actor = det.ledger(actor="actor-1")
+    assert actor is not None and actor["outputs"] == 240
+    key = det.ledger("key-0")
+    assert key is not None and key["outputs"] == 60
+    assert det.state_size() == 5
+
+
+def test_engine_sets_the_actor_and_the_finding_stays_low(victim: Victim) -> None:
+    load_detectors()
+    engine = Engine({"digits": victim.profile}, detectors=[DetectorSpec("budget", {"daily_bits": 30 * FULL})])
+    findings = []
+    for it in victim.stream(victim.pool[:100], "scorer"):
+        findings.extend(engine.process(it).findings)
+    assert findings and all(f.severity == Severity.LOW for f in findings)
+    assert 30 <= findings[0].evidence["budget"]["outputs"] <= 31
+    (current,) = engine.risk.open_findings()
+    assert 60 <= current.evidence["budget"]["outputs"] <= 62, "the doubling mark refreshed the evidence"
+    assert engine.decision_for("scorer").action.value == "allow"
+
+
+# -- contract ---------------------------------------------------------------------------
+def test_calibration_reports_worst_day_and_coverage(victim: Victim) -> None:
+    det = BudgetLedger(profile=victim.profile)
+    run(det, victim.stream(victim.pool[:10], "a"))
+    run(det, victim.stream(victim.pool[:30], "b"))
+    run(det, victim.stream(victim.pool[:5], "b", t0=T0 + DAY))
+    cal = det.calibration()
+    assert set(cal) == {"daily_bits", "coverage_share"}
+    assert sorted(cal["daily_bits"].values) == pytest.approx([10 * FULL, 30 * FULL], rel=1e-6)
+    assert all(0 <= v <= 1 for v in cal["coverage_share"].values)
+
+
+def test_snapshot_restore_continues_the_same(victim: Victim) -> None:
+    stream = victim.stream(victim.pool[:200], "a")
+    a = BudgetLedger(profile=victim.profile, daily_bits=20 * FULL)
+    run(a, stream[:50])
+    b = a.clone()
+    assert isinstance(b, BudgetLedger)
+    b.restore(a.snapshot())
+    assert [s.evidence for s in run(a, stream[50:])] == [s.evidence for s in run(b, stream[50:])]
+
+
+def test_profile_without_ranges_or_reference_still_keeps_the_ledger() -> None:
+    det = BudgetLedger(profile=ModelProfile(id="m", n_features=3, classes=("a", "b")))
+    it = Interaction(
+        id="a", ts=T0, principal="p", model="m", features=np.ones(3), output=Output(probabilities=np.array([0.3, 0.7]))
+    )
+    det.update(it)
+    ledger = det.ledger("p")
+    assert ledger is not None and ledger["cells_visited"] == 1 and ledger["reference_cells"] == 0
+    assert set(det.calibration()) == {"daily_bits"}
+
+
+def test_invalid_parameters_are_refused(victim: Victim) -> None:
+    with pytest.raises(ValueError, match="budget"):
+        BudgetLedger(profile=victim.profile, daily_bits=0)
+    with pytest.raises(ValueError, match="budget"):
+        BudgetLedger(profile=victim.profile, coverage_share=1.5)
+
+
+def test_registered_as_a_plugin() -> None:
+    assert load_detectors()["budget"] is BudgetLedger
