@@ -6,7 +6,7 @@ answering labels only; ``reference.npy`` holds 200 held-out digits.
 positive: 30 customers scoring a few natural digits each, and ``prober`` running label-only
 membership inference: for each of 8 candidate records (half of them training rows), the
 record and 20 noisy copies, reading how often the label holds. ``expect.toml`` wants medium
-within 100 queries (the fourth candidate's cluster). negative: the same customers, a photo
+within 100 queries (the third candidate's cluster). negative: the same customers, a photo
 app sending edited copies of two photos (each sent twice), and a batch job.
 """
 
