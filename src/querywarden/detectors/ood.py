@@ -11,7 +11,8 @@ a binomial tail: the surprise is ``-log10 P(X >= count)``. A handful of odd quer
 short history does not fire; a steady stream does.
 
 Only new out-of-distribution inputs count: one that sits near an out-of-distribution input
-the principal sent recently (within ``novelty_fraction`` of the threshold) is a variant, e.g.
+the principal sent recently (within ``novelty_fraction`` of the benign nearest-neighbour
+spacing) is a variant, e.g.
 an edited copy of the same unusual photo, and is skipped. Extraction cannot avoid sending
 many distinct inputs; a benign app editing one picture sends few.
 
@@ -42,7 +43,14 @@ from querywarden.core.atlas import EXTRACTION
 from querywarden.core.detector import Calibration, Detector, PrincipalStates
 from querywarden.core.profile import ModelProfile
 from querywarden.core.records import Interaction, Severity, Signal
-from querywarden.detectors.reference import KnnReference, QuerySpace, Reservoir, binomial_surprise, reference_rows
+from querywarden.detectors.reference import (
+    KnnReference,
+    QuerySpace,
+    Reservoir,
+    binomial_surprise,
+    reference_rows,
+    spacing,
+)
 from querywarden.errors import DetectorError
 
 
@@ -107,6 +115,7 @@ class OodDetector(Detector):
         self._reference: KnnReference | None = None
         self._reservoir: Reservoir | None = None
         rows = reference_rows(profile, self._space) if self._space is not None else None
+        self._novelty_radius = novelty_fraction * spacing(rows, self._space.out_dim if self._space else 1)
         if rows is not None and rows.shape[0] >= 2 * k + 2:
             self._reference = KnnReference.build(rows, k=k, quantile=quantile)
         elif self._space is not None:
@@ -135,7 +144,7 @@ class OodDetector(Detector):
             self._push(st, 0)
             return []
         dist = ref.distance(e)
-        if not self._novel(st, z, ref.threshold):
+        if not self._novel(st, z):
             return []
         self._push(st, 1)
         if st.n < self.min_queries:
@@ -181,7 +190,7 @@ class OodDetector(Detector):
         st.count += flag
         st.pos = (st.pos + 1) % self.window
 
-    def _novel(self, st: _State, z: npt.NDArray[np.float64], threshold: float) -> bool:
+    def _novel(self, st: _State, z: npt.NDArray[np.float64]) -> bool:
         """Remember ``z``; True unless it is a variant of a recent out-of-distribution input.
 
         Compared in the full feature space: the reference embedding folds everything off the
@@ -193,7 +202,7 @@ class OodDetector(Detector):
         if filled:
             diff = mem[:filled] - z
             nearest = math.sqrt(float(np.einsum("ij,ij->i", diff, diff).min()))
-            if nearest <= self.novelty_fraction * threshold:
+            if nearest <= self._novelty_radius:
                 return False
         mem[st.novel_n % self.novelty_memory] = z
         st.novel_n += 1
@@ -205,7 +214,9 @@ class OodDetector(Detector):
             return
         res.offer(principal, z)
         if len(res) >= self.warmup:
-            self._reference = KnnReference.build(res.rows(), k=self.k, quantile=self.quantile, trim=True)
+            rows = res.rows()
+            self._reference = KnnReference.build(rows, k=self.k, quantile=self.quantile, trim=True)
+            self._novelty_radius = self.novelty_fraction * spacing(rows, rows.shape[1])
             res.release()
             self._reservoir = None
 

@@ -1,0 +1,110 @@
+"""Writes the boundary-probing detector's annotated samples (run by hand; output is committed).
+
+The model is a logistic regression on sklearn's bundled 8x8 digits (deterministic fit);
+``reference.npy`` holds 300 held-out digits as the profile's benign reference.
+
+positive: 30 customers scoring a few natural digits each, and ``prober`` running a
+HopSkipJump-style walk: a binary search between a digit and a digit of another class, then
+rounds of 30 random probes around the boundary point, a step and another binary search
+(the first 220 queries of it). ``expect.toml`` wants medium within 64 queries, 1% of the
+~6,400 HopSkipJump spends per digit.
+negative: the same customers, a customer scoring 200 natural digits, a photo app sending
+edited copies (one-pixel shifts, brightness) of 30 photos, and a batch job.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from sklearn.datasets import load_digits
+from sklearn.linear_model import LogisticRegression
+
+HERE = Path(__file__).parent
+T0 = 1_764_320_000.0
+
+
+def _num(v: float) -> float | int:
+    r = round(float(v), 3)
+    return int(r) if r.is_integer() else r
+
+
+def _line(rid: str, ts: float, principal: str, x: np.ndarray, p: np.ndarray) -> str:
+    rec = {
+        "id": rid,
+        "ts": round(ts, 3),
+        "principal": principal,
+        "model": "digits",
+        "input": {"features": [_num(v) for v in x]},
+        "output": {"probabilities": [round(float(v), 5) for v in p]},
+    }
+    return json.dumps(rec, separators=(",", ":"))
+
+
+def _walk(model: LogisticRegression, x0: np.ndarray, far: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
+    label = model.predict(x0[None])[0]
+    queries: list[np.ndarray] = []
+
+    def adversarial(point: np.ndarray) -> bool:
+        queries.append(point)
+        return bool(model.predict(point[None])[0] != label)
+
+    def search(b: np.ndarray) -> np.ndarray:
+        lo, hi = 0.0, 1.0
+        while hi - lo > 1e-3:
+            mid = (lo + hi) / 2
+            if adversarial(np.round((1 - mid) * x0 + mid * b, 3)):
+                hi = mid
+            else:
+                lo = mid
+        return np.round((1 - hi) * x0 + hi * b, 3)
+
+    point = search(far)
+    for t in range(6):
+        dist = float(np.linalg.norm(point - x0))
+        probes = rng.normal(size=(30, 64))
+        probes /= np.linalg.norm(probes, axis=1, keepdims=True)
+        signs = np.array([adversarial(np.round(np.clip(point + 0.01 * dist * u, 0, 16), 3)) for u in probes]) * 2.0 - 1
+        grad = ((signs - signs.mean())[:, None] * probes).mean(axis=0)
+        grad /= np.linalg.norm(grad) + 1e-12
+        point = search(np.clip(point + dist / np.sqrt(t + 1) * grad, 0, 16))
+    return queries
+
+
+def _edits(photo: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
+    img = photo.reshape(8, 8)
+    out = [photo]
+    for _ in range(int(rng.integers(3, 7))):
+        e = np.roll(img, int(rng.choice([-1, 1])), axis=int(rng.integers(2))) if rng.random() < 0.5 else img
+        out.append(np.clip(np.round(e * rng.uniform(0.8, 1.2)), 0, 16).ravel())
+    return out
+
+
+def main() -> None:
+    x, y = load_digits(return_X_y=True)
+    model = LogisticRegression(max_iter=500).fit(x[:1000], y[:1000])
+    np.save(HERE / "reference.npy", x[1000:1300])
+    pool, labels = x[1300:], y[1300:]
+    rng = np.random.default_rng(31)
+    customers = []
+    for c in range(30):
+        for t in rng.uniform(0, 3600, int(rng.integers(3, 9))):
+            customers.append((T0 + float(t), f"cust-{c:02d}", pool[int(rng.integers(len(pool)))]))
+    other = int(np.flatnonzero(labels != labels[5])[0])
+    walk = _walk(model, pool[5], pool[other], rng)[:220]
+    attack = [(T0 + 1800 + i * 0.5, "prober", row) for i, row in enumerate(walk)]
+    heavy = [(T0 + 100 + i * 5.0, "analyst", pool[int(rng.integers(len(pool)))]) for i in range(200)]
+    photos = []
+    for i, j in enumerate(rng.integers(len(pool), size=30)):
+        photos += [(T0 + 400 + i * 60.0 + k, "photo-app", e) for k, e in enumerate(_edits(pool[int(j)], rng))]
+    batch = [(T0 + 1200 + i * 0.5, "batch-job", pool[i % len(pool)]) for i in range(120)]
+    for name, rows in (("positive", customers + attack), ("negative", customers + heavy + photos + batch)):
+        rows.sort(key=lambda r: r[0])
+        probs = model.predict_proba(np.array([r[2] for r in rows]))
+        text = "\n".join(_line(f"{name[:3]}-{i}", ts, p, xr, probs[i]) for i, (ts, p, xr) in enumerate(rows))
+        (HERE / f"{name}.jsonl").write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
