@@ -1,0 +1,403 @@
+"""Neardup: iterative near-duplicate probing, caught in one index shared by every principal.
+
+Boundary walks (HopSkipJump, Boundary attack), black-box inversion (MI-Face) and label-only
+membership inference all query long chains of inputs that differ from earlier ones in a
+few features. Customers almost never do: they send different records, or retry the very
+same one. So every input is fingerprinted (see ``fingerprint_index``) and looked up in one
+global table; a query that shares at least ``min_shared`` of its ``top_s`` hashes with a
+stored query, without being an exact copy of it, is a *near-duplicate hit*.
+
+Hits form *chains*: a hit joins the oldest chain among the stored queries it matches,
+and a query that matches nothing starts a new chain. Chains are global, so the
+queries of one attack split over many API keys land in one chain. Per principal, and per
+actor once the engine has clustered principals, the detector counts hits per chain; a
+chain idle for ``hits_window`` of the principal's queries starts again from zero. What
+customers do stays short: an edited photo or a what-if application makes a chain of a
+handful of hits, and a batch of natural records makes almost none. An attack cannot
+avoid a long chain: it needs hundreds of small steps. Crossing ``min_hits`` (calibrated
+on benign traffic) raises ``medium``; a chain reaching ``high_hits``, or ``high_chains``
+separate chains each reaching ``min_hits`` (a walk that restarts, or one candidate record
+after another), raises ``high``; one signal per crossing. Exact repeats (retries, nightly
+re-scoring) are counted apart and never count as hits.
+
+Hits against another principal's query stored in the last ``link_horizon`` seconds are
+link evidence: the signal names those principals in ``related`` with ``link_weight``,
+each time the pair's hit count reaches a power of two, at most ``max_link_emits`` times
+per pair. The keys of one split attack query the same chain minutes apart and merge into
+one actor within a few rounds; customers who happen to edit the same popular photo do it
+hours or days apart and stay apart. When a principal joins an actor it brings its chain
+counts with it, so the actor crosses ``min_hits`` as soon as its members together have.
+
+Technique: a chain whose outputs stay on one class with rising confidence is model
+inversion (AML.T0024.001); anything else is decision-boundary probing (AML.T0043).
+
+Blind spots: adaptive attacks that use the block as an oracle and resample until they
+pass (OARS), query blinding (random transforms large enough to change most windows), and
+chains spaced further apart than the index's capacity.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections import deque
+
+import numpy as np
+
+from querywarden.core.atlas import ADVERSARIAL, INVERSION
+from querywarden.core.detector import Calibration, Detector, PrincipalStates
+from querywarden.core.profile import ModelProfile
+from querywarden.core.records import Evidence, InputKind, Interaction, Severity, Signal
+from querywarden.detectors.fingerprint_index import Fingerprinter, FingerprintIndex, Matches, stable_hash
+
+_MAX_RELATED = 8
+_MAX_LINK_PEERS = 32
+_MAX_CHAINS = 8
+_RECENT = 64
+
+
+class _Chains:
+    """Near-duplicate hit counts per chain for one principal or one actor."""
+
+    __slots__ = (
+        "actor",
+        "chains",
+        "key",
+        "level",
+        "links",
+        "long",
+        "near",
+        "peak",
+        "queries",
+        "recent",
+        "repeats",
+        "technique",
+    )
+
+    def __init__(self) -> None:
+        self.key = 0
+        self.actor = ""
+        self.queries = 0
+        self.near = 0
+        self.repeats = 0
+        self.peak = 0
+        self.level = Severity.INFO
+        self.long = 0
+        self.technique = ""
+        self.chains: dict[int, list[int]] | None = None
+        self.recent: deque[tuple[int, float, float]] | None = None
+        self.links: dict[int, int] | None = None
+
+    def hit(self, chain: int, idle: int, long: int, add: int = 1) -> int:
+        """Count ``add`` hits into ``chain``; returns the chain's count. A chain reaching
+        ``long`` hits for the first time counts once in ``self.long``."""
+        if self.chains is None:
+            self.chains = {}
+        chains = self.chains
+        entry = chains.get(chain)
+        if entry is None:
+            if len(chains) >= _MAX_CHAINS:
+                del chains[min(chains, key=lambda c: chains[c][1])]
+            entry = chains[chain] = [0, self.queries, 0]
+        elif self.queries - entry[1] > idle:
+            entry[0] = 0
+        entry[0] += add
+        entry[1] = self.queries
+        if entry[0] >= long and not entry[2]:
+            entry[2] = 1
+            self.long += 1
+        self.near += add
+        if entry[0] > self.peak:
+            self.peak = entry[0]
+        return entry[0]
+
+
+class NearDuplicateDetector(Detector):
+    name = "neardup"
+    technique = ADVERSARIAL
+    description = "chains of near-duplicate inputs, looked up in one fingerprint index shared by all principals"
+    needs = frozenset({"features"})
+
+    def __init__(
+        self,
+        *,
+        profile: ModelProfile,
+        salt: str = "querywarden-neardup",
+        levels: int = 8,
+        window: int = 6,
+        top_s: int = 32,
+        min_shared: int = 12,
+        max_queries: int = 100_000,
+        table_factor: float = 2.0,
+        hits_window: int = 256,
+        min_hits: int = 32,
+        high_hits: int = 128,
+        high_chains: int = 3,
+        link_weight: float = 1.0,
+        link_horizon: float = 900.0,
+        max_link_emits: int = 8,
+        max_principals: int = 100_000,
+    ) -> None:
+        super().__init__(profile=profile)
+        if not 1 <= min_shared <= top_s:
+            raise ValueError("neardup: 1 <= min_shared <= top_s is required")
+        if not 1 <= min_hits <= high_hits:
+            raise ValueError("neardup: 1 <= min_hits <= high_hits is required")
+        if levels < 1 or window < 1 or max_queries < 1 or table_factor <= 0 or hits_window < 1 or link_weight < 0:
+            raise ValueError("neardup: levels, window, max_queries, table_factor and hits_window must be positive")
+        self.salt = salt
+        self.levels = levels
+        self.window = window
+        self.top_s = top_s
+        self.min_shared = min_shared
+        self.max_queries = max_queries
+        self.table_factor = table_factor
+        self.hits_window = hits_window
+        self.min_hits = min_hits
+        self.high_hits = high_hits
+        self.high_chains = high_chains
+        self.link_weight = link_weight
+        self.link_horizon = link_horizon
+        self.max_link_emits = max_link_emits
+        self.max_principals = max_principals
+        self._dim = profile.expected_dim()
+        self._fp: Fingerprinter | None = self._fingerprinter(self._dim) if self._dim else None
+        self._index = FingerprintIndex(capacity=max_queries, top_s=top_s, table_factor=table_factor)
+        self._principals: PrincipalStates[_Chains] = PrincipalStates(_Chains, max_principals)
+        self._actors: PrincipalStates[_Chains] = PrincipalStates(_Chains, max(1, max_principals // 10))
+        self._names: dict[int, str] = {}
+
+    # -- set-up -------------------------------------------------------------------------
+    def _fingerprinter(self, dim: int) -> Fingerprinter:
+        """Quantisation steps from the profile's ranges, else its reference sample, else [0, 1]."""
+        bounds = self.profile.bounds()
+        ref = self.profile.reference
+        if bounds is not None and bounds[0].shape[0] == dim:
+            lo, hi = bounds
+        elif ref is not None and ref.ndim == 2 and ref.shape[1] == dim and ref.shape[0] > 0:
+            lo, hi = ref.min(axis=0).astype(np.float64), ref.max(axis=0).astype(np.float64)
+        else:
+            lo, hi = np.zeros(dim), np.ones(dim)
+        width = hi - lo
+        step = np.where(width > 0, width, 1.0) / self.levels
+        window = self.window
+        shape = self.profile.shape
+        if self.profile.input_kind is InputKind.IMAGE and shape and len(shape) >= 2:
+            window = min(window, int(math.prod(shape[1:])))  # a window never spans more than one row
+        return Fingerprinter(lo=lo, step=step, levels=self.levels, window=window, top_s=self.top_s, salt=self.salt)
+
+    # -- the contract -------------------------------------------------------------------
+    def update(self, interaction: Interaction) -> list[Signal]:
+        x = interaction.features
+        if x is None or x.ndim != 1 or x.shape[0] == 0:
+            return []
+        if self._fp is None:
+            self._dim = int(x.shape[0])
+            self._fp = self._fingerprinter(self._dim)
+        fp = self._fp
+        if x.shape[0] != self._dim:
+            return []
+        exact = fp.exact(x)
+        if exact is None:
+            return []
+        probe = self._index.probe(fp.fingerprint(x))
+        st = self._principals.get(interaction.principal)
+        if st.key == 0:
+            st.key = stable_hash(interaction.principal.encode())
+            self._remember(st.key, interaction.principal)
+        actor_key = stable_hash(interaction.actor.encode()) if interaction.actor else 0
+        min_shared = self.min_shared
+        if probe.n < self.top_s:  # short vectors have fewer windows: scale the bar with them
+            min_shared = max(1, math.ceil(min_shared * probe.n / self.top_s))
+        found = self._index.lookup(probe, min_shared)
+        chain, hit, repeat, peers = _classify(found, exact, st.key, actor_key, interaction.ts - self.link_horizon)
+        self._index.insert(probe, exact=exact, principal=st.key, actor=actor_key, chain=chain, ts=interaction.ts)
+
+        st.queries += 1
+        if repeat:
+            st.repeats += 1
+        ast = self._actor_state(interaction, st)
+        n = st.hit(chain, self.hits_window, self.min_hits) if hit else 0
+        if hit:
+            _remember_output(st, interaction)
+        sig = self._crossing(interaction, st, n, "principal") if hit else None
+        if ast is not None:
+            ast.queries += 1
+            if hit:
+                an = ast.hit(chain, self.hits_window, self.min_hits)
+                _remember_output(ast, interaction)
+                if sig is None:
+                    sig = self._crossing(interaction, ast, an, "actor")
+        related = self._links(st, peers) if peers else ()
+        if sig is None and not related:
+            return []
+        if sig is None:
+            evidence: Evidence = {"near_duplicate_peers": len(related), "near_duplicate_hits_total": st.near}
+            return [
+                self.signal(
+                    interaction,
+                    score=0.05,
+                    severity=Severity.INFO,
+                    evidence=evidence,
+                    related=related,
+                    link_weight=self.link_weight,
+                )
+            ]
+        level, score, evidence, technique = sig
+        return [
+            self.signal(
+                interaction,
+                score=score,
+                severity=level,
+                evidence=evidence,
+                technique=technique,
+                related=related,
+                link_weight=self.link_weight if related else 0.0,
+            )
+        ]
+
+    def state_size(self) -> int:
+        return len(self._principals)
+
+    def calibration(self) -> dict[str, Calibration]:
+        peaks = tuple(float(st.peak) for _, st in self._principals.items())
+        return {"min_hits": Calibration(values=peaks, alarm_above=True, floor=8.0)}
+
+    def stored_queries(self) -> int:
+        """How many fingerprints the global index holds."""
+        return len(self._index)
+
+    def index_bytes(self) -> int:
+        return self._index.nbytes()
+
+    # -- internals ----------------------------------------------------------------------
+    def _actor_state(self, interaction: Interaction, st: _Chains) -> _Chains | None:
+        """The actor's counts; a principal that just joined brings its own chain counts along."""
+        if not interaction.actor:
+            return None
+        ast = self._actors.get(interaction.actor)
+        if st.actor != interaction.actor:
+            st.actor = interaction.actor
+            for chain, (count, _, _) in (st.chains or {}).items():
+                if count:
+                    ast.hit(chain, self.hits_window, self.min_hits, count)
+        return ast
+
+    def _remember(self, key: int, principal: str) -> None:
+        names = self._names
+        names[key] = principal
+        if len(names) > 2 * self.max_principals:
+            for old in list(names)[: self.max_principals]:
+                del names[old]
+
+    def _links(self, st: _Chains, peers: list[int]) -> tuple[str, ...]:
+        """Peers owed link evidence: each time the pair's hit count reaches a power of two."""
+        if self.link_weight <= 0 or self.max_link_emits <= 0:
+            return ()
+        if st.links is None:
+            st.links = {}
+        links = st.links
+        out: list[str] = []
+        for p in peers:
+            count = links.get(p)
+            if count is None:
+                if len(links) >= _MAX_LINK_PEERS:
+                    continue
+                count = 0
+            count += 1
+            links[p] = count
+            if count & (count - 1) == 0 and count.bit_length() <= self.max_link_emits:
+                name = self._names.get(p)
+                if name is not None:
+                    out.append(name)
+        return tuple(out)
+
+    def _crossing(
+        self, interaction: Interaction, st: _Chains, n: int, scope: str
+    ) -> tuple[Severity, float, Evidence, str] | None:
+        if n < self.min_hits:
+            return None
+        level = Severity.HIGH if n >= self.high_hits or st.long >= self.high_chains else Severity.MEDIUM
+        if level <= st.level:
+            return None
+        st.level = level
+        st.technique = _technique(st.recent)
+        recent = st.recent or ()
+        low_margin = sum(1 for _, _, m in recent if m < 0.2)
+        evidence: Evidence = {
+            "scope": scope,
+            "chain_hits": n,
+            "long_chains": st.long,
+            "threshold": self.min_hits,
+            "near_duplicate_hits_total": st.near,
+            "exact_repeats": st.repeats,
+            "queries": st.queries,
+            "low_margin_share": round(low_margin / len(recent), 3) if recent else None,
+        }
+        score = min(1.0, 0.5 + 0.5 * (n - self.min_hits) / max(1, self.high_hits - self.min_hits))
+        return level, score, evidence, st.technique
+
+
+def _classify(found: Matches, exact: float, me: int, actor: int, since: float) -> tuple[int, bool, bool, list[int]]:
+    """(chain joined, near-duplicate hit?, exact repeat of own query?, other principals matched
+    at or after ``since``, outside the principal's actor).
+
+    The chain is the oldest among the near-duplicates' chains, so a walk that bridges two
+    fragments keeps counting into the first; else an exact copy's (a retry stays in its
+    chain without counting); else 0 (a new chain)."""
+    if not len(found):
+        return 0, False, False, []
+    same = found.exact == exact
+    mine = found.principal == np.uint64(me)
+    repeat = bool((same & mine).any())
+    near = ~same
+    if not near.any():
+        return int(found.chain[0]), False, repeat, []
+    chain = int(found.chain[near].min())
+    others = near & ~mine & (found.ts >= since)
+    if actor:
+        others &= found.actor != np.uint64(actor)
+    peers: list[int] = []
+    if others.any():
+        for p in found.principal[others][::-1].tolist():  # most recent first
+            if p not in peers:
+                peers.append(p)
+                if len(peers) >= _MAX_RELATED:
+                    break
+    return chain, True, repeat, peers
+
+
+def _remember_output(st: _Chains, interaction: Interaction) -> None:
+    out = interaction.output
+    if out is None or out.probabilities is None or out.probabilities.shape[0] < 2:
+        return
+    p = out.probabilities
+    top = int(np.argmax(p))
+    top_p = float(p[top])
+    if not math.isfinite(top_p):
+        return
+    if st.recent is None:
+        st.recent = deque(maxlen=_RECENT)
+    margin = out.margin()
+    st.recent.append((top, top_p, float(margin) if margin is not None else 0.0))
+
+
+def _technique(recent: deque[tuple[int, float, float]] | None) -> str:
+    """Inversion when the recent hits' outputs settled on one class (a boundary walk keeps
+    crossing between two) and its confidence climbed from the first quarter of them to the
+    last; anything else is boundary probing."""
+    if not recent or len(recent) < 16:
+        return ADVERSARIAL
+    rows = list(recent)
+    main = rows[-1][0]
+    classes = [c for c, _, _ in rows]
+    flips = sum(1 for a, b in itertools.pairwise(classes) if a != b)
+    if flips > 0.1 * len(rows) or classes[len(rows) // 2 :].count(main) < 0.9 * (len(rows) - len(rows) // 2):
+        return ADVERSARIAL
+    conf = np.array([p for c, p, _ in rows if c == main])
+    if len(conf) < 8:
+        return ADVERSARIAL
+    quarter = len(conf) // 4
+    if float(conf[-quarter:].mean() - conf[:quarter].mean()) > 0.02:
+        return INVERSION
+    return ADVERSARIAL
