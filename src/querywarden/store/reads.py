@@ -200,18 +200,8 @@ def principals(
     if order_by not in PRINCIPAL_ORDERS:
         raise StoreError(f"cannot order principals by {order_by!r}; allowed: {', '.join(PRINCIPAL_ORDERS)}")
     limit, offset = _page(limit, offset)
-    known = sa.union(sa.select(_t.c.principal), sa.select(_fp.c.principal), sa.select(_d.c.principal)).subquery()
-    tr = (
-        sa.select(
-            _t.c.principal,
-            sa.func.sum(_t.c.queries).label("queries"),
-            sa.func.min(_t.c.first_seen_ts).label("first_seen_ts"),
-            sa.func.max(_t.c.last_seen_ts).label("last_seen_ts"),
-        )
-        .group_by(_t.c.principal)
-        .subquery()
-    )
-    fa = (
+    p = schema.principals
+    fa_query = (
         sa.select(
             _fp.c.principal,
             sa.func.count().label("open_findings"),
@@ -221,42 +211,38 @@ def principals(
         .join(_f, _f.c.finding_id == _fp.c.finding_id)
         .where(_active)
         .group_by(_fp.c.principal)
-        .subquery()
     )
-    queries = sa.func.coalesce(tr.c.queries, 0)
-    last_seen = sa.func.coalesce(tr.c.last_seen_ts, -1.0)
+    if only is not None:
+        fa_query = fa_query.where(_fp.c.principal == only)
+    fa = fa_query.subquery()
     orders: dict[str, tuple[Any, ...]] = {
         "risk": (
             sa.func.coalesce(fa.c.max_severity, -1).desc(),
             sa.func.coalesce(fa.c.risk, 0.0).desc(),
-            queries.desc(),
+            p.c.queries.desc(),
         ),
-        "queries": (queries.desc(),),
-        "last_seen": (last_seen.desc(),),
+        "queries": (p.c.queries.desc(),),
+        "last_seen": (p.c.last_seen_ts.desc().nulls_last(),),
     }
     q = (
         sa.select(
-            known.c.principal,
-            tr.c.queries,
-            tr.c.first_seen_ts,
-            tr.c.last_seen_ts,
+            p,
             fa.c.open_findings,
             fa.c.max_severity,
             fa.c.risk,
             _am.c.actor.label("member_of"),
             *[c.label(f"d_{c.name}") for c in _d.columns],
         )
-        .select_from(known)
-        .outerjoin(tr, tr.c.principal == known.c.principal)
-        .outerjoin(fa, fa.c.principal == known.c.principal)
-        .outerjoin(_d, _d.c.principal == known.c.principal)
-        .outerjoin(_am, _am.c.principal == known.c.principal)
-        .order_by(*orders[order_by], known.c.principal)
+        .select_from(p)
+        .outerjoin(fa, fa.c.principal == p.c.principal)
+        .outerjoin(_d, _d.c.principal == p.c.principal)
+        .outerjoin(_am, _am.c.principal == p.c.principal)
+        .order_by(*orders[order_by], p.c.principal)
         .limit(limit)
         .offset(offset)
     )
     if only is not None:
-        q = q.where(known.c.principal == only)
+        q = q.where(p.c.principal == only)
     rows = conn.execute(q).all()
     models: dict[str, list[str]] = {}
     if rows:
@@ -264,8 +250,8 @@ def principals(
         pairs = conn.execute(
             sa.select(_t.c.principal, _t.c.model).where(_t.c.principal.in_(names)).order_by(_t.c.model)
         )
-        for p, m in pairs:
-            models.setdefault(p, []).append(m)
+        for name, model in pairs:
+            models.setdefault(name, []).append(model)
     return [_principal_summary(r, tuple(models.get(r.principal, ()))) for r in rows]
 
 
@@ -381,7 +367,8 @@ def stats(conn: sa.Connection, *, since: float | None) -> StoreStats:
     per_model = {
         m: int(n) for m, n in conn.execute(sa.select(_t.c.model, sa.func.sum(_t.c.queries)).group_by(_t.c.model))
     }
-    n_principals = conn.execute(sa.select(sa.func.count(sa.distinct(_t.c.principal)))).scalar_one()
+    pt = schema.principals
+    n_principals = conn.execute(sa.select(sa.func.count()).select_from(pt).where(pt.c.queries > 0)).scalar_one()
     window = [] if since is None else [_f.c.detected_ts >= since]
     hours: Counter[float] = Counter()
     for (ts,) in conn.execute(sa.select(_f.c.detected_ts).where(*window)):

@@ -52,6 +52,20 @@ interactions = sa.Table(
     sa.Index("ix_interactions_id", "id"),
 )
 
+principals = sa.Table(
+    "principals",
+    metadata,
+    sa.Column("principal", sa.String(256), primary_key=True),
+    sa.Column("queries", sa.BigInteger, nullable=False),
+    sa.Column("first_seen_ts", sa.Double),
+    sa.Column("last_seen_ts", sa.Double),
+    sa.Index("ix_principals_queries", "queries"),
+    sa.Index("ix_principals_last_seen_ts", "last_seen_ts"),
+)
+"""Every principal the store knows of, with its interaction count and first/last seen.
+A principal named only by a finding, decision or actor has 0 queries and no times. Kept
+in step with every write so principal lists never scan or group the interactions."""
+
 traffic = sa.Table(
     "traffic",
     metadata,
@@ -61,8 +75,8 @@ traffic = sa.Table(
     sa.Column("first_seen_ts", sa.Double, nullable=False),
     sa.Column("last_seen_ts", sa.Double, nullable=False),
 )
-"""Per principal and model: how many interactions and when. Kept in step with every
-write so principal lists and counts never scan the interactions table."""
+"""Per principal and model: how many interactions and when (per-model counts, and the
+models each principal used)."""
 
 signals = sa.Table(
     "signals",

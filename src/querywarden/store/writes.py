@@ -70,6 +70,44 @@ def bump_traffic(conn: sa.Connection, rollup: Mapping[tuple[str, str], Sequence[
         for (p, m), v in rollup.items()
     ]
     conn.execute(stmt, rows)
+    per_principal: dict[str, list[float]] = {}
+    for (p, _), v in rollup.items():
+        entry = per_principal.get(p)
+        if entry is None:
+            per_principal[p] = [v[0], v[1], v[2]]
+        else:
+            entry[0] += v[0]
+            entry[1] = min(entry[1], v[1])
+            entry[2] = max(entry[2], v[2])
+    pt = schema.principals
+    stmt = _insert(conn, pt)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[pt.c.principal],
+        set_={
+            "queries": pt.c.queries + stmt.excluded.queries,
+            "first_seen_ts": _least(pt.c.first_seen_ts, stmt.excluded.first_seen_ts),
+            "last_seen_ts": _greatest(pt.c.last_seen_ts, stmt.excluded.last_seen_ts),
+        },
+    )
+    conn.execute(
+        stmt,
+        [
+            {"principal": p, "queries": int(v[0]), "first_seen_ts": v[1], "last_seen_ts": v[2]}
+            for p, v in per_principal.items()
+        ],
+    )
+
+
+def know_principals(conn: sa.Connection, names: Iterable[str]) -> None:
+    """Make sure each principal is listed, even one that a finding or decision names
+    before (or without) any of its interactions being stored."""
+    unique = sorted(set(names))
+    if unique:
+        pt = schema.principals
+        conn.execute(
+            _insert(conn, pt).on_conflict_do_nothing(index_elements=[pt.c.principal]),
+            [{"principal": p, "queries": 0, "first_seen_ts": None, "last_seen_ts": None} for p in unique],
+        )
 
 
 # -- signals -------------------------------------------------------------------------------
@@ -109,6 +147,7 @@ def add_findings(conn: sa.Connection, items: Sequence[Finding]) -> int:
         _insert(conn, fp).on_conflict_do_nothing(index_elements=[fp.c.finding_id, fp.c.principal]),
         [{"finding_id": fid, "principal": p} for fid, p in sorted(pairs)],
     )
+    know_principals(conn, (p for _, p in pairs))
     members: dict[str, tuple[str, float]] = {}
     for f in latest.values():
         if f.actor is not None:
@@ -136,6 +175,7 @@ def set_decisions(conn: sa.Connection, items: Sequence[Decision], *, note: str, 
         index_elements=[d_t.c.principal], set_={name: stmt.excluded[name] for name in columns}
     )
     conn.execute(stmt, [codec.decision_row(d) for d in latest.values()])
+    know_principals(conn, latest)
     now = time.time()
     audit = []
     for d in items:
@@ -195,6 +235,7 @@ def save_actors(conn: sa.Connection, actors: Mapping[str, Iterable[str]], ts: fl
 
 
 def _upsert_members(conn: sa.Connection, members: Mapping[str, tuple[str, float]]) -> None:
+    know_principals(conn, members)
     t = schema.actor_members
     stmt = _insert(conn, t)
     stmt = stmt.on_conflict_do_update(

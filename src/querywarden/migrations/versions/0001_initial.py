@@ -1,4 +1,4 @@
-"""The first schema: interactions, traffic roll-up, signals, findings and their events,
+"""The first schema: interactions, principal and traffic roll-ups, signals, findings and their events,
 decisions and their audit, actors, snapshots and meta.
 
 Revision ID: 0001
@@ -52,6 +52,15 @@ def upgrade() -> None:
     op.create_index("ix_interactions_principal_ts", "interactions", ["principal", "ts"])
     op.create_index("ix_interactions_ts", "interactions", ["ts"])
     op.create_index("ix_interactions_id", "interactions", ["id"])
+    op.create_table(
+        "principals",
+        sa.Column("principal", sa.String(256), primary_key=True),
+        sa.Column("queries", sa.BigInteger, nullable=False),
+        sa.Column("first_seen_ts", sa.Double),
+        sa.Column("last_seen_ts", sa.Double),
+    )
+    op.create_index("ix_principals_queries", "principals", ["queries"])
+    op.create_index("ix_principals_last_seen_ts", "principals", ["last_seen_ts"])
     op.create_table(
         "traffic",
         sa.Column("principal", sa.String(256), primary_key=True),
@@ -173,6 +182,7 @@ def downgrade() -> None:
         "findings",
         "signals",
         "traffic",
+        "principals",
         "interactions",
         "meta",
     ):
