@@ -182,25 +182,24 @@ class BudgetLedger(Detector):
         if out is None:
             return None
         probs = out.probabilities
-        p = probs if probs is not None else out.scores
-        if p is not None and (p.ndim != 1 or p.shape[0] < 2 or not math.isfinite(float(p.sum()))):
-            p = None
-        if p is None:
-            label = out.label
-            if label is None:
-                return None
-            cls = label if isinstance(label, int) else self._class_index(label)
-            return math.log2(self._n_classes(None)), 0, 0.0, cls, False
+        if probs is not None and probs.ndim == 1 and probs.shape[0] >= 2:
+            entropy = -float(np.dot(probs, np.log2(np.maximum(probs, 1e-300))))
+            if math.isfinite(entropy):
+                return self._told(probs, _decimals(probs), entropy)
+        scores = out.scores
+        if scores is not None and scores.ndim == 1 and scores.shape[0] >= 2 and math.isfinite(float(scores.sum())):
+            return self._told(scores, _MAX_DECIMALS, 0.0)
+        label = out.label
+        if label is None:
+            return None
+        cls = label if isinstance(label, int) else self._class_index(label)
+        return math.log2(self._n_classes(None)), 0, 0.0, cls, False
+
+    @staticmethod
+    def _told(p: Vector, decimals: int, entropy: float) -> tuple[float, int, float, int | None, bool]:
         k = p.shape[0]
-        decimals = _MAX_DECIMALS
-        entropy = 0.0
-        if probs is not None:
-            decimals = _decimals(p)
-            q = p[p > 0]
-            entropy = -float(np.dot(q, np.log2(q)))
         revealed = min(np.count_nonzero(p), k - 1)
-        bits = math.log2(k) + revealed * decimals * _LOG2_10
-        return bits, decimals, entropy, int(p.argmax()), True
+        return math.log2(k) + revealed * decimals * _LOG2_10, decimals, entropy, int(p.argmax()), True
 
     def _class_index(self, label: str) -> int | None:
         classes = self.profile.classes
@@ -343,9 +342,12 @@ class BudgetLedger(Detector):
 
 def _decimals(p: Vector) -> int:
     """How many decimals the probabilities carry (capped at ``_MAX_DECIMALS``)."""
+    top = float(p.max()) * 10.0**_MAX_DECIMALS
+    if abs(top - round(top)) > 1e-3:
+        return _MAX_DECIMALS  # the common case, full precision, told by the top value alone
     scaled = p * 10.0**_MAX_DECIMALS
     if np.abs(scaled - np.rint(scaled)).max() > 1e-3:
-        return _MAX_DECIMALS  # the common case: full precision, found with one test
+        return _MAX_DECIMALS
     for d in range(_MAX_DECIMALS):
         s = p * 10.0**d
         if np.abs(s - np.rint(s)).max() < 1e-9:

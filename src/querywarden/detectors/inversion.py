@@ -168,15 +168,19 @@ class InversionDetector(Detector):
 
     # -- confidence ascent --------------------------------------------------------------
     def _follow_chain(self, st: _State, step: float, p: Vector | None) -> bool:
-        if step > self.step_ratio * self._spacing or p is None or st.best is None or st.best.shape != p.shape:
+        start = st.start
+        if step > self.step_ratio * self._spacing or p is None or start is None or start.shape != p.shape:
+            # most queries land here: keep a reference, copy only once a chain continues
             st.chain_len = 1
-            st.start = None if p is None else p.copy()
-            st.best = None if p is None else p.copy()
-            st.records = None if p is None else np.zeros(p.shape[0], dtype=np.int64)
+            st.start, st.best, st.records = p, None, None
             return False
         st.chain_len += 1
+        if st.best is None or st.records is None:
+            st.start = start = start.copy()
+            st.best = start.copy()
+            st.records = np.zeros(start.shape[0], dtype=np.int64)
         better = p > st.best
-        if not better.any() or st.records is None:
+        if not better.any():
             return False
         st.records += better
         np.maximum(st.best, p, out=st.best)
@@ -200,8 +204,8 @@ class InversionDetector(Detector):
             self._new_family(st, zf)
             return None
         differs = np.abs(st.bases - zf) > _TOLERANCE
-        counts = differs.sum(axis=1)
-        k = int(np.argmin(counts))
+        counts = np.count_nonzero(differs, axis=1)
+        k = int(counts.argmin())
         n_changed = int(counts[k])
         if n_changed == 0 or n_changed > limit:
             if n_changed:
