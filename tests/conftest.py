@@ -10,6 +10,7 @@ developer machine but fail under ``CI=true``: CI must never pass without them.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import shutil
@@ -47,12 +48,8 @@ class PostgresServer:
 
     def stop(self) -> None:
         pg_ctl = [str(self.bindir / "pg_ctl"), "-D", str(self.root / "data"), "-m", "immediate", "stop"]
-        subprocess.run(
-            ["runuser", "-u", "postgres", "--", *pg_ctl],
-            capture_output=True,
-            timeout=60,
-            check=False,
-        )
+        with contextlib.suppress(OSError, subprocess.SubprocessError):  # never started, or already gone
+            subprocess.run(["runuser", "-u", "postgres", "--", *pg_ctl], capture_output=True, timeout=60, check=False)
         shutil.rmtree(self.root, ignore_errors=True)
 
 
