@@ -35,6 +35,7 @@ which the attack cannot climb anyway.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections import deque
 
@@ -85,7 +86,7 @@ class _State:
         self.records: np.ndarray | None = None
         self.bases: np.ndarray | None = None  # (families, dim) float32
         self.used: list[int] = []
-        self.variants: list[set[int]] = []
+        self.variants: list[set[bytes]] = []
         self.serials: list[int] = []  # family serial numbers, so a replaced family is a new one
         self.serial = 0
         self.last_family = 0  # serial of the family the previous distinct query fell in
@@ -216,7 +217,7 @@ class InversionDetector(Detector):
         st.last_family = serial
         st.used[k] = st.queries
         seen = st.variants[k]
-        key = hash(zf.tobytes())
+        key = hashlib.blake2b(zf.tobytes(), digest_size=8).digest()  # stable across processes and restores
         if key in seen or len(seen) > _HIGH_FACTOR * self.sweep_variants:
             return None
         seen.add(key)
