@@ -43,6 +43,7 @@ from querywarden.gateway.metrics import GatewayMetrics
 from querywarden.gateway.pipeline import EnginePipeline
 from querywarden.gateway.principal import PrincipalResolver
 from querywarden.gateway.settings import GatewaySettings
+from querywarden.gateway.upstream import UpstreamTransport
 
 log = logging.getLogger("querywarden.gateway")
 
@@ -89,6 +90,8 @@ class Gateway:
         self._seq = itertools.count(1)
         self._prefix = f"gw-{secrets.token_hex(3)}-"
         self._default_harden = HardenSpec.parse({})
+        self._urls: dict[str, httpx.URL] = {}
+        self._timeouts = {"timeout": _timeout(settings).as_dict()}
 
     # -- lifecycle -----------------------------------------------------------------------
     def client(self) -> httpx.AsyncClient:
@@ -96,8 +99,8 @@ class Gateway:
             s = self.settings
             self._client = httpx.AsyncClient(
                 base_url=s.upstream,
-                transport=self._transport,
-                timeout=httpx.Timeout(s.read_timeout, connect=s.connect_timeout, pool=s.connect_timeout),
+                transport=self._transport or UpstreamTransport(max_connections=s.max_connections),
+                timeout=_timeout(s),
                 limits=httpx.Limits(max_connections=s.max_connections, max_keepalive_connections=s.max_connections),
                 follow_redirects=False,
             )
@@ -204,6 +207,15 @@ class Gateway:
         )
         return await self._forward(scope, headers, body, rid, client_ip, exchange, spec, send)
 
+    def _url(self, target: str) -> httpx.URL:
+        """The upstream URL for a path (parsed once per distinct path: parsing costs more than proxying)."""
+        url = self._urls.get(target)
+        if url is None:
+            if len(self._urls) >= 1024:
+                self._urls.clear()
+            url = self._urls[target] = httpx.URL(self.settings.upstream.rstrip("/") + target)
+        return url
+
     def _throttle(self, principal: str, decision: Decision) -> float:
         try:
             spec = ThrottleSpec.parse(decision.params)
@@ -241,7 +253,9 @@ class Gateway:
     ) -> str:
         out_headers = _upstream_headers(headers, client_ip, rid, identity=True)
         client = self.client()
-        request = client.build_request(scope["method"], _target(scope), headers=out_headers, content=body)
+        request = httpx.Request(
+            scope["method"], self._url(_target(scope)), headers=out_headers, content=body, extensions=self._timeouts
+        )
         try:
             response = await client.send(request, stream=True)
         except httpx.TimeoutException:
@@ -346,6 +360,10 @@ class Gateway:
 
 
 # -- helpers -------------------------------------------------------------------------------
+def _timeout(s: GatewaySettings) -> httpx.Timeout:
+    return httpx.Timeout(s.read_timeout, connect=s.connect_timeout, pool=s.connect_timeout)
+
+
 async def _read_body(headers: list[tuple[bytes, bytes]], receive: Receive, limit: int) -> bytes | None:
     """The whole request body, or None as soon as it is known to exceed ``limit``."""
     declared = _header(headers, b"content-length")
