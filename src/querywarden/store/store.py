@@ -6,10 +6,12 @@
     store.findings(status="active", severity_at_least="medium")
 
 Writes go through one writer thread (see ``writer``); reads run concurrently on their own
-connections. Every write takes ``wait``: True (the default) returns once the write is
-committed; False queues it and returns at once, for callers on a hot path (replay, the
-gateway), with ``flush()`` as the barrier. A queued write that fails raises on the next
-call. The bounded queue makes a fast producer wait instead of growing memory.
+connections. Most writes take ``wait``: True returns once the write is committed; False
+buffers it and returns at once, for callers on a hot path (replay, the gateway), and the
+writer commits everything buffered in its next transaction (see ``behind``). ``flush()``
+is the barrier. A buffered write that fails raises on the next call. The buffer is capped,
+so a fast producer waits instead of growing memory. Operator decisions and snapshots are
+always durable on return.
 """
 
 from __future__ import annotations
@@ -76,7 +78,10 @@ class Store:
         self._behind = WriteBehind(self._writer, retention, self._wrap, max_rows=MAX_BEHIND_ROWS)
 
     def _wrap(self, exc: BaseException) -> StoreError:
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0] if str(exc) else type(exc).__name__
+        """A database error as a StoreError naming the URL: the driver's own first line,
+        without SQLAlchemy's statement dump (which could echo stored values)."""
+        text = str(getattr(exc, "orig", None) or exc).strip()
+        reason = text.splitlines()[0] if text else type(exc).__name__
         return self.url.error(reason)
 
     def _migrate(self) -> str:
