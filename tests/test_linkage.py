@@ -1,0 +1,235 @@
+"""Linkage through the real engine: a split attack becomes one actor, customers behind one
+NAT stay apart, and client evidence alone never merges anyone."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+from sklearn.linear_model import LogisticRegression
+
+import querywarden.detectors
+from querywarden.config import load_profile
+from querywarden.core.engine import DetectorSpec, Engine
+from querywarden.core.profile import ModelProfile
+from querywarden.core.records import Client, InputKind, Interaction, Output, Severity, Signal
+from querywarden.core.traffic import TrafficParser
+from querywarden.detectors.linkage import LinkageDetector, _client_key
+from querywarden.plugins import load_detectors
+
+T0 = 1_764_320_000.0
+NAT_AGENT = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Edg/131.0.0.0"
+
+
+@pytest.fixture(scope="module")
+def digits() -> tuple[ModelProfile, np.ndarray, LogisticRegression]:
+    x, y = load_digits(return_X_y=True)
+    x = x.astype(np.float64)
+    model = LogisticRegression(max_iter=500).fit(x[:1000], y[:1000])
+    profile = ModelProfile(
+        id="m",
+        input_kind=InputKind.IMAGE,
+        n_features=64,
+        shape=(8, 8),
+        ranges=tuple((0.0, 16.0) for _ in range(64)),
+        classes=tuple(str(c) for c in range(10)),
+        reference=x[1000:1300],
+    )
+    return profile, x[1300:], model
+
+
+def make(rows: np.ndarray, who: list[tuple[str, str, str]], model: LogisticRegression, t0: float) -> list[Interaction]:
+    """One interaction per row; ``who[i]`` is (principal, ip, user agent), times 2 s apart."""
+    probs = model.predict_proba(rows)
+    return [
+        Interaction(
+            id=f"r{t0}-{i}",
+            ts=t0 + 2.0 * i,
+            principal=who[i][0],
+            model="m",
+            client=Client(ip=who[i][1], user_agent=who[i][2]),
+            features=rows[i],
+            output=Output(probabilities=probs[i]),
+        )
+        for i in range(len(rows))
+    ]
+
+
+def engine(*names: str) -> Engine:
+    load_detectors()
+    return Engine({"m": PROFILE[0]}, detectors=[DetectorSpec(n) for n in names])
+
+
+PROFILE: list[ModelProfile] = []
+
+
+@pytest.fixture(autouse=True)
+def _profile(digits: tuple) -> None:
+    PROFILE[:] = [digits[0]]
+
+
+def nat_customers(pool: np.ndarray, model: LogisticRegression, n: int, seed: int) -> list[Interaction]:
+    """``n`` customers behind one corporate NAT IP and browser, each scoring natural digits."""
+    rng = np.random.default_rng(seed)
+    stream: list[Interaction] = []
+    for c in range(n):
+        k = int(rng.integers(5, 40))
+        rows = pool[rng.integers(len(pool), size=k)]
+        stream += make(rows, [(f"corp-{c:02d}", "198.51.100.23", NAT_AGENT)] * k, model, T0 + c * 37.0)
+    stream.sort(key=lambda it: it.ts)
+    return stream
+
+
+def run_engine(eng: Engine, stream: list[Interaction]) -> list:
+    findings = []
+    for it in stream:
+        findings += eng.process(it).findings
+    return findings
+
+
+def test_registered_under_its_name() -> None:
+    assert load_detectors()["linkage"] is LinkageDetector
+
+
+def test_client_key_uses_the_network_prefix_and_agent() -> None:
+    assert _client_key("203.0.113.7", "ua") == _client_key("203.0.113.200", "ua") == "203.0.113.0/24|ua"
+    assert _client_key("203.0.114.7", "ua") != _client_key("203.0.113.7", "ua")
+    assert _client_key("203.0.113.7", "ua") != _client_key("203.0.113.7", "other")
+    assert _client_key("2001:db8:1:2::1", "ua") == _client_key("2001:db8:1:ffff::9", "ua") == "2001:db8:1::/48|ua"
+    assert _client_key("::ffff:203.0.113.9", "ua") == "203.0.113.0/24|ua"
+    assert _client_key("not-an-ip", "ua") is None
+
+
+def test_nat_customers_are_linked_once_per_pair_and_never_merged(digits: tuple) -> None:
+    _, pool, model = digits
+    eng = engine("linkage", "neardup")
+    stream = nat_customers(pool, model, 50, seed=1)
+    findings = run_engine(eng, stream)
+    assert eng.actors.actors() == {}
+    assert [f for f in findings if f.severity >= Severity.MEDIUM] == []
+    det = eng.detectors("m")[0]
+    signals: list[Signal] = []
+    fresh = det.clone()
+    for it in stream:
+        signals += fresh.update(it)
+    pairs = [tuple(sorted((s.principal, r))) for s in signals for r in s.related]
+    assert pairs and len(pairs) == len(set(pairs))  # once per pair
+    assert all(s.link_weight == 0.5 and s.severity == Severity.INFO for s in signals)
+
+
+def test_random_queries_split_over_twenty_keys_become_one_actor(digits: tuple) -> None:
+    """Equation-solving extraction (uniformly random inputs), round-robin over 20 keys with
+    unrelated IPs and agents: no shared client, no near-duplicates, one synthetic style."""
+    _, pool, model = digits
+    eng = engine("linkage", "neardup")
+    rng = np.random.default_rng(2)
+    keys = [(f"sybil-{k:02d}", f"{20 + 9 * k}.{k * 7 % 250}.{k}.{k + 3}", f"agent-{k}") for k in range(20)]
+    attack = make(rng.uniform(0, 16, size=(800, 64)), [keys[i % 20] for i in range(800)], model, T0 + 500)
+    stream = sorted(nat_customers(pool, model, 20, seed=3) + attack, key=lambda it: it.ts)
+    run_engine(eng, stream)
+    actor = eng.actors.actor_of("sybil-00")
+    assert actor is not None
+    assert set(eng.actors.members("sybil-00")) == {k for k, _, _ in keys}
+    assert all(eng.actors.actor_of(f"corp-{c:02d}") is None for c in range(20))
+
+
+def test_an_attacker_behind_the_nat_is_not_merged_with_its_neighbours(digits: tuple) -> None:
+    _, pool, model = digits
+    eng = engine("linkage", "neardup")
+    rng = np.random.default_rng(4)
+    intruder = make(rng.uniform(0, 16, size=(200, 64)), [("intruder", "198.51.100.23", NAT_AGENT)] * 200, model, T0)
+    stream = sorted(nat_customers(pool, model, 30, seed=5) + intruder, key=lambda it: it.ts)
+    run_engine(eng, stream)
+    assert eng.actors.actor_of("intruder") is None
+    assert eng.actors.actors() == {}
+
+
+def test_natural_principals_active_together_are_not_behaviour_linked(digits: tuple) -> None:
+    profile, pool, model = digits
+    det = LinkageDetector(profile=profile)
+    rng = np.random.default_rng(6)
+    stream: list[Interaction] = []
+    for c in range(30):
+        rows = pool[rng.integers(len(pool), size=60)]
+        stream += make(rows, [(f"cust-{c}", f"203.0.{c}.9", f"ua-{c}")] * 60, model, T0 + c)
+    stream.sort(key=lambda it: it.ts)
+    signals = [s for it in stream for s in det.update(it)]
+    assert signals == []
+
+
+def test_jittered_synthetic_styles_still_match_but_different_styles_do_not(digits: tuple) -> None:
+    profile, pool, model = digits
+    det = LinkageDetector(profile=profile)
+    rng = np.random.default_rng(7)
+    uniform = rng.uniform(0, 16, size=(64, 64))
+    low_noise = np.clip(pool[:64] + rng.normal(0, 0.4, size=(64, 64)), 0, 16)  # off the integer grid
+    stream = make(uniform, [("a", "192.0.2.1", "x")] * 64, model, T0)
+    stream += make(uniform[::-1], [("b", "198.18.0.1", "y")] * 64, model, T0 + 1)
+    stream += make(low_noise, [("c", "203.0.113.1", "z")] * 64, model, T0 + 3)
+    stream.sort(key=lambda it: it.ts)
+    signals = [s for it in stream for s in det.update(it)]
+    linked = {frozenset((s.principal, r)) for s in signals for r in s.related}
+    assert frozenset(("a", "b")) in linked
+    assert frozenset(("a", "c")) not in linked and frozenset(("b", "c")) not in linked
+    assert all(s.link_weight == det.behaviour_weight for s in signals)
+
+
+def test_campaigns_outside_the_horizon_are_not_linked(digits: tuple) -> None:
+    profile, _, model = digits
+    det = LinkageDetector(profile=profile, horizon=600.0)
+    rng = np.random.default_rng(8)
+    early = make(rng.uniform(0, 16, size=(40, 64)), [("early", "192.0.2.1", "x")] * 40, model, T0)
+    late = make(rng.uniform(0, 16, size=(40, 64)), [("late", "198.18.0.1", "y")] * 40, model, T0 + 86_400)
+    signals = [s for it in early + late for s in det.update(it)]
+    assert signals == []
+
+
+def test_without_reference_only_client_linkage_runs(digits: tuple) -> None:
+    _, _, model = digits
+    det = LinkageDetector(profile=ModelProfile(id="m", n_features=64))
+    rng = np.random.default_rng(9)
+    rows = rng.uniform(0, 16, size=(40, 64))
+    who = [("p1", "192.0.2.1", "x"), ("p2", "192.0.2.77", "x")] * 20
+    signals = [s for it in make(rows, who, model, T0) for s in det.update(it)]
+    assert [(s.principal, s.related, s.evidence["link"]) for s in signals] == [("p2", ("p1",), "client")]
+
+
+def test_state_is_bounded(digits: tuple) -> None:
+    profile, _, model = digits
+    det = LinkageDetector(profile=profile, max_principals=50, max_groups=20, pool_size=8)
+    rng = np.random.default_rng(10)
+    rows = rng.uniform(0, 16, size=(400, 64))
+    who = [(f"k{i}", f"10.{i % 40}.0.1", "ua") for i in range(400)]
+    for it in make(rows, who, model, T0):
+        det.update(it)
+    assert det.state_size() <= 50
+    assert len(det._groups) <= 20 and len(det._pool) <= 8
+
+
+def test_parameters_are_checked(digits: tuple) -> None:
+    profile, _, _ = digits
+    with pytest.raises(ValueError, match="synthetic_share"):
+        LinkageDetector(profile=profile, synthetic_share=0.0)
+    with pytest.raises(ValueError, match="tolerance"):
+        LinkageDetector(profile=profile, tolerance=0.0)
+
+
+def test_shipped_samples_merge_the_split_attack_and_nobody_else() -> None:
+    folder = Path(querywarden.detectors.__file__).parent / "samples" / "linkage"
+    expect = tomllib.loads((folder / "expect.toml").read_text())
+    profile = load_profile(expect["profile"], path=folder / "expect.toml")
+    load_detectors()
+    actors = {}
+    for kind in ("positive", "negative"):
+        eng = Engine({profile.id: profile}, detectors=[DetectorSpec("linkage", expect["params"])])
+        parser = TrafficParser({profile.id: profile}, source=kind)
+        with (folder / f"{kind}.jsonl").open("rb") as fh:
+            for lineno, line in enumerate(fh, 1):
+                for it in parser.parse(line, lineno):
+                    eng.process(it)
+        actors[kind] = sorted(sorted(m) for m in eng.actors.actors().values())
+    assert actors["positive"] == [[f"sybil-{k:02d}" for k in range(20)]]
+    assert actors["negative"] == []
