@@ -205,7 +205,8 @@ class NearDuplicateDetector(Detector):
         if st.key == 0:
             st.key = stable_hash(interaction.principal.encode())
             self._remember(st.key, interaction.principal)
-        actor_key = stable_hash(interaction.actor.encode()) if interaction.actor else 0
+        ast = self._actor_state(interaction, st)
+        actor_key = ast.key if ast is not None else 0
         min_shared = self.min_shared
         if probe.n < self.top_s:  # short vectors have fewer windows: scale the bar with them
             min_shared = max(1, math.ceil(min_shared * probe.n / self.top_s))
@@ -216,7 +217,6 @@ class NearDuplicateDetector(Detector):
         st.queries += 1
         if repeat:
             st.repeats += 1
-        ast = self._actor_state(interaction, st)
         n = st.hit(chain, self.hits_window, self.min_hits) if hit else 0
         if hit:
             _remember_output(st, interaction)
@@ -276,6 +276,8 @@ class NearDuplicateDetector(Detector):
         if not interaction.actor:
             return None
         ast = self._actors.get(interaction.actor)
+        if ast.key == 0:
+            ast.key = stable_hash(interaction.actor.encode())
         if st.actor != interaction.actor:
             st.actor = interaction.actor
             for chain, (count, _, _) in (st.chains or {}).items():
