@@ -438,3 +438,16 @@ def test_save_step_writes_behind_and_records_the_actor(store: Store) -> None:
     (opened,) = store.findings(principal="loud")
     assert opened.status == "open" and opened.trigger_id == "req-20"
     assert [(a.actor, a.members) for a in store.actors()] == [("actor-9", ("k9",))]
+
+
+def test_prune_drops_old_traffic_but_keeps_the_security_record(store: Store) -> None:
+    store.add_interactions([_interaction(i) for i in range(10)])
+    store.add_signals([_signal(1_700_000_000.0 + t) for t in (1.0, 8.0)])
+    store.add_findings([_finding()])
+    store.set_decision(Decision(principal="key_a", action=Action.BLOCK, ts=1.0, source="operator"))
+    assert store.prune(before=1_700_000_005.0) == (5, 1)
+    assert [r.id for r in store.interactions(newest_first=False)] == [f"req-{i}" for i in range(5, 10)]
+    assert [s.ts for s in store.signals()] == [1_700_000_008.0]
+    assert store.finding("fnd-0001") is not None and len(store.load_decisions()) == 1 and len(store.audit()) == 1
+    assert store.principal("key_a").queries == 10  # type: ignore[union-attr]
+    assert store.prune(before=0.0) == (0, 0)

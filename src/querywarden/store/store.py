@@ -188,6 +188,12 @@ class Store:
             self._writer.call(lambda conn: writes.clear_decision(conn, principal, ts=ts, note=actor_note, by=by))
         )
 
+    def prune(self, before: float) -> tuple[int, int]:
+        """Delete interactions and signals with ``ts < before`` (epoch seconds); return the
+        numbers of each deleted. Findings, decisions and the audit are kept."""
+        result: tuple[int, int] = self._writer.call(lambda conn: writes.prune(conn, before))
+        return result
+
     def save_snapshot(self, name: str, blob: bytes, ts: float) -> None:
         """Keep engine state under ``name`` (replacing the previous one); durable on return."""
         self._writer.call(lambda conn: writes.save_snapshot(conn, name, blob, ts))

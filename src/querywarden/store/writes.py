@@ -227,6 +227,19 @@ def clear_decision(conn: sa.Connection, principal: str, *, ts: float, note: str,
     return True
 
 
+# -- retention in time ---------------------------------------------------------------------
+def prune(conn: sa.Connection, before: float) -> tuple[int, int]:
+    """Delete interactions and signals older than ``before``; return how many of each.
+
+    Findings, their history, decisions and the audit stay: they are the security record,
+    and they are small. The roll-ups keep counting the pruned traffic.
+    """
+    i, s = schema.interactions, schema.signals
+    gone_i = conn.execute(sa.delete(i).where(i.c.ts < before)).rowcount
+    gone_s = conn.execute(sa.delete(s).where(s.c.ts < before)).rowcount
+    return int(gone_i), int(gone_s)
+
+
 # -- actors, snapshots, meta ---------------------------------------------------------------
 def save_actors(conn: sa.Connection, actors: Mapping[str, Iterable[str]], ts: float) -> None:
     members = {p: (actor, ts) for actor, principals in actors.items() for p in principals}
