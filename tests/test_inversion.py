@@ -168,6 +168,18 @@ def test_confidence_ascent_chain_alone_catches_random_direction_miface(digits: V
     assert worst(signals) == Severity.HIGH
 
 
+def test_decoys_interleaved_with_the_ascent_do_not_break_the_chain(digits: Victim) -> None:
+    steps = miface_random_directions(digits, target=5, steps=80)
+    decoys = digits.pool[np.random.default_rng(4).integers(0, len(digits.pool), len(steps))]
+    rows = np.empty((2 * len(steps), 64))
+    rows[0::2], rows[1::2] = steps, decoys
+    det = InversionDetector(profile=digits.profile, max_edited=0)
+    signals = run(det, digits.stream(rows, "thief"))
+    at = first_at(signals)
+    assert at is not None and at <= 0.1 * len(rows), f"first medium at {at} of {len(rows)}"
+    assert signals[0].evidence["pattern"] == "confidence_ascent"
+
+
 def test_fredrikson_sweep_of_one_record_is_caught(cancer: Victim) -> None:
     feature = 3
     values = np.linspace(cancer.lo[feature], cancer.hi[feature], 20)

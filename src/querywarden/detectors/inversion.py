@@ -10,7 +10,8 @@ inputs), and the target class's confidence keeps setting new highs along the cha
 around a fixed photo sets a new high only about ln(n) times in n queries; an optimiser sets
 one nearly every step. The detector counts, per chain of small steps, the *records* of the
 most-improved class, and alarms when they pass ``chain_records`` with a total climb of at
-least ``min_climb``.
+least ``min_climb``. Four chains are followed at once per principal, so decoy queries
+interleaved with the optimiser's steps do not break its chain.
 
 **Single-record variants.** Estimating a gradient by finite differences sends batches
 of inputs that each differ from a centre in one coordinate by ±h. Fredrikson-style
@@ -53,24 +54,37 @@ _TOLERANCE = 1e-6
 _SWEPT_WINDOW = 512
 """Queries over which families editing the same feature are counted."""
 _HIGH_FACTOR = 4.0
+_CHAINS = 4
+"""Chains of small steps followed at once per principal."""
 _NO_PROJECTION = 1 << 30
 
 _CHAIN, _SWEEP, _SWEPT = "confidence_ascent", "feature_sweep", "record_sweeps"
 
 
+class _Chain:
+    """One run of small steps: its first answer, each class's best confidence and new highs."""
+
+    __slots__ = ("best", "length", "records", "start", "used")
+
+    def __init__(self, p: Vector | None, used: int) -> None:
+        self.start = p  # a reference until the chain continues, then a copy
+        self.best: Vector | None = None
+        self.records: np.ndarray | None = None
+        self.length = 1
+        self.used = used
+
+
 class _State:
     __slots__ = (
         "bases",
-        "best",
-        "chain_len",
-        "last",
+        "chain",
+        "chains",
+        "heads",
         "last_family",
         "levels",
         "queries",
-        "records",
         "serial",
         "serials",
-        "start",
         "swept",
         "used",
         "variants",
@@ -79,11 +93,9 @@ class _State:
 
     def __init__(self) -> None:
         self.queries = 0
-        self.last: Vector | None = None
-        self.chain_len = 0
-        self.start: Vector | None = None
-        self.best: Vector | None = None
-        self.records: np.ndarray | None = None
+        self.heads: np.ndarray | None = None  # (chains, dim): the last query of each chain
+        self.chains: list[_Chain] = []
+        self.chain = 0  # the chain the latest query joined
         self.bases: np.ndarray | None = None  # (families, dim) float32
         self.used: list[int] = []
         self.variants: list[set[bytes]] = []
@@ -151,15 +163,16 @@ class InversionDetector(Detector):
         if z is None:
             return []
         st = self._states.get(interaction.principal)
-        if st.last is not None and st.last.shape == z.shape:
-            step = float(np.linalg.norm(z - st.last))
+        k, step = -1, math.inf
+        if st.heads is not None:
+            diff = st.heads - z
+            d2 = np.einsum("ij,ij->i", diff, diff)
+            k = int(d2.argmin())
+            step = math.sqrt(float(d2[k]))
             if step == 0.0:
                 return []  # a retry or exact duplicate discloses nothing new
-        else:
-            step = math.inf
         st.queries += 1
-        st.last = z
-        changed = self._follow_chain(st, step, probabilities(interaction))
+        changed = self._follow_chain(st, z, k, step, probabilities(interaction))
         edited = self._follow_family(st, z)
         if edited is not None:
             changed = True
@@ -168,31 +181,63 @@ class InversionDetector(Detector):
         return self._judge(interaction, st, edited)
 
     # -- confidence ascent --------------------------------------------------------------
-    def _follow_chain(self, st: _State, step: float, p: Vector | None) -> bool:
-        start = st.start
-        if step > self.step_ratio * self._spacing or p is None or start is None or start.shape != p.shape:
-            # most queries land here: keep a reference, copy only once a chain continues
-            st.chain_len = 1
-            st.start, st.best, st.records = p, None, None
+    def _follow_chain(self, st: _State, z: Vector, k: int, step: float, p: Vector | None) -> bool:
+        """Extend the chain whose last query is within a small step, else start one.
+
+        Several chains are followed at once, so decoy queries interleaved with the
+        optimiser's steps do not break its chain.
+        """
+        chain = st.chains[k] if k >= 0 else None
+        start = chain.start if chain is not None else None
+        if (
+            chain is None
+            or step > self.step_ratio * self._spacing
+            or p is None
+            or start is None
+            or start.shape != p.shape
+        ):
+            self._new_chain(st, z, p)
             return False
-        st.chain_len += 1
-        if st.best is None or st.records is None:
-            st.start = start = start.copy()
-            st.best = start.copy()
-            st.records = np.zeros(start.shape[0], dtype=np.int64)
-        better = p > st.best
+        assert st.heads is not None
+        st.heads[k] = z
+        st.chain = k
+        chain.length += 1
+        chain.used = st.queries
+        if chain.best is None or chain.records is None:
+            chain.start = start = start.copy()
+            chain.best = start.copy()
+            chain.records = np.zeros(start.shape[0], dtype=np.int64)
+        better = p > chain.best
         if not better.any():
             return False
-        st.records += better
-        np.maximum(st.best, p, out=st.best)
+        chain.records += better
+        np.maximum(chain.best, p, out=chain.best)
         return True
 
-    def _chain_reading(self, st: _State) -> tuple[int, int, float]:
-        """(target class, its records, its climb) for the current chain."""
-        if st.records is None or st.best is None or st.start is None:
-            return -1, 0, 0.0
-        target = int(np.argmax(st.records))
-        return target, int(st.records[target]), float(st.best[target] - st.start[target])
+    def _new_chain(self, st: _State, z: Vector, p: Vector | None) -> None:
+        chain = _Chain(p, st.queries)  # most queries land here: no copy until the chain continues
+        if st.heads is None:
+            st.heads = z[None, :].copy()
+            st.chains.append(chain)
+            st.chain = 0
+        elif len(st.chains) < _CHAINS:
+            st.heads = np.vstack([st.heads, z[None, :]])
+            st.chains.append(chain)
+            st.chain = len(st.chains) - 1
+        else:
+            k = min(range(len(st.chains)), key=lambda i: st.chains[i].used)
+            st.heads[k] = z
+            st.chains[k] = chain
+            st.chain = k
+
+    def _chain_reading(self, st: _State) -> tuple[int, int, float, int]:
+        """(target class, its records, its climb, length) for the chain the latest query joined."""
+        chain = st.chains[st.chain] if st.chains else None
+        if chain is None or chain.records is None or chain.best is None or chain.start is None:
+            return -1, 0, 0.0, chain.length if chain else 0
+        target = int(chain.records.argmax())
+        climb = float(chain.best[target] - chain.start[target])
+        return target, int(chain.records[target]), climb, chain.length
 
     # -- single-record variants ---------------------------------------------------------
     def _follow_family(self, st: _State, z: Vector) -> np.ndarray | None:
@@ -258,7 +303,7 @@ class InversionDetector(Detector):
 
     # -- judging ------------------------------------------------------------------------
     def _judge(self, interaction: Interaction, st: _State, edited: np.ndarray | None) -> list[Signal]:
-        target, records, climb = self._chain_reading(st)
+        target, records, climb, length = self._chain_reading(st)
         if climb >= self.min_climb:
             st.worst[0] = max(st.worst[0], float(records))
         family = max((len(v) for v in st.variants), default=0)
@@ -285,7 +330,7 @@ class InversionDetector(Detector):
         evidence: Evidence = {
             "pattern": (_CHAIN, _SWEEP, _SWEPT)[best_pattern],
             "queries": st.queries,
-            "chain_length": st.chain_len,
+            "chain_length": length,
             "target_class": self._class_name(target),
             "confidence_records": records,
             "confidence_climb": round(climb, 4),
