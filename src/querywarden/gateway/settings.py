@@ -116,7 +116,7 @@ def _coerce(key: str, value: Any, source: str | None) -> Any:
 
 HELP: dict[str, str] = {
     "upstream": "Base URL of the model server the gateway forwards to.",
-    "connect_timeout": "Seconds to wait for a connection to the upstream before answering 502.",
+    "connect_timeout": "Seconds to wait for a connection to the upstream before answering 504 (refused: 502).",
     "read_timeout": "Seconds to wait for the upstream's response before answering 504.",
     "max_connections": "Size of the keep-alive connection pool to the upstream.",
     "max_body_bytes": "Largest request body accepted; larger bodies get 413.",
