@@ -20,18 +20,21 @@ sensitive feature is swept over its values. Both are a *family*: one base record
 many distinct variants that each change at most ``max_edited`` features of it. A what-if
 user editing one or two fields a handful of times makes a family of a few variants;
 a sweep over a feature's value range or a gradient estimate makes dozens. The detector
-alarms when one family reaches ``sweep_variants`` distinct variants, or when
-``swept_records`` different families each reach three variants within 512 queries (the
-same short sweep repeated over many victims' records, e.g. over a feature with few
-values).
+alarms when one family reaches ``sweep_variants`` distinct variants, or when one same
+feature was edited, right after its base, in ``swept_records`` different records within 512
+queries (the same short sweep repeated over many victims' records, e.g. a binary sensitive
+attribute: two values per record). Natural records that happen to differ in one or two
+features (common in one-hot tabular data) rarely arrive one right after the other, which
+is why adjacency is required there.
 
 Exact duplicates (retries) are ignored. ``medium`` is the calibrated crossing; ``high`` is
 four times past it. One signal per rise of level, not per query.
 
 Blind spots: an inversion that spaces its steps at the natural spacing (it then needs far
 more queries and looks like extraction); a sweep over a feature with fewer values than
-``sweep_variants`` for one single victim; MI-Face against hardened (rounded, top-1) outputs,
-which the attack cannot climb anyway.
+``sweep_variants`` for one single victim; sweeps over many records interleaved so that no
+variant follows its base; MI-Face against hardened (rounded, top-1) outputs, which the
+attack cannot climb anyway.
 """
 
 from __future__ import annotations
