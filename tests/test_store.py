@@ -337,6 +337,7 @@ def test_actors_follow_merges(store: Store) -> None:
     assert actor.first_linked_ts == 10.0 and actor.open_findings == 1 and actor.max_severity is Severity.MEDIUM
     summary = store.principal("k3")
     assert summary is not None and summary.actor == "actor-1"
+    assert store.actor("actor-1") == actor and store.actor("actor-2") is None
 
 
 def test_snapshots_save_replace_and_load(store: Store) -> None:

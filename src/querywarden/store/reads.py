@@ -314,14 +314,18 @@ def audit(conn: sa.Connection, *, principal: str | None, limit: int, offset: int
     ]
 
 
-def actors(conn: sa.Connection) -> list[ActorSummary]:
-    rows = conn.execute(sa.select(_am).order_by(_am.c.actor, _am.c.ts, _am.c.principal)).all()
+def actors(conn: sa.Connection, *, only: str | None = None) -> list[ActorSummary]:
+    """Every actor (or just ``only``) with its members, in actor id order."""
+    q = sa.select(_am).order_by(_am.c.actor, _am.c.ts, _am.c.principal)
+    if only is not None:
+        q = q.where(_am.c.actor == only)
+    rows = conn.execute(q).all()
     grouped: dict[str, list[Any]] = {}
     for r in rows:
         grouped.setdefault(r.actor, []).append(r)
     stats = conn.execute(
         sa.select(_f.c.actor, sa.func.count(), sa.func.max(_f.c.severity))
-        .where(_active, _f.c.actor.is_not(None))
+        .where(_active, _f.c.actor.is_not(None) if only is None else _f.c.actor == only)
         .group_by(_f.c.actor)
     )
     open_by_actor = {a: (int(n), sev) for a, n, sev in stats}

@@ -335,7 +335,12 @@ class Store:
         )
 
     def actors(self) -> list[ActorSummary]:
+        """Every actor with its members, active findings and highest severity."""
         return self._read(reads.actors)
+
+    def actor(self, actor: str) -> ActorSummary | None:
+        found = self._read(lambda conn: reads.actors(conn, only=actor))
+        return found[0] if found else None
 
     def audit(self, limit: int = 50, offset: int = 0, *, principal: str | None = None) -> list[AuditEntry]:
         """Decision changes, newest first."""
