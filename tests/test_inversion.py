@@ -13,6 +13,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from querywarden.bench.scenario import Victim as BenchVictim
+from querywarden.bench.victims import load_victim
 from querywarden.core.profile import ModelProfile
 from querywarden.core.records import InputKind, Interaction, Output, Severity, Signal
 from querywarden.detectors.inversion import InversionDetector, probabilities
@@ -316,3 +318,40 @@ def test_invalid_parameters_are_refused(cancer: Victim) -> None:
 
 def test_registered_as_a_plugin() -> None:
     assert load_detectors()["inversion"] is InversionDetector
+
+
+# -- one-hot tabular data: natural near-duplicates abound -------------------------------
+@pytest.fixture(scope="module")
+def adult() -> BenchVictim:
+    return load_victim("adult")
+
+
+def _adult_stream(v: BenchVictim, rows: np.ndarray, principal: str) -> list[Interaction]:
+    probs = v.predict_proba(rows)
+    return [
+        Interaction(
+            id=f"{principal}-{i}",
+            ts=T0 + i,
+            principal=principal,
+            model=v.profile.id,
+            features=rows[i],
+            output=Output(probabilities=probs[i]),
+        )
+        for i in range(len(rows))
+    ]
+
+
+def test_adult_batch_of_natural_records_stays_quiet(adult: BenchVictim) -> None:
+    rows = np.vstack([adult.benign_pool, adult.x_test])
+    det = InversionDetector(profile=adult.profile)
+    assert worst(run(det, _adult_stream(adult, rows, "batch"))) < Severity.MEDIUM
+
+
+def test_adult_sex_inferred_for_many_records_is_caught(adult: BenchVictim) -> None:
+    (col,) = adult.sensitive
+    rows = attribute_sweep(adult.attacker_pool[:30], col, np.array([0.0, 1.0]))
+    signals = run(InversionDetector(profile=adult.profile), _adult_stream(adult, rows, "thief"))
+    at = first_at(signals)
+    assert at is not None and at <= 14
+    names = adult.profile.feature_names
+    assert names is not None and signals[0].evidence["features_changed"] == [names[col]]
