@@ -15,6 +15,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from querywarden.bench.victims import load_victim
 from querywarden.core.profile import ModelProfile, row_digest, row_digests
 from querywarden.core.records import InputKind, Interaction, Output, Severity, Signal
 from querywarden.detectors.membership import MembershipDetector
@@ -261,3 +262,23 @@ def test_invalid_parameters_are_refused(digits: Victim) -> None:
 
 def test_registered_as_a_plugin() -> None:
     assert load_detectors()["membership"] is MembershipDetector
+
+
+def test_adult_batch_of_natural_records_stays_quiet() -> None:
+    """One-hot tabular records crowd together; a natural batch still fills no probe clusters."""
+    adult = load_victim("adult")
+    rows = np.vstack([adult.benign_pool, adult.x_test])
+    probs = adult.predict_proba(rows)
+    stream = [
+        Interaction(
+            id=f"b-{i}",
+            ts=T0 + i,
+            principal="batch",
+            model=adult.profile.id,
+            features=rows[i],
+            output=Output(probabilities=probs[i]),
+        )
+        for i in range(len(rows))
+    ]
+    det = MembershipDetector(profile=adult.profile)
+    assert worst(run(det, stream)) < Severity.MEDIUM
