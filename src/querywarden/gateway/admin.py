@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -42,6 +43,8 @@ class AdminContext:
     metrics: GatewayMetrics
     settings: GatewaySettings
     store: Any = None
+    config_path: Path | None = None
+    """The config file ``serve`` was started with; mounted apps read their own tables from it."""
 
 
 def discover_mounts(context: AdminContext) -> dict[str, ASGIApp]:

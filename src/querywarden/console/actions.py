@@ -1,0 +1,81 @@
+"""The console's state changes: log in, log out, and change a principal's or an actor's decision.
+
+Decision forms post ``action`` (allow, harden, throttle, block or clear), an optional
+``note`` and the session's ``csrf`` token. The change goes through ``ConsoleContext.apply``:
+into the live engine (so the gateway enforces it on the next request) and into the store's
+audit log under the logged-in name.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from querywarden.console.auth import Identity
+from querywarden.console.context import OPERATOR_ACTIONS
+from querywarden.console.web import Pages, safe_next, same_origin, secure
+
+MAX_NOTE = 500
+
+
+class Actions:
+    def __init__(self, pages: Pages) -> None:
+        self.pages = pages
+        self.ctx = pages.ctx
+
+    async def login_form(self, request: Request) -> Response:
+        who = self.ctx.auth.identify(request)
+        base = request.scope.get("root_path", "")
+        if who is not None:
+            return secure(RedirectResponse(safe_next(base, request.query_params.get("next")), status_code=303))
+        return self.pages.render(request, "login.html", None, next=request.query_params.get("next", ""), failed=False)
+
+    async def login(self, request: Request) -> Response:
+        if not same_origin(request):
+            return self.pages.render(request, "error.html", None, 403, message="Log in from the console's own page.")
+        form = await request.form()
+        user, password, target = (str(form.get(k, "")) for k in ("user", "password", "next"))
+        client = request.client.host if request.client else "unknown"
+        name = self.ctx.auth.login(user.strip(), password, client)
+        if name is None:
+            return self.pages.render(request, "login.html", None, 401, next=target, failed=True, user=user)
+        response = RedirectResponse(safe_next(request.scope.get("root_path", ""), target), status_code=303)
+        self.ctx.auth.set_cookie(response, self.ctx.auth.new_session(name))
+        return secure(response)
+
+    async def logout(self, request: Request, who: Identity) -> Response:
+        response = RedirectResponse(request.scope.get("root_path", "") + "/login", status_code=303)
+        self.ctx.auth.clear_cookie(response)
+        return secure(response)
+
+    async def _form(self, request: Request) -> tuple[str, str]:
+        form = await request.form()
+        return str(form.get("action", "")), str(form.get("note", ""))[:MAX_NOTE]
+
+    async def principal_decision(self, request: Request, who: Identity) -> Response:
+        name = request.path_params["principal"]
+        action, note = await self._form(request)
+        if action not in OPERATOR_ACTIONS:
+            return self.pages.render(request, "error.html", who, 400, message=f"Unknown action {action!r}.")
+        summary = self.ctx.store.principal(name)
+        self.ctx.apply(name, action, by=who.name, note=note, actor=summary.actor if summary else None)
+        base = request.scope.get("root_path", "")
+        return secure(RedirectResponse(f"{base}/principals/{_q(name)}?changed={action}", status_code=303))
+
+    async def actor_decision(self, request: Request, who: Identity) -> Response:
+        """Apply one decision to every member of an actor (a Sybil is one adversary)."""
+        name = request.path_params["actor"]
+        action, note = await self._form(request)
+        found = next((a for a in self.ctx.store.actors() if a.actor == name), None)
+        if found is None or action not in OPERATOR_ACTIONS:
+            return self.pages.render(request, "error.html", who, 400, message="Unknown actor or action.")
+        for member in found.members:
+            self.ctx.apply(member, action, by=who.name, note=note or f"actor {name}", actor=name)
+        base = request.scope.get("root_path", "")
+        return secure(RedirectResponse(f"{base}/actors/{_q(name)}?changed={action}", status_code=303))
+
+
+def _q(text: str) -> str:
+    from urllib.parse import quote
+
+    return quote(text, safe="")

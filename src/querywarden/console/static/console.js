@@ -1,0 +1,25 @@
+// QueryWarden console: small progressive enhancement. Every page works without it.
+"use strict";
+document.addEventListener("DOMContentLoaded", () => {
+  // Ask before changing a decision: a block cuts a customer off.
+  for (const form of document.querySelectorAll("form[data-confirm]")) {
+    form.addEventListener("submit", (event) => {
+      const button = event.submitter;
+      const action = button && button.value ? button.value : "change";
+      if (!window.confirm(`${action.charAt(0).toUpperCase()}${action.slice(1)} this principal? It is recorded in the audit log.`)) {
+        event.preventDefault();
+      }
+    });
+  }
+  // Filter the rows of a table on the current page as you type.
+  for (const input of document.querySelectorAll("input.tablefilter")) {
+    const table = document.getElementById(input.dataset.table);
+    if (!table) continue;
+    input.addEventListener("input", () => {
+      const needle = input.value.trim().toLowerCase();
+      for (const row of table.tBodies[0].rows) {
+        row.hidden = needle !== "" && !row.textContent.toLowerCase().includes(needle);
+      }
+    });
+  }
+});

@@ -1,0 +1,1 @@
+"""The command center tested as a person uses it, plus the store the console tests share."""
