@@ -138,18 +138,27 @@ def mia_blackbox(victim: Victim, seed: int, scale: Scale) -> AttackRun:
     )
 
 
-def _labelonly_scorer(cohort: _Cohort, start: int, bounds: list[int]) -> Scorer:
+def _labelonly_scorer(victim: Victim, cohort: _Cohort, start: int, bounds: list[int]) -> Scorer:
+    """Distance to the boundary per candidate, in units of each feature's documented range.
+
+    Raw distances on Adult are dominated by capital gain (0-99,999); dividing by the ranges
+    the API documents (as an attacker can) weighs every feature alike.
+    """
+    lo, hi = victim.bounds()
+    width = np.where(hi > lo, hi - lo, 1.0)
+
     def score(queries: Sequence[Query]) -> dict[str, float]:
         feats, proba = stack(queries)
         distance = np.full(len(cohort.candidates), np.nan)
-        for i, (lo, hi) in enumerate(segments(bounds, len(queries))):
-            lo, hi = max(lo, start), max(hi, start)
-            if hi <= lo:
+        for i, (first, last) in enumerate(segments(bounds, len(queries))):
+            first, last = max(first, start), max(last, start)
+            if last <= first:
                 continue
-            flipped = np.argmax(proba[lo:hi], axis=1) != cohort.candidates_y[i]
+            flipped = np.argmax(proba[first:last], axis=1) != cohort.candidates_y[i]
             if not flipped.any():
                 continue
-            distance[i] = float(np.min(np.linalg.norm(feats[lo:hi][flipped] - cohort.candidates[i], axis=1)))
+            steps = (feats[first:last][flipped] - cohort.candidates[i]) / width
+            distance[i] = float(np.min(np.linalg.norm(steps, axis=1)))
         known = ~np.isnan(distance)
         fill = float(np.median(distance[known])) if known.any() else 0.0
         return {"auc": roc_auc(np.where(known, distance, fill), cohort.is_member)}
@@ -183,7 +192,7 @@ def mia_labelonly(victim: Victim, seed: int, scale: Scale) -> AttackRun:
         victim=victim.name,
         family="iterative",
         queries=recorder.queries,
-        scorer=_labelonly_scorer(cohort, start, bounds),
+        scorer=_labelonly_scorer(victim, cohort, start, bounds),
         primary="auc",
         params={"known": known, "candidates": 2 * candidates, "hsj_iterations": iters, "seed": seed},
     )
