@@ -452,3 +452,29 @@ def test_prune_drops_old_traffic_but_keeps_the_security_record(store: Store) -> 
     assert store.finding("fnd-0001") is not None and len(store.load_decisions()) == 1 and len(store.audit()) == 1
     assert store.principal("key_a").queries == 10  # type: ignore[union-attr]
     assert store.prune(before=0.0) == (0, 0)
+
+
+def test_two_stores_on_one_database_write_the_same_principals_at_once(store_url: str) -> None:
+    import threading
+
+    names = [f"key_{n:02d}" for n in range(40)]
+    with open_store(store_url) as one, open_store(store_url) as two:
+
+        def pump(store: Store, order: list[str]) -> None:
+            for k in range(10):
+                store.add_interactions(
+                    [_interaction(k * 100 + n, principal=p) for n, p in enumerate(order)], wait=False
+                )
+                store.add_findings([_finding(finding_id=f"fnd-{p}", principals=(p,), revision=k + 1) for p in order])
+            store.flush()
+
+        threads = [
+            threading.Thread(target=pump, args=(one, names)),
+            threading.Thread(target=pump, args=(two, names[::-1])),  # the opposite row order
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        assert {p.principal: p.queries for p in one.principals(limit=100)} == dict.fromkeys(names, 20)
+        assert one.count_findings() == 40

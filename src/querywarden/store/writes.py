@@ -3,7 +3,9 @@
 Rows go in with ``executemany`` so a batch of interactions costs one statement round,
 and upserts use the dialect's ``ON CONFLICT`` so SQLite and PostgreSQL behave alike.
 Writes are idempotent where a replay might repeat them: a finding event is unique per
-revision and a finding's current row only moves forward in revision.
+revision and a finding's current row only moves forward in revision. Upserted rows go in
+key order, so two processes writing the same PostgreSQL database lock rows in the same
+order and cannot deadlock each other.
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ def bump_traffic(conn: sa.Connection, rollup: Mapping[tuple[str, str], Sequence[
     )
     rows = [
         {"principal": p, "model": m, "queries": int(v[0]), "first_seen_ts": v[1], "last_seen_ts": v[2]}
-        for (p, m), v in rollup.items()
+        for (p, m), v in sorted(rollup.items())
     ]
     conn.execute(stmt, rows)
     per_principal: dict[str, list[float]] = {}
@@ -93,7 +95,7 @@ def bump_traffic(conn: sa.Connection, rollup: Mapping[tuple[str, str], Sequence[
         stmt,
         [
             {"principal": p, "queries": int(v[0]), "first_seen_ts": v[1], "last_seen_ts": v[2]}
-            for p, v in per_principal.items()
+            for p, v in sorted(per_principal.items())
         ],
     )
 
@@ -140,7 +142,7 @@ def add_findings(conn: sa.Connection, items: Sequence[Finding]) -> int:
         set_={name: stmt.excluded[name] for name in columns},
         where=t.c.revision <= stmt.excluded.revision,
     )
-    conn.execute(stmt, [codec.finding_row(f) for f in latest.values()])
+    conn.execute(stmt, [codec.finding_row(latest[k]) for k in sorted(latest)])
     fp = schema.finding_principals
     pairs = {(f.finding_id, p) for f in latest.values() for p in f.principals}
     conn.execute(
@@ -174,7 +176,7 @@ def set_decisions(conn: sa.Connection, items: Sequence[Decision], *, note: str, 
     stmt = stmt.on_conflict_do_update(
         index_elements=[d_t.c.principal], set_={name: stmt.excluded[name] for name in columns}
     )
-    conn.execute(stmt, [codec.decision_row(d) for d in latest.values()])
+    conn.execute(stmt, [codec.decision_row(latest[k]) for k in sorted(latest)])
     know_principals(conn, latest)
     now = time.time()
     audit = []
@@ -256,7 +258,7 @@ def _upsert_members(conn: sa.Connection, members: Mapping[str, tuple[str, float]
         set_={"actor": stmt.excluded.actor, "ts": stmt.excluded.ts},
         where=t.c.actor != stmt.excluded.actor,
     )
-    conn.execute(stmt, [{"principal": p, "actor": a, "ts": ts} for p, (a, ts) in members.items()])
+    conn.execute(stmt, [{"principal": p, "actor": a, "ts": ts} for p, (a, ts) in sorted(members.items())])
 
 
 def save_snapshot(conn: sa.Connection, name: str, blob: bytes, ts: float) -> None:
