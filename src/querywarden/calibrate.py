@@ -35,6 +35,12 @@ class Threshold:
     """How many benign principals the statistic was measured on."""
     quantile: float
     alarm_above: bool = True
+    integer: bool = False
+    """The parameter takes whole numbers (its default is an int): ``new`` is rounded outward."""
+
+    @property
+    def value(self) -> float | int:
+        return int(self.new) if self.integer else self.new
 
 
 @dataclass(slots=True)
@@ -44,19 +50,19 @@ class CalibrationResult:
     interactions: int = 0
     principals: int = 0
 
-    def params_by_detector(self) -> dict[str, dict[str, float]]:
+    def params_by_detector(self) -> dict[str, dict[str, float | int]]:
         """Thresholds to write into a config: ``{detector: {param: value}}``.
 
         With several models, the strictest (least alarming) value across models wins, since
         a config's ``[detectors.<name>]`` table applies to every model.
         """
-        out: dict[str, dict[str, float]] = {}
+        out: dict[str, dict[str, float | int]] = {}
         for t in self.thresholds:
             current = out.setdefault(t.detector, {}).get(t.param)
             if current is None:
-                out[t.detector][t.param] = t.new
+                out[t.detector][t.param] = t.value
             else:
-                out[t.detector][t.param] = max(current, t.new) if t.alarm_above else min(current, t.new)
+                out[t.detector][t.param] = max(current, t.value) if t.alarm_above else min(current, t.value)
         return out
 
 
@@ -102,14 +108,14 @@ def calibrate(
                     continue
                 value, q = threshold_for(cal, target_fpr)
                 old = spec.params.get(param, det.defaults().get(param))
-                if isinstance(det.defaults().get(param), int):
+                integer = isinstance(det.defaults().get(param), int)
+                if integer:
                     value = float(math.ceil(value)) if cal.alarm_above else float(math.floor(value))
                 result.thresholds.append(
-                    Threshold(spec.name, model, param, old, value, len(cal.values), q, cal.alarm_above)
+                    Threshold(spec.name, model, param, old, value, len(cal.values), q, cal.alarm_above, integer)
                 )
     for name, params in result.params_by_detector().items():
-        defaults = registry.get(name).defaults()
-        new_params[name].update({k: int(v) if isinstance(defaults.get(k), int) else v for k, v in params.items()})
+        new_params[name].update(params)
     result.specs = [DetectorSpec(s.name, new_params[s.name], s.models) for s in specs]
     return result
 

@@ -12,7 +12,7 @@ table, exit codes) lives in ``querywarden.commands.replay``.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from time import perf_counter
@@ -195,4 +195,21 @@ def replay(
     return stats
 
 
-__all__ = ["Recorder", "Reject", "RejectsFile", "ReplayStats", "default_rejects_path", "replay"]
+def read_interactions(path: Path, parser: TrafficParser, on_reject: Callable[[Reject], None]) -> Iterator[Interaction]:
+    """Every interaction in a traffic file, in order; bad lines go to ``on_reject`` and are skipped.
+
+    The general-purpose reader (``calibrate`` uses it); ``replay`` inlines the same loop
+    for speed.
+    """
+    with open_text_or_gzip(path) as fh:
+        for lineno, line in enumerate(fh, start=1):
+            try:
+                yield from parser.parse(line, lineno)
+            except TrafficError as exc:
+                if line.strip():
+                    on_reject(
+                        Reject(str(path), lineno, exc.reason, line.rstrip(b"\r\n").decode("utf-8", "backslashreplace"))
+                    )
+
+
+__all__ = ["Recorder", "Reject", "RejectsFile", "ReplayStats", "default_rejects_path", "read_interactions", "replay"]
