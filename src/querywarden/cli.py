@@ -13,6 +13,7 @@ import typer
 
 import querywarden
 from querywarden.commands.bench import bench
+from querywarden.commands.calibrate import calibrate_command
 from querywarden.commands.console import console_command
 from querywarden.commands.profile import profile_command
 from querywarden.commands.replay import replay_command
@@ -29,6 +30,7 @@ app = typer.Typer(
 app.command("replay")(replay_command)
 app.command("profile")(profile_command)
 app.command("bench")(bench)
+app.command("calibrate")(calibrate_command)
 app.command("serve")(serve_command)
 app.command("console")(console_command)
 
