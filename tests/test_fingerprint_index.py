@@ -35,27 +35,30 @@ def test_near_duplicates_share_most_hashes_and_different_digits_few() -> None:
 
 def test_codes_clip_out_of_range_values_to_the_edge_bins() -> None:
     fp = fingerprinter(levels=4)
-    codes = fp.codes(np.array([-100.0, 0.0, 3.99, 4.0, 15.99, 16.0, 1e300] + [0.0] * 57))
-    assert codes[:7].tolist() == [0.0, 1.0, 1.0, 2.0, 4.0, 5.0, 5.0]
+    values = [-100.0, -0.01, 0.0, 3.99, 4.0, 15.99, 16.0, 1e300, np.inf, -np.inf, np.nan]
+    codes = fp.codes(np.array(values + [0.0] * (64 - len(values))))
+    assert codes[: len(values)].tolist() == [0, 0, 1, 1, 2, 4, 5, 5, 5, 0, 0]
 
 
-def test_long_windows_use_the_multiplier_hash_and_still_match() -> None:
+def test_long_windows_and_fine_levels_still_match() -> None:
     fp = Fingerprinter(lo=np.zeros(64), step=np.full(64, 0.5), levels=32, window=16, top_s=32, salt="s")
-    assert not fp._packed
     x = load_digits().data[5].astype(np.float64)
     assert np.array_equal(fp.fingerprint(x), fp.fingerprint(x.copy()))
     assert shared(fp.fingerprint(x), fp.fingerprint(load_digits().data[6].astype(np.float64))) < 8
 
 
-def test_exact_projection_tells_repeats_and_rejects_non_finite() -> None:
+def test_exact_hash_tells_repeats_from_the_slightest_change() -> None:
     fp = fingerprinter()
     x = load_digits().data[3].astype(np.float64)
     assert fp.exact(x) == fp.exact(x.copy())
     y = x.copy()
     y[7] += 1e-9
     assert fp.exact(y) != fp.exact(x)
-    assert fp.exact(np.full(64, np.nan)) is None
-    assert fp.exact(np.full(64, 1.7e308)) is not None  # huge but finite: no overflow
+    flipped = x + 1.0
+    flipped[[3, 5]] *= -1.0  # two sign bits: they must not cancel out
+    assert fp.exact(flipped) != fp.exact(x + 1.0)
+    assert fp.exact(np.full(64, np.inf)) != fp.exact(np.full(64, -np.inf))
+    assert fp.exact(np.full(64, np.nan)) == fp.exact(np.full(64, np.nan))  # bits, not values
 
 
 def test_lookup_finds_stored_near_duplicates_and_forgets_evicted_ones() -> None:

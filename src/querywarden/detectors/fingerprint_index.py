@@ -14,7 +14,7 @@ front:
 - a direct-mapped table of up to ``top_s * table_factor * capacity`` entries (a power of two), each a 32-bit tag
   (the hash's high bits) and the sequence number of the query that stored it; a new entry
   overwrites whatever sat in its slot, so old fingerprints fade out on their own;
-- a ring of ``capacity`` stored queries (sequence number, exact-content projection,
+- a ring of ``capacity`` stored queries (sequence number, exact-content hash,
   principal, actor, chain, time). A table entry counts only while the ring still holds the
   query that wrote it, which is how eviction works without ever deleting from the table.
 
@@ -37,6 +37,7 @@ I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
 
 _HIGH_HALF = 1 if sys.byteorder == "little" else 0
+_SHIFT_32 = np.uint64(32)
 _GATHER_MAX_DIM = 4096
 """Up to this many features the windows are gathered with one precomputed index array."""
 
@@ -51,13 +52,11 @@ class Fingerprinter:
     """Quantises a feature vector and returns its salted top-``top_s`` window hashes.
 
     ``lo`` and ``step`` set the quantisation per feature: ``floor((x - lo) / step)``, clipped
-    to ``[-1, levels]`` so out-of-range values share one bin on either side. Windows wrap
-    around the end of the vector, so a short tabular vector still yields one window per
-    feature. A window's codes are packed into one integer (exactly, with a float matrix
-    product while the packed value fits in 53 bits), then hashed as ``packed * m`` modulo
-    2^64 with a secret odd multiplier ``m`` drawn from the salt (a bijection, so distinct
-    windows never collide, and their order is unknown without the salt).
-    Longer windows or finer levels fall back to a dot product with secret odd multipliers.
+    to ``[-1, levels]`` so out-of-range values share one bin on either side (NaN lands in the
+    lowest). Windows wrap around the end of the vector, so a short tabular vector still
+    yields one window per feature. A window's hash is the dot product of its codes with
+    secret odd 64-bit multipliers drawn from the salt, modulo 2^64: a universal hash, so
+    without the salt nobody can tell which windows will be the smallest.
     """
 
     def __init__(
@@ -81,24 +80,18 @@ class Fingerprinter:
         key = salt.encode()
         rng = np.random.default_rng(stable_hash(b"window-hash", key))
         self._mult = rng.integers(1, 2**62, size=self.window, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
-        self._odd = self._mult[0]
-        # scaled by 2^-40 (exactly), so even the largest finite inputs cannot overflow the sum
-        self._probe = rng.standard_normal(self.dim) * 2.0**-40
-        base = levels + 2
-        self._packed = base**self.window < 2**53
-        self._weights = float(base) ** np.arange(self.window, dtype=np.float64)
+        self._probe = rng.integers(1, 2**63, size=self.dim, dtype=np.uint64) | np.uint64(1)
         self._gather: npt.NDArray[np.intp] | None = None
         if self.dim <= _GATHER_MAX_DIM:
             self._gather = (np.arange(self.dim)[:, None] + np.arange(self.window)[None, :]) % self.dim
 
-    def codes(self, x: npt.NDArray[np.float64]) -> F64:
-        """Quantisation codes as whole floats in ``[0, levels + 1]``."""
+    def codes(self, x: npt.NDArray[np.float64]) -> U64:
+        """Quantisation codes in ``[0, levels + 1]``."""
         q = x * self.inv_step
         q -= self.shift
-        np.floor(q, out=q)
-        np.maximum(q, 0.0, out=q)
-        np.minimum(q, self.top_code, out=q)
-        return q
+        np.fmax(q, 0.0, out=q)  # fmax/fmin send NaN to a bin instead of propagating it
+        np.fmin(q, self.top_code, out=q)
+        return q.astype(np.uint64)  # truncation is the floor: q is not negative here
 
     def window_hashes(self, x: npt.NDArray[np.float64]) -> U64:
         q = self.codes(x)
@@ -107,11 +100,7 @@ class Fingerprinter:
         else:
             ext = np.concatenate((q, q[: self.window - 1]))
             windows = np.lib.stride_tricks.sliding_window_view(ext, self.window)
-        if self._packed:
-            h = (windows @ self._weights).astype(np.uint64)
-            h *= self._odd
-            return h
-        return windows.astype(np.uint64) @ self._mult
+        return windows @ self._mult
 
     def fingerprint(self, x: npt.NDArray[np.float64]) -> U64:
         """The sorted, distinct, smallest ``top_s`` window hashes of ``x``."""
@@ -122,13 +111,13 @@ class Fingerprinter:
         np.not_equal(h[1:], h[:-1], out=keep[1:])
         return h[keep][: self.top_s]
 
-    def exact(self, x: npt.NDArray[np.float64]) -> float | None:
-        """A secret random projection of the raw input, equal for exact repeats (an attacker
-        who does not know it cannot make two different inputs look like one); None when the
-        input holds NaN or infinity."""
-        if not np.isfinite(x).all():
-            return None
-        return float(x @ self._probe)
+    def exact(self, x: npt.NDArray[np.float64]) -> int:
+        """A keyed hash of the input's raw bits (a dot product with secret odd multipliers,
+        modulo 2^64): equal for exact repeats, and an attacker who does not know the key
+        cannot make two different inputs collide on purpose. Integer arithmetic, so NaN
+        and infinity hash like any other bits."""
+        bits = np.ascontiguousarray(x, dtype=np.float64).view(np.uint64)
+        return int((bits ^ (bits >> _SHIFT_32)) @ self._probe)  # fold high bits down before the sum
 
 
 @dataclass(slots=True)
@@ -137,7 +126,7 @@ class Matches:
     oldest first."""
 
     seq: I64
-    exact: F64
+    exact: U64
     principal: U64
     actor: U64
     chain: I64
@@ -149,7 +138,7 @@ class Matches:
 
 _NO_MATCH = Matches(
     np.zeros(0, np.int64),
-    np.zeros(0, np.float64),
+    np.zeros(0, np.uint64),
     np.zeros(0, np.uint64),
     np.zeros(0, np.uint64),
     np.zeros(0, np.int64),
@@ -183,7 +172,7 @@ class FingerprintIndex:
         self._tag = np.zeros(0, np.uint32)
         self._seq = np.zeros(0, np.int64)
         self._ring_seq = np.zeros(0, np.int64)
-        self._ring_exact = np.zeros(0, np.float64)
+        self._ring_exact = np.zeros(0, np.uint64)
         self._ring_principal = np.zeros(0, np.uint64)
         self._ring_actor = np.zeros(0, np.uint64)
         self._ring_chain = np.zeros(0, np.int64)
@@ -194,7 +183,7 @@ class FingerprintIndex:
         self._tag = np.zeros(self.size, np.uint32)
         self._seq = np.zeros(self.size, np.int64)
         self._ring_seq = np.full(self.capacity, -1, np.int64)
-        self._ring_exact = np.zeros(self.capacity, np.float64)
+        self._ring_exact = np.zeros(self.capacity, np.uint64)
         self._ring_principal = np.zeros(self.capacity, np.uint64)
         self._ring_actor = np.zeros(self.capacity, np.uint64)
         self._ring_chain = np.zeros(self.capacity, np.int64)
@@ -254,7 +243,7 @@ class FingerprintIndex:
             self._ring_ts[ring],
         )
 
-    def insert(self, probe: Probe, *, exact: float, principal: int, actor: int, chain: int, ts: float) -> int:
+    def insert(self, probe: Probe, *, exact: int, principal: int, actor: int, chain: int, ts: float) -> int:
         """Store one query's fingerprint, evicting the oldest stored query when full.
 
         Returns the stored query's sequence number (a new chain takes it as its id)."""

@@ -198,8 +198,6 @@ class NearDuplicateDetector(Detector):
         if x.shape[0] != self._dim:
             return []
         exact = fp.exact(x)
-        if exact is None:
-            return []
         probe = self._index.probe(fp.fingerprint(x))
         st = self._principals.get(interaction.principal)
         if st.key == 0:
@@ -340,48 +338,58 @@ class NearDuplicateDetector(Detector):
         return level, score, evidence, st.technique
 
 
-def _classify(found: Matches, exact: float, me: int, actor: int, since: float) -> tuple[int, bool, bool, list[int]]:
+def _classify(found: Matches, exact: int, me: int, actor: int, since: float) -> tuple[int, bool, bool, list[int]]:
     """(chain joined, near-duplicate hit?, exact repeat of own query?, other principals matched
-    at or after ``since``, outside the principal's actor).
+    at or after ``since``, outside the principal's actor, most recent first).
 
     The chain is the oldest among the near-duplicates' chains, so a walk that bridges two
     fragments keeps counting into the first; else an exact copy's (a retry stays in its
-    chain without counting); else 0 (a new chain)."""
+    chain without counting); else 0 (a new chain). Matches are few, so plain lists are
+    faster here than numpy."""
     if not len(found):
         return 0, False, False, []
-    same = found.exact == exact
-    mine = found.principal == np.uint64(me)
-    repeat = bool((same & mine).any())
-    near = ~same
-    if not near.any():
-        return int(found.chain[0]), False, repeat, []
-    chain = int(found.chain[near].min())
-    others = near & ~mine & (found.ts >= since)
-    if actor:
-        others &= found.actor != np.uint64(actor)
+    exacts = found.exact.tolist()
+    principals = found.principal.tolist()
+    chains = found.chain.tolist()
+    repeat = False
+    chain = 0
+    near: list[int] = []
+    for i, e in enumerate(exacts):
+        if e == exact:
+            repeat = repeat or principals[i] == me
+        else:
+            near.append(i)
+            if chain == 0 or chains[i] < chain:
+                chain = chains[i]
+    if not near:
+        return chains[0], False, repeat, []
+    times = found.ts.tolist()
+    actors = found.actor.tolist() if actor else None
     peers: list[int] = []
-    if others.any():
-        for p in found.principal[others][::-1].tolist():  # most recent first
-            if p not in peers:
-                peers.append(p)
-                if len(peers) >= _MAX_RELATED:
-                    break
+    for i in reversed(near):
+        p = principals[i]
+        if p == me or times[i] < since or p in peers or (actors is not None and actors[i] == actor):
+            continue
+        peers.append(p)
+        if len(peers) >= _MAX_RELATED:
+            break
     return chain, True, repeat, peers
 
 
 def _remember_output(st: _Chains, interaction: Interaction) -> None:
     out = interaction.output
-    if out is None or out.probabilities is None or out.probabilities.shape[0] < 2:
+    if out is None or out.probabilities is None or not 2 <= out.probabilities.shape[0] <= 1024:
         return
-    p = out.probabilities
-    top = int(np.argmax(p))
-    top_p = float(p[top])
+    probs = out.probabilities.tolist()
+    top_p = max(probs)
     if not math.isfinite(top_p):
         return
+    top = probs.index(top_p)
+    probs[top] = -math.inf
+    margin = top_p - max(probs)
     if st.recent is None:
         st.recent = deque(maxlen=_RECENT)
-    margin = out.margin()
-    st.recent.append((top, top_p, float(margin) if margin is not None else 0.0))
+    st.recent.append((top, top_p, margin if math.isfinite(margin) else 0.0))
 
 
 def _technique(recent: deque[tuple[int, float, float]] | None) -> str:
