@@ -70,7 +70,8 @@ def markdown(results: BenchResults) -> str:
         f"# QueryWarden red-team benchmark: profile `{results.profile}`",
         "",
         f"Seed {results.seed}; detectors: {', '.join(results.detectors) or 'none'}; thresholds calibrated on a "
-        f"separate benign split at target FPR {results.target_fpr}; run time {results.seconds:.0f} s.",
+        f"separate benign split at target FPR {results.target_fpr}; run time {results.seconds:.0f} s "
+        f"({results.cpu_seconds:.0f} s of CPU).",
         "",
         "## Headline",
         "",
