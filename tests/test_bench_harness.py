@@ -248,6 +248,9 @@ def test_variants_send_the_same_queries_differently(cancer: Victim) -> None:
     assert [r.principal for r in sybil.requests[:40]] == list(sybil.principals) * 2
     assert single.requests[0].ts > ATTACK_START and single.requests[-1].ts - single.requests[0].ts < 3600
     assert slow.requests[-1].ts - slow.requests[0].ts > 10 * DAY
+    batched = random_queries(cancer, 300, seed=3, batch=30)
+    assert max(r.rows.shape[0] for r in build(batched, "single", seed=1).requests) == 30
+    assert max(r.rows.shape[0] for r in build(batched, "low-and-slow", seed=1).requests) == 1
     assert build(run, "sybil", seed=1).principals == sybil.principals
     assert build(run, "sybil", seed=2).principals != sybil.principals
 

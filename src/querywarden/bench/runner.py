@@ -71,7 +71,7 @@ class BenchProfile:
 
 PROFILES: dict[str, BenchProfile] = {
     "ci": BenchProfile("ci", "ci", WorkloadSizes(principals=56, batch_jobs=2, batch_rows=2_000)),
-    "full": BenchProfile("full", "full", WorkloadSizes(principals=260, batch_jobs=4, batch_rows=20_000)),
+    "full": BenchProfile("full", "full", WorkloadSizes(principals=260, batch_jobs=2, batch_rows=20_000)),
 }
 
 

@@ -7,11 +7,11 @@ prefix of ``k`` queries is the same in every variant and the variants compare fa
 - ``single``: one API key, one IP, at machine pace (a request every few hundred ms);
 - ``sybil``: the same schedule split round-robin, request by request, over 20 keys, each
   with its own unrelated public IP and user agent;
-- ``low-and-slow``: one key whose requests are spread over the whole 14-day timeline,
-  interleaved with benign customers' traffic.
+- ``low-and-slow``: one key sending one row per request, the requests spread over the
+  whole 14-day timeline and interleaved with benign customers' traffic (no bursts).
 
-A call that asked for many rows at once is cut into requests of at most
-``max_batch`` rows, as an API with a batch limit would force the attacker to do.
+In the fast variants a call that asked for many rows at once is cut into requests of at
+most ``max_batch`` rows, as an API with a batch limit would force the attacker to do.
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def build(
     if variant not in VARIANTS:
         raise BenchError(f"unknown variant {variant!r}; allowed: {', '.join(VARIANTS)}")
     rng = np.random.default_rng([seed, zlib.crc32(f"{run.victim}/{run.name}/{variant}".encode())])
-    spans = calls(run, max_batch)
+    spans = calls(run, 1 if variant == "low-and-slow" else max_batch)
     n_keys = sybil_principals if variant == "sybil" else 1
     keys = tuple(api_key(rng) for _ in range(n_keys))
     ips = tuple(public_ip(rng) for _ in range(n_keys))
