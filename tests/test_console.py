@@ -165,3 +165,34 @@ def test_logout_needs_csrf_and_ends_the_session(server: str) -> None:
         r = c.post("/console/logout", data={"csrf": token})
         assert r.url.path == "/console/login"
         assert c.get("/console/", follow_redirects=False).status_code == 303
+
+
+def test_serve_mounts_console_and_api_sharing_one_printed_token(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from querywarden.gateway.server import build_server, load_gateway_settings
+
+    settings = load_gateway_settings(None, upstream="http://127.0.0.1:9")
+    server = build_server(settings, None, f"sqlite:///{tmp_path / 'qw.db'}")
+    try:
+        printed = re.findall(r"One-time console and API token for this run: (\S+)", capsys.readouterr().err)
+        assert len(printed) == 1, "one token for the console and the API together"
+        with LoopbackServer(server.admin) as s, httpx.Client(base_url=s.url, follow_redirects=True) as c:
+            assert c.get("/api/stats").status_code == 401
+            r = c.post("/console/login", data={"user": "", "password": printed[0]}, follow_redirects=False)
+            assert (
+                r.status_code == 303
+                and r.headers["location"] == "/console/"
+                and "secure" in r.headers["set-cookie"].lower()
+            )
+            bearer = {"authorization": f"Bearer {printed[0]}"}
+            assert c.get("/api/whoami", headers=bearer).json() == {"name": "token", "via": "bearer", "live": True}
+            assert "Overview" in c.get("/console/", headers=bearer).text
+            assert c.get("/healthz").status_code in (200, 503)
+    finally:
+        server.close()
+    bare = build_server(settings, None, None)
+    with LoopbackServer(bare.admin) as s:
+        r = httpx.get(s.url + "/console/")
+        assert r.status_code == 503 and "--db" in r.text
+        assert httpx.get(s.url + "/api/findings").json()["error"]["code"] == "no_store"

@@ -180,7 +180,7 @@ def create_api(ctx: ConsoleContext) -> Starlette:
 
     async def get_actor(request: Request, who: Identity) -> Response:
         name = request.path_params["actor"]
-        found = next((a for a in store.actors() if a.actor == name), None)
+        found = store.actor(name)
         if found is None:
             return error(404, "not_found", f"no actor {name!r}")
         body = serialize.actor(found)

@@ -66,7 +66,7 @@ class Actions:
         """Apply one decision to every member of an actor (a Sybil is one adversary)."""
         name = request.path_params["actor"]
         action, note = await self._form(request)
-        found = next((a for a in self.ctx.store.actors() if a.actor == name), None)
+        found = self.ctx.store.actor(name)
         if found is None or action not in OPERATOR_ACTIONS:
             return self.pages.render(request, "error.html", who, 400, message="Unknown actor or action.")
         for member in found.members:

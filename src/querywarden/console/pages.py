@@ -219,7 +219,7 @@ class Views:
 
     async def actor(self, request: Request, who: Identity) -> Response:
         name = request.path_params["actor"]
-        found = next((a for a in self.store.actors() if a.actor == name), None)
+        found = self.store.actor(name)
         if found is None:
             return self.pages.render(request, "error.html", who, 404, message=f"No actor {name}.")
         members = [self.store.principal(m) for m in found.members[:200]]
