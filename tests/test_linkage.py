@@ -233,3 +233,14 @@ def test_shipped_samples_merge_the_split_attack_and_nobody_else() -> None:
         actors[kind] = sorted(sorted(m) for m in eng.actors.actors().values())
     assert actors["positive"] == [[f"sybil-{k:02d}" for k in range(20)]]
     assert actors["negative"] == []
+
+
+def test_odd_values_fold_without_warnings(digits: tuple) -> None:
+    profile, _, _ = digits
+    det = LinkageDetector(profile=profile, min_queries=4)
+    for i, v in enumerate([1e300, -1e300, np.inf, np.nan, 8.5, 8.5]):
+        det.update(Interaction(id=str(i), ts=T0 + i, principal="odd", model="m", features=np.full(64, v)))
+    det.update(Interaction(id="short", ts=T0 + 9, principal="odd", model="m", features=np.zeros(3)))
+    st = det._states.peek("odd")
+    assert st is not None and st.n == 6 and st.queries == 7
+    assert np.all(np.isfinite(st.signature()))

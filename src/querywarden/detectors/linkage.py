@@ -123,33 +123,36 @@ class LinkageDetector(Detector):
         self._states: PrincipalStates[_Principal] = PrincipalStates(_Principal, max_principals)
         self._groups: OrderedDict[str, list[str]] = OrderedDict()
         self._pool: OrderedDict[str, tuple[np.ndarray, float, float]] = OrderedDict()
-        self._dim = profile.expected_dim()
-        self._scale = self._scaling(profile)
         self._reference = self._reference_stats(profile)
+        self._ones = np.ones(self._reference[0].shape[0]) if self._reference is not None else np.ones(0)
 
     # -- set-up -------------------------------------------------------------------------
-    @staticmethod
-    def _scaling(profile: ModelProfile) -> tuple[np.ndarray, np.ndarray] | None:
-        bounds = profile.bounds()
-        width = profile.scale()
-        if bounds is None or width is None:
-            return None
-        return bounds[0], 1.0 / width
-
-    def _reference_stats(self, profile: ModelProfile) -> tuple[np.ndarray, np.ndarray, float, np.ndarray] | None:
-        """(mean, 1/sd, off-manifold cut, integral-feature mask) from the reference sample."""
+    def _reference_stats(
+        self, profile: ModelProfile
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float, np.ndarray | None] | None:
+        """Range scaling, the reference's mean and 1/sd in scaled units, its off-manifold cut,
+        and the features it only ever holds as whole numbers."""
         ref = profile.reference
         if ref is None or ref.ndim != 2 or ref.shape[0] < 20:
             return None
         ref = np.asarray(ref, dtype=np.float64)
-        mean = ref.mean(axis=0)
-        sd = ref.std(axis=0)
-        floor = max(float(np.median(sd[sd > 0])) if np.any(sd > 0) else 1.0, 1e-12) * 0.1
+        bounds = profile.bounds()
+        if bounds is not None and bounds[0].shape[0] == ref.shape[1]:
+            lo, hi = bounds
+        else:
+            lo, hi = ref.min(axis=0), ref.max(axis=0)
+        width = hi - lo
+        inv_width = 1.0 / np.where(width > 0, width, 1.0)
+        shift = lo * inv_width
+        u = np.clip(ref * inv_width - shift, -1.0, 2.0)
+        mean = u.mean(axis=0)
+        sd = u.std(axis=0)
+        floor = max(float(np.median(sd[sd > 0])) if np.any(sd > 0) else 1.0, 1e-6) * 0.1
         inv_sd = 1.0 / np.maximum(sd, floor)
-        z2 = (((ref - mean) * inv_sd) ** 2).mean(axis=1)
+        z2 = (((u - mean) * inv_sd) ** 2).mean(axis=1)
         cut = float(np.quantile(z2, self.off_quantile))
         integral = np.all(ref == np.round(ref), axis=0)
-        return mean, inv_sd, cut, integral
+        return shift, inv_width, mean, inv_sd, cut, integral if integral.any() else None
 
     # -- the contract -------------------------------------------------------------------
     def update(self, interaction: Interaction) -> list[Signal]:
@@ -174,8 +177,7 @@ class LinkageDetector(Detector):
             return signals
         if st.queries > _FULL_RATE_QUERIES and st.queries % _SAMPLE_EVERY:
             return signals
-        if not self._fold(st, x):
-            return signals
+        self._fold(st, x)
         due = self.min_queries * (2**st.checkpoints)
         if st.checkpoints < 2 and st.n >= due:
             st.checkpoints += 1
@@ -218,26 +220,27 @@ class LinkageDetector(Detector):
         return peers
 
     # -- behaviour linkage --------------------------------------------------------------
-    def _fold(self, st: _Principal, x: np.ndarray) -> bool:
-        """Fold one query into the principal's signature; False for a non-finite input."""
+    def _fold(self, st: _Principal, x: np.ndarray) -> None:
+        """Fold one query into the principal's signature.
+
+        Everything is computed on the input scaled to its ranges and clipped to [-1, 2], so
+        huge values cannot overflow and NaN lands at the low edge."""
         ref = self._reference
         assert ref is not None
-        mean, inv_sd, cut, integral = ref
-        z = (x - mean) * inv_sd
-        z2 = float(z @ z) / x.shape[0]
-        if not np.isfinite(z2):
-            return False
+        lo, inv_width, mean, inv_sd, cut, integral = ref
+        u = x * inv_width
+        u -= lo
+        np.fmax(u, -1.0, out=u)
+        np.fmin(u, 2.0, out=u)
+        d = u.shape[0]
         st.n += 1
-        st.off += z2 > cut
-        if integral.any():
+        st.mean_u += float(u @ self._ones) / d
+        st.sq_u += float(u @ u) / d
+        z = (u - mean) * inv_sd
+        st.off += float(z @ z) / d > cut
+        if integral is not None:
             xi = x[integral]
-            st.grid_off += float(np.count_nonzero(xi != np.round(xi))) / xi.shape[0] > 0.25
-        if self._scale is not None:
-            u = (x - self._scale[0]) * self._scale[1]
-            np.clip(u, -1.0, 2.0, out=u)
-            st.mean_u += float(u.sum()) / u.shape[0]
-            st.sq_u += float(u @ u) / u.shape[0]
-        return True
+            st.grid_off += np.count_nonzero(xi != np.round(xi)) > 0.25 * xi.shape[0]
 
     def _behaviour_peers(self, principal: str, st: _Principal) -> tuple[str, ...]:
         sig = st.signature()
