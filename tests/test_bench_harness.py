@@ -370,3 +370,18 @@ def test_reports_carry_every_scenario(tmp_path: Path, small_run: tuple[Runner, B
     text = markdown(results)
     assert text.count("| breast-cancer | uniform-random |") == 3
     assert "benign principals flagged at ≥ medium" in text
+
+
+def test_bench_command_rejects_an_unknown_profile_or_attack(tmp_path: Path) -> None:
+    cli = Path(sys.executable).with_name("querywarden")
+    for extra in (["--profile", "huge"], ["--profile", "ci", "--attack", "no-such-attack"]):
+        done = subprocess.run(
+            [str(cli), "bench", "--out", str(tmp_path), *extra],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 2
+        assert "huge" in done.stderr or "no-such-attack" in done.stderr
+    assert not (tmp_path / "results.json").exists()
