@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from querywarden.core.policy import Policy
@@ -46,10 +47,8 @@ class Exposure:
 
 def decimals_of(value: float) -> int:
     """How many decimals a probability was given with (16 means unrounded float64)."""
-    for d in range(16):
-        if abs(round(value, d) - value) < 1e-12:
-            return d
-    return 16
+    exponent = Decimal(repr(float(value))).as_tuple().exponent
+    return min(16, max(0, -exponent)) if isinstance(exponent, int) else 16
 
 
 def _asks_logprobs(params: Mapping[str, Any] | None, output: Mapping[str, Any] | None) -> bool:
