@@ -17,7 +17,7 @@ from querywarden.bench.scenario import Victim as BenchVictim
 from querywarden.bench.victims import load_victim
 from querywarden.core.profile import ModelProfile
 from querywarden.core.records import InputKind, Interaction, Output, Severity, Signal
-from querywarden.detectors.inversion import InversionDetector, probabilities
+from querywarden.detectors.inversion import InversionDetector, SortedScan, probabilities
 from querywarden.plugins import load_detectors
 
 T0 = 1_800_000_000.0
@@ -355,3 +355,21 @@ def test_adult_sex_inferred_for_many_records_is_caught(adult: BenchVictim) -> No
     assert at is not None and at <= 14
     names = adult.profile.feature_names
     assert names is not None and signals[0].evidence["features_changed"] == [names[col]]
+
+
+def test_sorted_batch_of_crowded_records_is_a_scan_not_a_sweep(adult: BenchVictim) -> None:
+    """Sorted one-hot records are runs of neighbours one or two features apart: not probes."""
+    rows = np.unique(np.vstack([adult.benign_pool, adult.x_test, adult.attacker_pool]), axis=0)
+    for order in (rows, rows[np.lexsort(rows.T)]):  # ORDER BY the columns, and in reverse
+        det = InversionDetector(profile=adult.profile)
+        assert worst(run(det, _adult_stream(adult, order, "batch"))) < Severity.MEDIUM
+
+
+def test_sorted_scan_needs_a_long_run_in_one_direction() -> None:
+    scan = SortedScan()
+    rising = [np.array([float(i), 0.0, 5.0 - i]) for i in range(40)]
+    flags = [scan.scanning(x) for x in rising]
+    assert not any(flags[:31]) and all(flags[32:])
+    assert not scan.scanning(np.array([0.0, 0.0, 0.0])), "a step back breaks the run"
+    back_and_forth = SortedScan()
+    assert not any(back_and_forth.scanning(np.array([float(i % 2), 1.0])) for i in range(100))

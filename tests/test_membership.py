@@ -282,3 +282,21 @@ def test_adult_batch_of_natural_records_stays_quiet() -> None:
     ]
     det = MembershipDetector(profile=adult.profile)
     assert worst(run(det, stream)) < Severity.MEDIUM
+
+
+def test_sorted_adult_batch_is_a_scan_not_probing() -> None:
+    adult = load_victim("adult")
+    rows = np.unique(np.vstack([adult.benign_pool, adult.x_test, adult.attacker_pool]), axis=0)
+    probs = adult.predict_proba(rows)
+    stream = [
+        Interaction(
+            id=f"b-{i}",
+            ts=T0 + i,
+            principal="batch",
+            model=adult.profile.id,
+            features=rows[i],
+            output=Output(probabilities=probs[i]),
+        )
+        for i in range(len(rows))
+    ]
+    assert worst(run(MembershipDetector(profile=adult.profile), stream)) < Severity.MEDIUM

@@ -60,8 +60,47 @@ _HIGH_FACTOR = 4.0
 _CHAINS = 4
 """Chains of small steps followed at once per principal."""
 _NO_PROJECTION = 1 << 30
+_SORTED_RUN = 32
+"""Consecutive queries in one lexicographic direction that make a stream a sorted scan."""
 
 _CHAIN, _SWEEP, _SWEPT = "confidence_ascent", "feature_sweep", "record_sweeps"
+
+
+class SortedScan:
+    """Tells a principal walking through sorted data from one probing a record.
+
+    A batch job that scores its records sorted (by customer attributes, say) sends long
+    runs of neighbours that differ in one or two features, and on crowded tabular data
+    (one-hot encoded, few continuous columns) those runs look exactly like sweeps and
+    probe clusters. Sorted data has a tell: every query is lexicographically after the
+    one before (or every one before it), reading the columns in order or in reverse. Once
+    ``_SORTED_RUN`` queries in a row keep one direction, the stream counts as a sorted
+    scan, and the record-probing statistics stop counting until the order breaks. An
+    optimiser's or a sweep's queries go back and forth, so they never look sorted, unless
+    an attacker sorts them on purpose (a documented evasion).
+    """
+
+    __slots__ = ("last", "runs")
+
+    def __init__(self) -> None:
+        self.last: Vector | None = None
+        self.runs = [0, 0]  # signed run lengths, columns read first to last and last to first
+
+    def scanning(self, x: Vector) -> bool:
+        last, self.last = self.last, x
+        if last is None or last.shape != x.shape:
+            self.runs = [0, 0]
+            return False
+        diff = x - last
+        changed = diff != 0
+        if not changed.any():
+            return max(abs(r) for r in self.runs) >= _SORTED_RUN
+        # the step's direction in either column order: ORDER BY the columns or reversed
+        for i, at in enumerate((int(changed.argmax()), len(diff) - 1 - int(changed[::-1].argmax()))):
+            direction = 1 if diff[at] > 0 else -1
+            run = self.runs[i]
+            self.runs[i] = run + direction if direction * run > 0 else direction
+        return max(abs(r) for r in self.runs) >= _SORTED_RUN
 
 
 class _Chain:
@@ -86,6 +125,7 @@ class _State:
         "last_family",
         "levels",
         "queries",
+        "scan",
         "serial",
         "serials",
         "swept",
@@ -99,6 +139,7 @@ class _State:
         self.heads: np.ndarray | None = None  # (chains, dim): the last query of each chain
         self.chains: list[_Chain] = []
         self.chain = 0  # the chain the latest query joined
+        self.scan = SortedScan()
         self.bases: np.ndarray | None = None  # (families, dim) float32
         self.used: list[int] = []
         self.variants: list[set[bytes]] = []
@@ -175,6 +216,8 @@ class InversionDetector(Detector):
             if step == 0.0:
                 return []  # a retry or exact duplicate discloses nothing new
         st.queries += 1
+        if st.scan.scanning(z):
+            return []  # a walk through sorted records: neighbours are not probes
         changed = self._follow_chain(st, z, k, step, probabilities(interaction))
         edited = self._follow_family(st, z)
         if edited is not None:

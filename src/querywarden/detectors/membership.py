@@ -45,6 +45,7 @@ from querywarden.core.atlas import MEMBERSHIP
 from querywarden.core.detector import Calibration, Detector, PrincipalStates
 from querywarden.core.profile import ModelProfile, row_digest
 from querywarden.core.records import Evidence, Interaction, Severity, Signal, Vector
+from querywarden.detectors.inversion import SortedScan
 from querywarden.detectors.reference import QuerySpace, reference_rows
 from querywarden.detectors.reference import spacing as natural_spacing
 
@@ -66,6 +67,7 @@ class _State:
         "levels",
         "pooled",
         "queries",
+        "scan",
         "seen",
         "used",
         "worst",
@@ -73,6 +75,7 @@ class _State:
 
     def __init__(self) -> None:
         self.queries = 0
+        self.scan = SortedScan()
         self.seen: dict[bytes, None] = {}  # insertion-ordered set of recent query digests
         self.centres: np.ndarray | None = None  # (clusters, dim) float32
         self.counts: list[int] = []
@@ -142,7 +145,7 @@ class MembershipDetector(Detector):
         if len(st.seen) > _SEEN:
             del st.seen[next(iter(st.seen))]
         st.queries += 1
-        changed = self._probe(st, z)
+        changed = False if st.scan.scanning(x) else self._probe(st, z)
         if self._digests is not None:
             changed = self._count_member(st, row_digest(x)) or changed
         return self._judge(interaction, st) if changed else []
