@@ -348,6 +348,8 @@ def test_scenario_results_measure_budget_success_and_principals(
     assert set(by_variant) == {"single", "sybil", "low-and-slow"}
     assert all(s.budget == 1500 for s in results.scenarios)
     assert by_variant["sybil"].principals == 20 and by_variant["single"].principals == 1
+    # a fast scenario stops a day after the attack; low-and-slow runs all 14 days
+    assert by_variant["single"].interactions < by_variant["low-and-slow"].interactions
     end = run.success_at(run.budget)["agreement"]
     assert all(s.success_at_end == round(end, 4) for s in results.scenarios)
     assert end > 0.8  # the random-query thief really learns the victim

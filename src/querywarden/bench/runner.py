@@ -15,11 +15,13 @@ fixed, and every traffic file is written with a config (profile, reference sampl
 calibrated parameters) so ``querywarden replay FILE --config CONFIG`` gives the same
 findings. Fast variants start on day 4; the engine state at that moment is the same for
 all of them, so it is computed once and restored from a snapshot (the traffic file still
-holds the whole timeline).
+holds the whole timeline from day 0), and their scenario ends one day after the attack's
+last request. Low-and-slow scenarios run the whole 14 days.
 """
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 import platform
@@ -31,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from querywarden.bench import benign as benign_mod
-from querywarden.bench.benign import BenignTraffic, WorkloadSizes
+from querywarden.bench.benign import DAY, BenignTraffic, WorkloadSizes
 from querywarden.bench.scenario import AttackRun, Scale, Victim, attack_names, attack_spec, run_attack
 from querywarden.bench.score import (
     Rate,
@@ -52,6 +54,9 @@ from querywarden.core.records import Finding, Interaction, Severity
 from querywarden.defaults import default_detectors
 
 Log = Callable[[str], None]
+
+TAIL = DAY
+"""How long a fast variant's scenario runs on after the attack's last request."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,14 +316,21 @@ class Runner:
         sent = build(run, variant, p.seed, sybil_principals=p.sybil_principals, max_batch=p.max_batch)
         attack_stream = interactions(sent.requests, victim)
         attackers = frozenset(sent.principals)
-        full = merge(bg.scored, attack_stream)
+        background = bg.scored
+        fast = sent.start_ts >= ATTACK_START and bg.prefix_len > 0
+        if fast and sent.requests:
+            # a fast attack's scenario ends a day after its last request: what follows is the
+            # benign-only timeline, already scored, and would only cost time
+            end = sent.requests[-1].ts + TAIL
+            background = background[: bisect.bisect_right([i.ts for i in background], end)]
+        full = merge(background, attack_stream)
         file = self.out / "traffic" / victim.name / f"{run.name}--{variant}.jsonl.gz"
         write_jsonl(file, full)
 
         engine = Engine({victim.profile.id: victim.profile}, detectors=bg.specs)
         watch = ScenarioWatch(attackers=attackers, benign=bg.benign)
         t0 = time.perf_counter()
-        if sent.start_ts >= ATTACK_START and bg.prefix_len:
+        if fast:
             engine.restore(bg.snapshot)
             watch.benign_worst.update(bg.prefix_worst)
             trace = bg.prefix_trace.copy()
