@@ -24,8 +24,9 @@ from sklearn.preprocessing import StandardScaler
 
 from querywarden.bench import benign
 from querywarden.bench.benign import DAY, START_TS, WorkloadSizes, field_groups
+from querywarden.bench.calibration import write_config
 from querywarden.bench.report import markdown, write_all
-from querywarden.bench.runner import BenchProfile, BenchResults, Runner, replayed_digest, write_config
+from querywarden.bench.runner import BenchProfile, BenchResults, Runner, replayed_digest
 from querywarden.bench.scenario import AttackRun, Query, Victim
 from querywarden.bench.score import ScenarioWatch, grouped, wilson
 from querywarden.bench.traffic import interactions, read_jsonl, sort_requests, write_jsonl

@@ -34,6 +34,7 @@ import numpy as np
 
 from querywarden.bench import benign as benign_mod
 from querywarden.bench.benign import DAY, BenignTraffic, WorkloadSizes
+from querywarden.bench.calibration import threshold_rows, write_config
 from querywarden.bench.scenario import AttackRun, Scale, Victim, attack_names, attack_spec, run_attack
 from querywarden.bench.score import (
     Rate,
@@ -48,7 +49,6 @@ from querywarden.bench.traffic import interactions, merge, sort_requests, write_
 from querywarden.bench.variants import ATTACK_START, VARIANTS, build
 from querywarden.bench.victims import load_victim
 from querywarden.calibrate import calibrate
-from querywarden.config_text import toml_value
 from querywarden.core.engine import DetectorSpec, Engine
 from querywarden.core.records import Finding, Interaction, Severity
 from querywarden.defaults import default_detectors
@@ -292,16 +292,7 @@ class Runner:
             flagged_worst=dict(watch.benign_worst),
             flagged_why={q: sorted(w) for q, w in watch.benign_why.items()},
             kind_of=kind_of,
-            thresholds=[
-                {
-                    "detector": t.detector,
-                    "param": t.param,
-                    "default": t.old,
-                    "calibrated": t.new,
-                    "principals": t.principals,
-                }
-                for t in cal.thresholds
-            ],
+            thresholds=threshold_rows(cal),
             engine_seconds=seconds,
         )
         background = _Background(victim, specs, scored, prefix_len, snapshot, prefix_worst, prefix_trace, benign)
@@ -418,34 +409,3 @@ class _BenignOutcome:
             thresholds=self.thresholds,
             engine_seconds=self.engine_seconds,
         )
-
-
-# -- the config that lets replay reproduce a run -----------------------------------------
-def write_config(folder: Path, victim: Victim, specs: Sequence[DetectorSpec]) -> Path:
-    """A config TOML (profile, reference sample, calibrated detector parameters) for replay."""
-    folder.mkdir(parents=True, exist_ok=True)
-    prof = victim.profile
-    lines = [f"[models.{toml_value(prof.id)}]", f"input_kind = {toml_value(prof.input_kind.value)}"]
-    if prof.n_features is not None:
-        lines.append(f"n_features = {prof.n_features}")
-    if prof.shape:
-        lines.append(f"shape = {toml_value(list(prof.shape))}")
-    if prof.feature_names:
-        lines.append(f"feature_names = {toml_value(list(prof.feature_names))}")
-    if prof.ranges:
-        lines.append(f"ranges = {toml_value([list(r) for r in prof.ranges])}")
-    if prof.classes:
-        lines.append(f"classes = {toml_value(list(prof.classes))}")
-    lines.append(f"output_kind = {toml_value(prof.output_kind)}")
-    if prof.reference is not None:
-        np.save(folder / "reference.npy", np.asarray(prof.reference, dtype=np.float64))
-        lines.append('reference = "reference.npy"')
-    for spec in specs:
-        lines.append("")
-        lines.append(f"[detectors.{spec.name}]")
-        lines.extend(f"{k} = {toml_value(v)}" for k, v in spec.params.items())
-        if spec.models:
-            lines.append(f"models = {toml_value(list(spec.models))}")
-    path = folder / "config.toml"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
