@@ -205,3 +205,48 @@ def test_a_profile_without_width_is_silent() -> None:
     det = PradaDetector(profile=ModelProfile(id="unknown"))
     it = Interaction(id="a", ts=1.0, principal="p", model="unknown", features=np.ones(4))
     assert det.update(it) == []
+
+
+def _categorical_records(n: int, rng: np.random.Generator) -> np.ndarray:
+    """Tabular records like a credit application: eight one-hot fields and three small counts."""
+    fields = [np.eye(5)[rng.choice(5, size=n, p=[0.5, 0.2, 0.15, 0.1, 0.05])] for _ in range(8)]
+    counts = np.round(rng.gamma(2.0, 1.0, size=(n, 3)))
+    return np.hstack([*fields, counts])
+
+
+def test_discrete_tabular_inputs_are_held_to_their_own_benign_w() -> None:
+    """One-hot fields put distances on a lattice, so W runs low even for a benign batch job.
+
+    With a reference sample the detector replays it as one principal and keeps ``delta``
+    below the W that benign data reaches; without one it would call the batch an attack.
+    """
+    rng = np.random.default_rng(0)
+    ranges = tuple([(0.0, 1.0)] * 40 + [(0.0, 10.0)] * 3)
+    rows = _categorical_records(3000, rng)
+    reference = _categorical_records(600, rng)
+
+    def run(profile: ModelProfile) -> tuple[PradaDetector, list[Signal]]:
+        det = PradaDetector(profile=profile)
+        out: list[Signal] = []
+        for i, row in enumerate(rows):
+            it = Interaction(
+                id=str(i), ts=float(i), principal="batch", model="t", features=row, output=Output(label=int(row[0]))
+            )
+            out.extend(det.update(it))
+        return det, out
+
+    det, signals = run(ModelProfile(id="t", n_features=43, ranges=ranges, reference=reference))
+    assert not signals
+    assert det._reference_w is not None and det._reference_w < 0.8
+    assert det._delta == pytest.approx(det._reference_w - det.reference_margin)
+    blind, loud = run(ModelProfile(id="t", n_features=43, ranges=ranges))
+    assert loud and blind._delta == blind.delta  # the lattice alone looks like an attack
+
+
+def test_calibration_never_tightens_delta_past_the_default(digits: Victim) -> None:
+    profile, model, pool = digits
+    det = PradaDetector(profile=profile)
+    _feed(det, model, pool[:300], "customer")
+    cal = det.calibration()["delta"]
+    assert not cal.alarm_above and cal.floor == det.delta
+    assert len(cal.values) == 1 and cal.values[0] > 0.9
