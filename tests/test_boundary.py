@@ -233,3 +233,28 @@ def test_bad_parameters_are_refused(digits: Victim) -> None:
         BoundaryDetector(profile=profile, margin=0.0)
     with pytest.raises(DetectorError, match="membership_centres"):
         BoundaryDetector(profile=profile, membership_centres=1)
+
+
+def test_a_walk_after_a_phase_of_confident_queries_is_judged_on_its_recent_part(digits: Victim) -> None:
+    """HopSkipJump and the Boundary attack start with random draws far from the boundary."""
+    profile, model, pool, labels = digits
+    det = BoundaryDetector(profile=profile)
+    _benign_warmup(det, model, pool, seed=9)
+    rng = np.random.default_rng(9)
+    probs = model.predict_proba(pool)
+    confident = pool[np.sort(probs, axis=1)[:, -1] > 0.99]
+    start = confident[rng.integers(len(confident), size=100)]
+    walk = hop_skip_jump(model, pool[80], _other_class(pool, labels, 80), rounds=25, seed=80)
+    signals = _feed(det, model, np.vstack([start, walk]), "attacker")
+    assert signals and signals[0][1].severity == Severity.MEDIUM
+    assert signals[0][0] - 100 <= 40  # within 40 queries of the walk, not after it fills the window
+    assert signals[0][1].evidence["window_queries"] == det.recent  # judged on the recent part
+
+
+def test_calibration_never_lowers_the_bars_past_the_defaults(digits: Victim) -> None:
+    profile, model, pool, _ = digits
+    det = BoundaryDetector(profile=profile)
+    _benign_warmup(det, model, pool, seed=10)
+    cal = det.calibration()
+    assert cal["surprise"].floor == det.surprise and cal["min_share"].floor == det.min_share
+    assert len(cal["surprise"].values) == 20 and max(cal["surprise"].values) < det.surprise

@@ -16,7 +16,11 @@ flip rate that starts from ``prior_flip_rate``.
 
 Per principal, the count of events over the last ``window`` queries is tested against the
 population's event rate with a binomial tail (``surprise = -log10 P(X >= count)``), so a few
-borderline customers in a short history do not fire. The population rate starts from
+borderline customers in a short history do not fire. When the whole window does not pass,
+its last ``recent`` queries are judged alone: HopSkipJump and the Boundary attack begin with
+random draws far from the boundary, which would otherwise hide the walk that follows until
+it filled the window. On digits about 93% of a walk's outputs have a margin under 0.3,
+against about 4% of natural digits. The population rate starts from
 ``prior_rate`` (worth ``prior_weight`` queries) and is learned from the first
 ``learn_limit`` queries of each principal not flagged, so neither one heavy caller nor an
 attacker sets it.
@@ -53,6 +57,10 @@ _HALVE_AT = 1_000_000.0
 """Population counts are halved past this many queries, so the rate follows slow drift."""
 
 _PROBS, _LABELS = 0, 1
+
+
+_FLOORS = (6.0, 0.5)
+"""The shipped ``surprise`` and ``min_share``: calibration never sets laxer ones."""
 
 
 class _State:
@@ -98,12 +106,13 @@ class BoundaryDetector(Detector):
         self,
         *,
         profile: ModelProfile,
-        margin: float = 0.1,
+        margin: float = 0.3,
         surprise: float = 6.0,
         min_share: float = 0.5,
         high_share: float = 0.75,
         min_queries: int = 24,
         window: int = 128,
+        recent: int = 32,
         prior_rate: float = 0.05,
         min_flip_share: float = 0.25,
         prior_flip_rate: float = 0.01,
@@ -124,6 +133,8 @@ class BoundaryDetector(Detector):
             raise DetectorError(
                 "boundary: min_queries >= 1, window >= min_queries, 0 < prior_rate < 1 and prior_weight > 0"
             )
+        if not min_queries <= recent <= window:
+            raise DetectorError("boundary: min_queries <= recent <= window")
         if not 0 < min_flip_share <= 1 or not 0 < prior_flip_rate < 1:
             raise DetectorError("boundary: 0 < min_flip_share <= 1 and 0 < prior_flip_rate < 1")
         if membership_centres < 2 or max_centres < membership_centres or min_centre_events < 1:
@@ -136,6 +147,7 @@ class BoundaryDetector(Detector):
         self.high_share = high_share
         self.min_queries = min_queries
         self.window = window
+        self.recent = recent
         self.prior_rate = prior_rate
         self.min_flip_share = min_flip_share
         self.prior_flip_rate = prior_flip_rate
@@ -198,16 +210,23 @@ class BoundaryDetector(Detector):
         if st.n < self.min_queries:
             return []
         rate = self.population_rate(kind)
-        share = st.count / st.n
-        surprise = binomial_surprise(st.count, st.n, rate)
-        st.worst_share = max(st.worst_share, share)
-        st.worst_surprise = max(st.worst_surprise, surprise)
         # a label flip needs two queries across the boundary: a walk shows at most about half
         min_share = self.min_share if kind == _PROBS else self.min_flip_share
         high_share = self.high_share if kind == _PROBS else min(1.0, 1.5 * self.min_flip_share)
+        count, judged = st.count, st.n
+        share = count / judged
+        surprise = binomial_surprise(count, judged, rate)
+        if (surprise < self.surprise or share < min_share) and st.n > self.recent:
+            # the walk may follow a phase of other queries (random starts): judge the recent part
+            count, judged = self._recent_count(st), self.recent
+            share = count / judged
+            surprise = binomial_surprise(count, judged, rate)
+        st.worst_share = max(st.worst_share, share)
+        st.worst_surprise = max(st.worst_surprise, surprise)
         if surprise < self.surprise or share < min_share:
             return []
-        level = Severity.HIGH if st.n >= self.window and share >= high_share else Severity.MEDIUM
+        full_share = st.count / st.n  # high needs a whole window of it, not a recent burst
+        level = Severity.HIGH if st.n >= self.window and full_share >= high_share else Severity.MEDIUM
         centres = self._distinct_centres(st)
         technique = MEMBERSHIP if centres >= self.membership_centres else ADVERSARIAL
         level = max(level, st.level)
@@ -223,8 +242,8 @@ class BoundaryDetector(Detector):
                 severity=level,
                 technique=technique,
                 evidence={
-                    "boundary_queries": st.count,
-                    "window_queries": st.n,
+                    "boundary_queries": count,
+                    "window_queries": judged,
                     "boundary_share": round(share, 4),
                     "population_share": round(rate, 4),
                     "surprise": round(surprise, 2),
@@ -253,6 +272,14 @@ class BoundaryDetector(Detector):
         st.count += flag
         st.pos = (st.pos + 1) % self.window
 
+    def _recent_count(self, st: _State) -> int:
+        """Boundary events among the principal's last ``recent`` queries."""
+        assert st.flags is not None
+        start = st.pos - self.recent
+        if start >= 0:
+            return int(st.flags[start : st.pos].sum())
+        return int(st.flags[start:].sum()) + int(st.flags[: st.pos].sum())
+
     def _add_centre(self, st: _State, z: Vector) -> None:
         """Assign a boundary event to the nearest centre within the radius, or open a new one."""
         if st.centres is None or st.centre_n is None:
@@ -279,10 +306,12 @@ class BoundaryDetector(Detector):
         return len(self._states)
 
     def calibration(self) -> dict[str, Calibration]:
+        # calibration may raise the bars for a model whose benign traffic runs hot, never lower
+        # them past the shipped defaults: a few dozen calibrating principals cannot vouch for 0.1%
         states = [st for _, st in self._states.items() if st.n >= self.min_queries]
         return {
-            "surprise": Calibration(values=tuple(st.worst_surprise for st in states), alarm_above=True, floor=3.0),
-            "min_share": Calibration(values=tuple(st.worst_share for st in states), alarm_above=True, floor=0.2),
+            "surprise": Calibration(values=tuple(st.worst_surprise for st in states), floor=_FLOORS[0]),
+            "min_share": Calibration(values=tuple(st.worst_share for st in states), floor=_FLOORS[1]),
         }
 
 
