@@ -164,3 +164,14 @@ def test_bad_parameters_are_refused(digits: tuple) -> None:
         OodDetector(profile=profile, min_share=0.0)
     with pytest.raises(DetectorError, match="window"):
         OodDetector(profile=profile, min_queries=200, window=100)
+
+
+def test_calibration_never_lowers_the_bars_past_the_defaults(digits: tuple) -> None:
+    profile, pool = digits
+    det = OodDetector(profile=profile)
+    rng = np.random.default_rng(9)
+    for k in range(5):
+        _feed(det, pool[rng.integers(len(pool), size=50)], f"customer{k}")
+    cal = det.calibration()
+    assert cal["surprise"].floor == det.surprise and cal["min_share"].floor == det.min_share
+    assert len(cal["min_share"].values) == 5

@@ -53,6 +53,9 @@ from querywarden.detectors.reference import (
 )
 from querywarden.errors import DetectorError
 
+_FLOORS = (6.0, 0.25)
+"""The shipped ``surprise`` and ``min_share``: calibration never sets laxer ones."""
+
 
 class _State:
     __slots__ = ("count", "flags", "level", "n", "novel", "novel_n", "pos", "worst_share", "worst_surprise")
@@ -224,8 +227,10 @@ class OodDetector(Detector):
         return len(self._states)
 
     def calibration(self) -> dict[str, Calibration]:
+        # calibration may raise the bars for a model whose benign traffic runs hot, never lower
+        # them past the shipped defaults: a few dozen calibrating principals cannot vouch for 0.1%
         states = [st for _, st in self._states.items() if st.n >= self.min_queries]
         return {
-            "surprise": Calibration(values=tuple(st.worst_surprise for st in states), alarm_above=True, floor=3.0),
-            "min_share": Calibration(values=tuple(st.worst_share for st in states), alarm_above=True, floor=0.1),
+            "surprise": Calibration(values=tuple(st.worst_surprise for st in states), floor=_FLOORS[0]),
+            "min_share": Calibration(values=tuple(st.worst_share for st in states), floor=_FLOORS[1]),
         }
