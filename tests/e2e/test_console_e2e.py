@@ -201,12 +201,12 @@ def test_log_in_see_the_finding_block_the_principal_and_the_gateway_refuses_it(
             principal = page.locator("h1 .mono").inner_text()
             assert principal != "inverter", "the gateway hashes API keys into principals"
             assert predict(gateway, "inverter", attacker_row).status_code == 200, "shadow policy: not blocked yet"
-            expect(page.locator("#live-decision")).to_contain_text("allow")
-            page.screenshot(path=str(shots / "principal.png"), full_page=True)
+            expect(page.locator("#live-decision")).to_have_text("allow")
+            expect(page.locator("#decision .act")).to_have_text("shadow:block")
             page.fill("input[name=note]", "MI-Face against digits, confirmed")
             page.click("button[value=block]")
-            expect(page.locator("#decision")).to_contain_text("block")
-            expect(page.locator("#live-decision")).to_contain_text("block")
+            expect(page.locator("#decision .act")).to_have_text("block")
+            expect(page.locator("#live-decision")).to_have_text("block")
             expect(page.locator("#audit")).to_contain_text("MI-Face against digits, confirmed")
             expect(page.locator("#audit")).to_contain_text("analyst")
 
@@ -214,6 +214,7 @@ def test_log_in_see_the_finding_block_the_principal_and_the_gateway_refuses_it(
             blocked = predict(gateway, "inverter", attacker_row)
             assert blocked.status_code == 403, blocked.text
             assert predict(gateway, "cust-25", attacker_row).status_code == 200
+            page.screenshot(path=str(shots / "principal.png"), full_page=True)
 
             for name, path in (("models", "/models"), ("actors", "/actors"), ("audit", "/audit"), ("intel", "/intel")):
                 page.goto(console + path)

@@ -91,7 +91,9 @@ def assess(
     if probabilities and decimals is not None:
         reveals.append("unrounded floats" if decimals >= 16 else f"{decimals} decimals")
         if decimals >= 4:
-            reasons.append((15, f"probabilities given at {'full' if decimals >= 16 else decimals} precision"))
+            reasons.append(
+                (15, "probabilities unrounded" if decimals >= 16 else f"probabilities given to {decimals} decimals")
+            )
         elif decimals >= 2:
             reasons.append((8, f"probabilities rounded to {decimals} decimals"))
     if probabilities and (profile.n_classes or 0) > 2:

@@ -21,7 +21,7 @@ from querywarden.core.records import Severity
 
 PAGE_SIZE = 50
 SEVERITIES = [s.label for s in Severity]
-TIMELINE = 40
+TIMELINE = 30
 """Most recent interactions and signals shown in a principal's timeline."""
 PLOT_ROWS = 5000
 """Most recent interactions the principal's plots are drawn from."""
@@ -59,11 +59,16 @@ class Views:
                 name = TECHNIQUES[tid].name if tid in TECHNIQUES else tid
                 active_by_tech.append((f"{tid} {name}"[:24], float(n), "s1"))
         actors = sorted(store.actors(), key=lambda a: (-(a.max_severity or -1), -a.open_findings, a.actor))[:8]
+        enforced: dict[str, int] = {}
+        for d in store.load_decisions():
+            if not d.shadow:
+                enforced[d.action.value] = enforced.get(d.action.value, 0) + 1
         return self.pages.render(
             request,
             "overview.html",
             who,
             stats=stats,
+            enforced=enforced,
             active=store.count_findings(status="active"),
             over_time=charts.column_chart(
                 stats.findings_per_hour, title="Findings per hour", bucket=3600.0, width=1200, min_buckets=24
@@ -111,7 +116,7 @@ class Views:
         triggering = []
         for p in f.principals[:20]:
             # the interactions leading up to the detection, the trigger last among them
-            triggering += self.store.interactions(p, since=f.first_seen_ts, until=f.detected_ts + 1e-6, limit=30)
+            triggering += self.store.interactions(p, until=f.detected_ts + 1e-6, limit=25)
         triggering.sort(key=lambda i: (i.id != f.trigger_id, -i.ts))
         principals = [self.store.principal(p) for p in f.principals[:50]]
         return self.pages.render(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -21,6 +21,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from querywarden.console.auth import CSRF_FIELD, SAFE_METHODS, Identity
 from querywarden.console.context import ConsoleContext
+from querywarden.core.records import Decision
 
 HERE = Path(__file__).parent
 SECURITY_HEADERS = {
@@ -52,6 +53,24 @@ def fmt_num(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
+def decision_label(decision: Decision | None) -> str:
+    """``allow`` for none, ``shadow:<action>`` when only logged, else the action."""
+    if decision is None:
+        return "allow"
+    return f"shadow:{decision.action.value}" if decision.shadow else decision.action.value
+
+
+def flat_evidence(evidence: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """Evidence rows, one level of nesting (per detector) flattened to ``detector.key``."""
+    rows: list[tuple[str, Any]] = []
+    for key, value in sorted(evidence.items()):
+        if isinstance(value, Mapping):
+            rows += [(f"{key}.{k}", v) for k, v in sorted(value.items())]
+        else:
+            rows.append((key, value))
+    return rows
+
+
 def to_json(value: Any) -> str:
     return json.dumps(value, indent=1, sort_keys=True, default=str)
 
@@ -68,6 +87,8 @@ def make_env() -> Environment:
     env.filters["json"] = to_json
     env.filters["q"] = lambda s: quote(str(s), safe="")
     env.filters["pct"] = lambda v: "-" if v is None else f"{100 * float(v):.0f}%"
+    env.filters["dlabel"] = decision_label
+    env.filters["flat"] = flat_evidence
     return env
 
 
