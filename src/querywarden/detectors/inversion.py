@@ -92,15 +92,14 @@ class SortedScan:
             self.runs = [0, 0]
             return False
         diff = x - last
-        changed = diff != 0
-        if not changed.any():
-            return max(abs(r) for r in self.runs) >= _SORTED_RUN
-        # the step's direction in either column order: ORDER BY the columns or reversed
-        for i, at in enumerate((int(changed.argmax()), len(diff) - 1 - int(changed[::-1].argmax()))):
-            direction = 1 if diff[at] > 0 else -1
-            run = self.runs[i]
-            self.runs[i] = run + direction if direction * run > 0 else direction
-        return max(abs(r) for r in self.runs) >= _SORTED_RUN
+        changed = np.flatnonzero(diff)
+        runs = self.runs
+        if changed.size:
+            # the step's direction in either column order: ORDER BY the columns or reversed
+            for i, step in enumerate((float(diff[changed[0]]), float(diff[changed[-1]]))):
+                direction = 1 if step > 0 else -1
+                runs[i] = runs[i] + direction if direction * runs[i] > 0 else direction
+        return abs(runs[0]) >= _SORTED_RUN or abs(runs[1]) >= _SORTED_RUN
 
 
 class _Chain:
