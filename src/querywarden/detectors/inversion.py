@@ -295,7 +295,7 @@ class InversionDetector(Detector):
             self._new_family(st, zf)
             return None
         differs = np.abs(st.bases - zf) > _TOLERANCE
-        counts = np.count_nonzero(differs, axis=1)
+        counts = differs.sum(axis=1)
         k = int(counts.argmin())
         n_changed = int(counts[k])
         if n_changed == 0 or n_changed > limit:
@@ -328,7 +328,7 @@ class InversionDetector(Detector):
         elif len(st.bases) < self.families:
             st.bases = np.vstack([st.bases, zf[None, :]])
         else:
-            k = int(np.argmin(st.used))
+            k = st.used.index(min(st.used))
             st.bases[k] = zf
             st.used[k] = st.queries
             st.variants[k] = set()
