@@ -4,7 +4,7 @@ Both apps are mounted on the gateway's admin port (``querywarden serve``) or run
 (``querywarden console``). Mounted, an operator's decision goes into the live engine, so
 the gateway enforces it on the next request, and into the store, where it is audited and
 survives a restart. Alone, there is no engine to tell: the decision is stored and audited,
-and a gateway on the same store loads it when it starts.
+and every gateway on the same store applies it from the audit log (``sync``).
 """
 
 from __future__ import annotations
@@ -120,6 +120,9 @@ def from_admin(admin: Any) -> ConsoleContext:
     def build() -> ConsoleContext:
         config_path = getattr(admin, "config_path", None)
         settings = load_console_settings(config_path)
+        from querywarden.console.sync import DecisionSync
+
+        DecisionSync(admin.store, admin.engine, running=lambda: bool(admin.pipeline.alive)).start()
         return ConsoleContext(
             store=admin.store,
             auth=Auth.with_fallback(settings, announce_token),

@@ -2,7 +2,7 @@
 
 ``querywarden console --db URL`` serves this app. It reads the same store a gateway
 writes; with no live engine in the process, operator decisions are stored and audited,
-and a gateway on the store loads them when it (re)starts.
+and every gateway on the store applies them from the audit log within seconds.
 """
 
 from __future__ import annotations
