@@ -91,11 +91,41 @@ SETTINGS: tuple[Setting, ...] = (
         "store.url", None, "SQLAlchemy URL of the store, e.g. sqlite:///querywarden.db or postgresql+psycopg://..."
     ),
     Setting("store.retention", "sketch", "How much of each interaction's input the store keeps.", RETENTIONS),
+    Setting("exports.kind", None, "Where findings go.", ("cef", "webhook", "splunk", "ocsf")),
+    Setting("exports.name", None, "Name in logs and metrics; defaults to the kind (names must differ)."),
+    Setting("exports.min_severity", "info", "Lowest finding severity exported.", SEVERITIES),
+    Setting("exports.queue_size", 1_000, "Finding events held for the exporter; beyond it they are dropped, counted."),
+    Setting("exports.batch_size", 100, "Finding events per delivery at most."),
+    Setting("exports.max_retries", 5, "Retries of a failed delivery, with exponential backoff, before it is dropped."),
+    Setting("exports.timeout", 10.0, "Seconds to connect and deliver one batch."),
+    Setting("exports.host", None, "cef: syslog receiver host."),
+    Setting("exports.port", 514, "cef: syslog receiver port."),
+    Setting("exports.transport", "udp", "cef: syslog transport (RFC 5426 UDP, RFC 6587 TCP).", ("udp", "tcp")),
+    Setting("exports.facility", 10, "cef: syslog facility number (10 is security/authorization)."),
+    Setting("exports.app_name", "querywarden", "cef: syslog APP-NAME."),
+    Setting("exports.url", None, "webhook, splunk, ocsf: the receiver's URL (splunk: the HEC base URL)."),
+    Setting("exports.path", None, "ocsf: a JSON-lines file to append to instead of a URL."),
+    Setting("exports.secret", None, "webhook: HMAC-SHA256 signing secret (prefer secret_env)."),
+    Setting("exports.secret_env", None, "webhook: environment variable holding the signing secret."),
+    Setting("exports.token", None, "splunk: HEC token; ocsf: bearer token (prefer token_env)."),
+    Setting("exports.token_env", None, "splunk, ocsf: environment variable holding the token."),
+    Setting("exports.index", None, "splunk: target index; absent means the token's default index."),
+    Setting("exports.sourcetype", "querywarden:finding", "splunk: event sourcetype."),
+    Setting("exports.verify_tls", True, "splunk: verify the HEC server's TLS certificate."),
+    Setting("intel.feeds.name", None, "Feed name shown in matches; defaults to the file or collection."),
+    Setting("intel.feeds.kind", None, "What the feed is.", ("stix", "taxii", "ip", "key")),
+    Setting("intel.feeds.path", None, "stix, ip, key: the file, relative to the config file."),
+    Setting("intel.feeds.url", None, "taxii: the collection URL (<api root>/collections/<id>/)."),
+    Setting("intel.feeds.token_env", None, "taxii: environment variable holding a bearer token."),
+    Setting("intel.feeds.user", None, "taxii: user for HTTP basic auth."),
+    Setting("intel.feeds.password_env", None, "taxii: environment variable holding the basic-auth password."),
+    Setting("intel.feeds.severity", "low", "Severity of a match on this feed's indicators.", SEVERITIES),
+    Setting("intel.feeds.timeout", 30.0, "taxii: seconds per request."),
 )
 _BY_SECTION: dict[str, dict[str, Setting]] = {}
 for _s in SETTINGS:
     _BY_SECTION.setdefault(_s.section, {})[_s.name] = _s
-_TOP = ("models", "detectors", "policy", "risk", "store", "console")
+_TOP = ("models", "detectors", "policy", "risk", "store", "console", "exports", "intel")
 
 
 def default(key: str) -> Any:

@@ -42,3 +42,11 @@ class DetectorError(QueryWardenError):
 
 class StoreError(QueryWardenError):
     """The store cannot be opened, migrated or written."""
+
+
+class ExportError(QueryWardenError):
+    """An export (SIEM, webhook) is configured wrongly or its receiver refused a delivery."""
+
+
+class IntelError(QueryWardenError):
+    """A threat-intelligence feed cannot be read or holds a malformed indicator."""
