@@ -200,6 +200,7 @@ def test_hardened_and_logit_outputs_still_show_their_margin() -> None:
     assert _margin(Output(scores=np.array([9.0, 0.0]))) > 0.99
     assert _margin(Output(label=3)) is None
     assert _margin(Output(probabilities=np.array([np.nan, 0.5]))) is None
+    assert _margin(Output(probabilities=np.array([np.inf, -np.inf]))) is None
 
 
 def test_flagged_principals_do_not_teach_the_population(digits: Victim) -> None:

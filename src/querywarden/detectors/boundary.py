@@ -57,6 +57,8 @@ _HALVE_AT = 1_000_000.0
 """Population counts are halved past this many queries, so the rate follows slow drift."""
 
 _PROBS, _LABELS = 0, 1
+_SHORT = 64
+"""Outputs with at most this many classes are read in plain Python."""
 
 
 _FLOORS = (6.0, 0.5)
@@ -179,13 +181,15 @@ class BoundaryDetector(Detector):
         out = interaction.output
         if out is None:
             return []
-        z = self._space.transform(interaction.features) if self._space is not None else None
+        space = self._space
         low = _margin(out)
+        z: Vector | None = None
         if low is not None:
             kind = _PROBS
             event = low < self.margin
             st = self._states.get(interaction.principal)
         else:
+            z = space.transform(interaction.features) if space is not None else None
             label = out.label
             if label is None or z is None:
                 return []
@@ -205,6 +209,8 @@ class BoundaryDetector(Detector):
         self._push(st, flag)
         if not event:
             return []
+        if z is None and space is not None:
+            z = space.transform(interaction.features)  # only boundary events need the input
         if z is not None:
             self._add_centre(st, z)
         if st.n < self.min_queries:
@@ -316,7 +322,10 @@ class BoundaryDetector(Detector):
 
 
 def _margin(out: Output) -> float | None:
-    """Top-1 minus the largest runner-up the output allows; None without probabilities or logits."""
+    """Top-1 minus the largest runner-up the output allows; None without probabilities or logits.
+
+    Outputs are short vectors, where plain Python beats numpy's per-call overhead.
+    """
     p = out.probabilities
     if p is None or p.size == 0:
         s = out.scores
@@ -324,12 +333,16 @@ def _margin(out: Output) -> float | None:
             return None
         e = np.exp(s - s.max())
         p = e / e.sum()
-    if not np.isfinite(p).all():
-        return None
-    if p.size == 1:
-        top1, top2 = float(p[0]), 0.0
-    else:
+    if p.size > _SHORT:
         top = np.partition(p, -2)[-2:]
-        top1, top2 = float(top[1]), float(top[0])
-    missing = 1.0 - float(p.sum())
+        top1, top2, total = float(top[1]), float(top[0]), float(p.sum())
+    else:
+        values = p.tolist()
+        total = sum(values)
+        top1 = max(values)
+        values.remove(top1)
+        top2 = max(values) if values else 0.0
+    if not math.isfinite(total):
+        return None
+    missing = 1.0 - total
     return top1 - max(top2, min(missing, top1))
