@@ -16,7 +16,7 @@ import signal
 import sys
 import time
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -159,5 +159,12 @@ async def serve(server: Server, host: str, port: int, admin_host: str, admin_por
 
 
 def run(server: Server, host: str, port: int, admin_host: str, admin_port: int | None) -> None:
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(server, host, port, admin_host, admin_port))
+    """Serve on uvloop when it is installed (the ``gateway`` extra pins it), as uvicorn itself would."""
+    try:
+        import uvloop
+
+        loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = uvloop.new_event_loop
+    except ImportError:
+        loop_factory = None
+    with contextlib.suppress(KeyboardInterrupt), asyncio.Runner(loop_factory=loop_factory) as runner:
+        runner.run(serve(server, host, port, admin_host, admin_port))
