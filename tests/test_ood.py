@@ -175,3 +175,23 @@ def test_calibration_never_lowers_the_bars_past_the_defaults(digits: tuple) -> N
     cal = det.calibration()
     assert cal["surprise"].floor == det.surprise and cal["min_share"].floor == det.min_share
     assert len(cal["min_share"].values) == 5
+
+
+def test_a_snapshot_taken_during_warm_up_restores_the_reservoir(digits: tuple) -> None:
+    _, pool = digits
+    profile = ModelProfile(id="m", input_kind=InputKind.IMAGE, n_features=64, ranges=RANGES)
+    det = OodDetector(profile=profile, warmup=300, warmup_per_principal=40)
+    rng = np.random.default_rng(10)
+    for k in range(5):
+        _feed(det, pool[rng.integers(len(pool), size=40)], f"customer{k}")
+    assert det.reference is None
+    twin = det.clone()
+    twin.restore(det.snapshot())
+    rest = [pool[rng.integers(len(pool), size=40)] for _ in range(6)] + [rng.uniform(0, 16, size=(60, 64))]
+    for i, rows in enumerate(rest):
+        a = _feed(det, rows, f"later{i}")
+        b = _feed(twin, rows, f"later{i}")
+        assert [(n, s.evidence) for n, s in a] == [(n, s.evidence) for n, s in b]
+    assert det.reference is not None and twin.reference is not None
+    assert twin.reference.threshold == det.reference.threshold
+    assert a, "the noise after warm-up was not flagged"
