@@ -50,6 +50,8 @@ class Upstream:
                 Route("/v1/completions", self.completions, methods=["POST"]),
                 Route("/health", self.health, methods=["GET"]),
                 Route("/echo", self.echo, methods=["PUT"]),
+                Route("/login", self.login, methods=["GET"]),
+                Route("/whoami", self.whoami, methods=["GET"]),
             ]
         )
 
@@ -126,6 +128,14 @@ class Upstream:
 
     async def health(self, request: Request) -> PlainTextResponse:
         return PlainTextResponse("upstream ok", headers={"x-upstream": "yes"})
+
+    async def login(self, request: Request) -> Response:
+        response = PlainTextResponse("welcome")
+        response.set_cookie("session", request.query_params.get("user", "alice"))
+        return response
+
+    async def whoami(self, request: Request) -> PlainTextResponse:
+        return PlainTextResponse(request.headers.get("cookie", "nobody"))
 
     async def echo(self, request: Request) -> Response:
         return Response(await request.body(), media_type="application/octet-stream")

@@ -197,6 +197,14 @@ def test_unknown_routes_pass_through_untouched_and_are_counted(upstream: Upstrea
         assert records(gw) == []
 
 
+def test_the_gateway_never_shares_one_callers_cookies_with_another(upstream: Upstream) -> None:
+    with gateway(upstream.url) as (client, _gw):
+        login = client.get("/login?user=alice")
+        assert login.text == "welcome" and "session=alice" in login.headers["set-cookie"]
+        with httpx.Client(base_url=str(client.base_url)) as stranger:
+            assert stranger.get("/whoami").text == "nobody"
+
+
 # -- principals ------------------------------------------------------------------------------
 def _principal(gw: Gateway) -> str:
     return records(gw)[-1].principal

@@ -86,7 +86,7 @@ class Gateway:
         self.buckets = TokenBuckets(settings.max_throttled)
         self.rng = np.random.default_rng(settings.seed)
         self._transport = transport
-        self._client: httpx.AsyncClient | None = None
+        self._pool: httpx.AsyncBaseTransport | None = None
         self._seq = itertools.count(1)
         self._prefix = f"gw-{secrets.token_hex(3)}-"
         self._default_harden = HardenSpec.parse({})
@@ -94,26 +94,26 @@ class Gateway:
         self._timeouts = {"timeout": _timeout(settings).as_dict()}
 
     # -- lifecycle -----------------------------------------------------------------------
-    def client(self) -> httpx.AsyncClient:
-        if self._client is None:
-            s = self.settings
-            self._client = httpx.AsyncClient(
-                base_url=s.upstream,
-                transport=self._transport or UpstreamTransport(max_connections=s.max_connections),
-                timeout=_timeout(s),
-                limits=httpx.Limits(max_connections=s.max_connections, max_keepalive_connections=s.max_connections),
-                follow_redirects=False,
-            )
-        return self._client
+    def upstream(self) -> httpx.AsyncBaseTransport:
+        """The connection pool to the model server (an httpx transport).
+
+        Requests go to the transport directly, not through ``httpx.AsyncClient.send``: a
+        client keeps a cookie jar, and a proxy that stored one caller's ``Set-Cookie`` would
+        send it on another caller's requests. (Skipping the client's auth, redirect and
+        cookie steps also saves CPU on every request.)
+        """
+        if self._pool is None:
+            self._pool = self._transport or UpstreamTransport(max_connections=self.settings.max_connections)
+        return self._pool
 
     async def startup(self) -> None:
-        self.client()
+        self.upstream()
         self.pipeline.start()
 
     async def shutdown(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        if self._pool is not None:
+            await self._pool.aclose()
+            self._pool = None
         self.pipeline.stop()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -252,12 +252,11 @@ class Gateway:
         send: Send,
     ) -> str:
         out_headers = _upstream_headers(headers, client_ip, rid, identity=True)
-        client = self.client()
         request = httpx.Request(
             scope["method"], self._url(_target(scope)), headers=out_headers, content=body, extensions=self._timeouts
         )
         try:
-            response = await client.send(request, stream=True)
+            response = await self.upstream().handle_async_request(request)
         except httpx.TimeoutException:
             await _error(send, 504, "upstream_timeout", "the model server did not answer in time", request_id=rid)
             return "upstream_timeout"
@@ -266,7 +265,7 @@ class Gateway:
             await _error(send, 502, "upstream_error", "the model server is unreachable", request_id=rid)
             return "upstream_error"
         try:
-            if "text/event-stream" in response.headers.get("content-type", ""):
+            if _is_event_stream(response.headers.raw):
                 return await self._stream(response, exchange, send)
             raw = await response.aread()
         except httpx.TimeoutException:
@@ -331,12 +330,16 @@ class Gateway:
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         peer = scope.get("client")
         out_headers = _upstream_headers(headers, peer[0] if peer else None, None, identity=False)
-        client = self.client()
-        request = client.build_request(
-            scope["method"], _target(scope), headers=out_headers, content=_body_stream(receive)
+        has_body = _header(headers, b"content-length") not in (None, "0") or _header(headers, b"transfer-encoding")
+        request = httpx.Request(
+            scope["method"],
+            self._url(_target(scope)),
+            headers=out_headers,
+            content=_body_stream(receive) if has_body else None,
+            extensions=self._timeouts,
         )
         try:
-            response = await client.send(request, stream=True)
+            response = await self.upstream().handle_async_request(request)
         except httpx.TimeoutException:
             await _error(send, 504, "upstream_timeout", "the model server did not answer in time")
             return "upstream_timeout"
@@ -400,6 +403,10 @@ def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
         if k == name:
             return v.decode("latin-1")
     return None
+
+
+def _is_event_stream(raw: list[tuple[bytes, bytes]]) -> bool:
+    return any(k.lower() == b"content-type" and v.startswith(b"text/event-stream") for k, v in raw)
 
 
 def _request_id(headers: list[tuple[bytes, bytes]]) -> str | None:

@@ -75,7 +75,8 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
         url = request.url
         origin = (url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80))
         head = _request_head(request)
-        body = request.stream if "transfer-encoding" in request.headers or "content-length" in request.headers else None
+        framed = any(k.lower() in (b"transfer-encoding", b"content-length") for k, _ in request.headers.raw)
+        body = request.stream if framed else None
         reusable_body = isinstance(body, httpx.ByteStream) or body is None
         conn = self._reuse(origin)
         fresh = conn is None
