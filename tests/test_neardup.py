@@ -10,7 +10,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from querywarden.core.atlas import ADVERSARIAL, INVERSION
+from querywarden.core.atlas import ADVERSARIAL, EXTRACTION, INVERSION
 from querywarden.core.engine import DetectorSpec, Engine
 from querywarden.core.profile import ModelProfile
 from querywarden.core.records import Client, InputKind, Interaction, Output, Severity, Signal
@@ -186,6 +186,26 @@ def test_technique_tells_boundary_probing_from_confidence_ascent(digits: tuple) 
     strong = [s for s in signals if s.principal == "inverter" and s.severity >= Severity.MEDIUM]
     # the climb's first steps still flip between classes; once settled it reads as inversion
     assert strong and strong[-1].technique == INVERSION
+
+
+def test_line_searches_that_re_ask_points_read_as_extraction(cancer: tuple) -> None:
+    """Functionally-equivalent extraction: tiny steps along lines, with points asked again."""
+    profile, x, model = cancer
+    det = NearDuplicateDetector(profile=profile)
+    rng = np.random.default_rng(11)
+    lo, hi = x.min(axis=0), x.max(axis=0)
+    rows = []
+    for _ in range(6):
+        start, direction = rng.uniform(lo, hi), rng.normal(size=30) * (hi - lo) / 200
+        for k in range(60):
+            point = start + k * direction
+            rows.append(point)
+            if k % 4 == 0:
+                rows.append(point.copy())  # re-asked
+    signals = run(det, interactions(np.array(rows), ["fee"], model))
+    strong = [s for s in signals if s.severity >= Severity.MEDIUM]
+    assert strong and {s.technique for s in strong} == {EXTRACTION}
+    assert strong[0].evidence["exact_repeats"] > 0
 
 
 def test_tabular_walk_is_caught_and_what_if_users_are_not(cancer: tuple) -> None:

@@ -94,7 +94,7 @@ class LinkageDetector(Detector):
         profile: ModelProfile,
         client_weight: float = 0.5,
         behaviour_weight: float = 1.5,
-        min_queries: int = 16,
+        min_queries: int = 8,
         synthetic_share: float = 0.5,
         tolerance: float = 0.15,
         horizon: float = 3600.0,

@@ -28,8 +28,10 @@ one actor within a few rounds; customers who happen to edit the same popular pho
 hours or days apart and stay apart. When a principal joins an actor it brings its chain
 counts with it, so the actor crosses ``min_hits`` as soon as its members together have.
 
-Technique: a chain whose outputs stay on one class with rising confidence is model
-inversion (AML.T0024.001); anything else is decision-boundary probing (AML.T0043).
+Technique: a chain whose outputs settle on one class with rising confidence is model
+inversion (AML.T0024.001); a chain from a principal whose queries are 10% or more exact
+repeats is extraction (AML.T0024.002: functionally-equivalent extraction line-searches in
+tiny steps and re-asks points); anything else is decision-boundary probing (AML.T0043).
 
 Blind spots: adaptive attacks that use the block as an oracle and resample until they
 pass (OARS), query blinding (random transforms large enough to change most windows), and
@@ -44,7 +46,7 @@ from collections import deque
 
 import numpy as np
 
-from querywarden.core.atlas import ADVERSARIAL, INVERSION
+from querywarden.core.atlas import ADVERSARIAL, EXTRACTION, INVERSION
 from querywarden.core.detector import Calibration, Detector, PrincipalStates
 from querywarden.core.profile import ModelProfile
 from querywarden.core.records import Evidence, InputKind, Interaction, Severity, Signal
@@ -54,6 +56,7 @@ _MAX_RELATED = 8
 _MAX_LINK_PEERS = 32
 _MAX_CHAINS = 8
 _RECENT = 64
+_EXTRACTION_REPEATS = 0.1
 
 
 class _Chains:
@@ -221,6 +224,7 @@ class NearDuplicateDetector(Detector):
         sig = self._crossing(interaction, st, n, "principal") if hit else None
         if ast is not None:
             ast.queries += 1
+            ast.repeats += repeat
             if hit:
                 an = ast.hit(chain, self.hits_window, self.min_hits)
                 _remember_output(ast, interaction)
@@ -259,7 +263,9 @@ class NearDuplicateDetector(Detector):
 
     def calibration(self) -> dict[str, Calibration]:
         peaks = tuple(float(st.peak) for _, st in self._principals.items())
-        return {"min_hits": Calibration(values=peaks, alarm_above=True, floor=8.0)}
+        # never below two photos' worth of mild edits: a small calibration set may hold no
+        # customer who edits a lot, and a threshold at its maximum would flag the next one
+        return {"min_hits": Calibration(values=peaks, alarm_above=True, floor=24.0)}
 
     def stored_queries(self) -> int:
         """How many fingerprints the global index holds."""
@@ -321,7 +327,7 @@ class NearDuplicateDetector(Detector):
         if level <= st.level:
             return None
         st.level = level
-        st.technique = _technique(st.recent)
+        st.technique = _technique(st.recent, st.repeats / max(1, st.queries))
         recent = st.recent or ()
         low_margin = sum(1 for _, _, m in recent if m < 0.2)
         evidence: Evidence = {
@@ -392,10 +398,13 @@ def _remember_output(st: _Chains, interaction: Interaction) -> None:
     st.recent.append((top, top_p, margin if math.isfinite(margin) else 0.0))
 
 
-def _technique(recent: deque[tuple[int, float, float]] | None) -> str:
+def _technique(recent: deque[tuple[int, float, float]] | None, repeat_share: float) -> str:
     """Inversion when the recent hits' outputs settled on one class (a boundary walk keeps
     crossing between two) and its confidence climbed from the first quarter of them to the
-    last; anything else is boundary probing."""
+    last; a chain with many exact repeats is extraction (functionally-equivalent extraction
+    line-searches in tiny steps and re-asks points); anything else is boundary probing."""
+    if repeat_share >= _EXTRACTION_REPEATS:
+        return EXTRACTION
     if not recent or len(recent) < 16:
         return ADVERSARIAL
     rows = list(recent)
