@@ -89,18 +89,41 @@ def derived_random_states() -> Iterator[None]:
         np.random.RandomState = original  # type: ignore[misc]
 
 
-def black_box(recorder: Recorder, *, logits: bool = False, clip: bool = True) -> Any:
+def unit_box(recorder: Recorder) -> tuple[Matrix, Matrix]:
+    """The victim's feature box as ``(low, width)``, widths floored to 1 for constant features."""
+    lo, hi = recorder.victim.bounds()
+    return lo, np.where(hi > lo, hi - lo, 1.0)
+
+
+def black_box(recorder: Recorder, *, logits: bool = False, clip: bool = True, unit: bool = False) -> Any:
     """An ART black-box classifier whose every prediction goes through ``recorder``.
 
     ``logits=True`` builds the neural-network variant FEE requires and answers with the
     victim's logits. ``clip`` passes the victim's feature box as ART clip values (the
-    evasion attacks stay inside it).
+    evasion attacks stay inside it). ``unit=True`` lets the attack work in the unit cube:
+    it sees every feature rescaled to [0, 1] by the documented ranges and its rows are
+    mapped back before they are sent, as an attacker who normalises its inputs would do (on
+    Adult, raw distances are otherwise all capital gain).
     """
     configure()
     from art.estimators.classification import BlackBoxClassifier, BlackBoxClassifierNeuralNetwork
 
     victim = recorder.victim
     lo, hi = victim.bounds()
+    if unit:
+        low, width = unit_box(recorder)
+
+        def predict_unit(z: Matrix) -> Matrix:
+            return recorder.predict_proba(low + np.asarray(z, dtype=np.float64) * width)
+
+        ones = np.ones(victim.n_features)
+        return BlackBoxClassifier(
+            predict_unit,
+            input_shape=(victim.n_features,),
+            nb_classes=victim.n_classes,
+            clip_values=(0.0 * ones, ones),
+            preprocessing=None,
+        )
     # ART rejects a zero-width box; a constant feature gets a unit width above its value
     clip_values = (lo.copy(), np.where(hi > lo, hi, lo + 1.0)) if clip else None
     if logits:

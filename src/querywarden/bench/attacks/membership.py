@@ -170,20 +170,20 @@ def mia_labelonly(victim: Victim, seed: int, scale: Scale) -> AttackRun:
     """Label-only membership inference: distance to the boundary, measured with HopSkipJump."""
     from art.attacks.inference.membership_inference import LabelOnlyDecisionBoundary
 
-    known, candidates, iters, evals = (10, 20, 5, 100) if scale == "ci" else (30, 60, 20, 500)
+    known, candidates, iters, evals = (10, 50, 5, 100) if scale == "ci" else (30, 100, 20, 500)
     cohort = _cohort(victim, known, candidates, seed)
     recorder = Recorder(victim, cap=10**7)
     hsj = {"max_iter": iters, "max_eval": evals, "init_eval": 20, "init_size": 50, "verbose": False}
     bounds: list[int] = []
+    low, width = artbridge.unit_box(recorder)
+    known_in, known_out, cands = ((m - low) / width for m in (cohort.known_in, cohort.known_out, cohort.candidates))
     with artbridge.quiet(), artbridge.seeded(seed), artbridge.derived_random_states():
-        attack = LabelOnlyDecisionBoundary(artbridge.black_box(recorder))
-        attack.calibrate_distance_threshold(
-            cohort.known_in, cohort.known_in_y, cohort.known_out, cohort.known_out_y, **hsj
-        )
+        attack = LabelOnlyDecisionBoundary(artbridge.black_box(recorder, unit=True))
+        attack.calibrate_distance_threshold(known_in, cohort.known_in_y, known_out, cohort.known_out_y, **hsj)
         start = recorder.count
         segment_start = start
-        for i in range(len(cohort.candidates)):
-            attack.infer(cohort.candidates[i : i + 1], cohort.candidates_y[i : i + 1], **hsj)
+        for i in range(len(cands)):
+            attack.infer(cands[i : i + 1], cohort.candidates_y[i : i + 1], **hsj)
             bounds.append(recorder.count - segment_start)
         bounds = [start + b for b in bounds]
     return AttackRun(
