@@ -145,7 +145,7 @@ def create_api(ctx: ConsoleContext) -> Starlette:
         if summary is None:
             return error(404, "not_found", f"no principal {name!r}")
         body = serialize.principal(summary)
-        body["live_decision"] = serialize.decision(ctx.engine.decision_for(name)) if ctx.engine is not None else None
+        body["live_decision"] = serialize.decision(ctx.enforced(name))
         body["audit"] = [serialize.audit(e) for e in store.audit(limit=50, principal=name)]
         return JSONResponse(body)
 
@@ -201,7 +201,7 @@ def create_api(ctx: ConsoleContext) -> Starlette:
     async def get_decision(request: Request, who: Identity) -> Response:
         name = request.path_params["principal"]
         stored = next((d for d in store.load_decisions() if d.principal == name), None)
-        live = ctx.engine.decision_for(name) if ctx.engine is not None else None
+        live = ctx.enforced(name)
         return JSONResponse(
             {
                 "principal": name,

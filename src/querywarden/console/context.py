@@ -40,6 +40,15 @@ class ConsoleContext:
     static_policy: Policy = DEFAULT_POLICY
     intel: Any = None
     """The threat-intel registry when ``querywarden.intel`` is installed and configured."""
+    gateway_decision: Callable[[str], Decision] | None = None
+    """What the gateway applies to a principal now (its pipeline also lets a principal that
+    joined an actor inherit the actor's decision); the engine's view when not given."""
+
+    def enforced(self, principal: str) -> Decision | None:
+        """The decision a running gateway applies to ``principal`` now; None when not live."""
+        if self.gateway_decision is not None:
+            return self.gateway_decision(principal)
+        return self.engine.decision_for(principal) if self.engine is not None else None
 
     @property
     def live(self) -> bool:
@@ -129,6 +138,7 @@ def from_admin(admin: Any) -> ConsoleContext:
             engine=admin.engine,
             config_path=config_path,
             intel=load_intel(config_path),
+            gateway_decision=admin.pipeline.decision_for,
         )
 
     return shared_context(admin, build)

@@ -192,7 +192,7 @@ class Views:
             "principal.html",
             who,
             p=summary,
-            live_decision=self.ctx.engine.decision_for(name) if self.ctx.engine is not None else None,
+            live_decision=self.ctx.enforced(name),
             findings=self.store.findings(principal=name, limit=50),
             audit=self.store.audit(limit=50, principal=name),
             timeline=timeline[:TIMELINE],
