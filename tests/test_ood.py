@@ -195,3 +195,22 @@ def test_a_snapshot_taken_during_warm_up_restores_the_reservoir(digits: tuple) -
     assert det.reference is not None and twin.reference is not None
     assert twin.reference.threshold == det.reference.threshold
     assert a, "the noise after warm-up was not flagged"
+
+
+def test_keys_of_one_actor_share_a_window(digits: tuple) -> None:
+    """Twenty keys with ten noise queries each: none alone reaches min_queries, the actor does."""
+    profile, _ = digits
+    noise = np.random.default_rng(11).uniform(0, 16, size=(200, 64))
+
+    def run(actor: str | None) -> list[Signal]:
+        det = OodDetector(profile=profile)
+        out: list[Signal] = []
+        for i, row in enumerate(noise):
+            it = Interaction(id=str(i), ts=float(i), principal=f"key{i % 20}", model="m", features=row, actor=actor)
+            out.extend(det.update(it))
+        return out
+
+    assert not run(None)
+    clustered = run("act-1")
+    assert clustered and clustered[0].severity == Severity.MEDIUM
+    assert clustered[0].principal == "key19"  # the signal names the key that sent the query

@@ -25,6 +25,9 @@ against about 4% of natural digits. The population rate starts from
 ``learn_limit`` queries of each principal not flagged, so neither one heavy caller nor an
 attacker sets it.
 
+Windows are kept per principal, or per actor once the engine has clustered the principal
+into one (``Interaction.actor``), so the keys of one Sybil attacker share a window.
+
 Technique: AML.T0043 (crafting adversarial data). When the boundary events cluster around
 ``membership_centres`` or more distinct centres (each with at least ``min_centre_events``
 events, centres ``centre_fraction`` of the spacing wide), the principal is probing the
@@ -187,14 +190,14 @@ class BoundaryDetector(Detector):
         if low is not None:
             kind = _PROBS
             event = low < self.margin
-            st = self._states.get(interaction.principal)
+            st = self._states.get(interaction.actor or interaction.principal)
         else:
             z = space.transform(interaction.features) if space is not None else None
             label = out.label
             if label is None or z is None:
                 return []
             kind = _LABELS
-            st = self._states.get(interaction.principal)
+            st = self._states.get(interaction.actor or interaction.principal)
             prev, prev_label = st.last_z, st.last_label
             st.last_z, st.last_label = z, label
             event = (

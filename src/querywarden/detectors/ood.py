@@ -22,6 +22,9 @@ silent until it has. Whoever queries during that warm-up shapes "benign"; the ca
 limit what one caller can plant, but a Sybil attacker present from the first minute can
 still poison it. Declare a reference sample wherever one exists.
 
+Windows are kept per principal, or per actor once the engine has clustered the principal
+into one (``Interaction.actor``), so the keys of one Sybil attacker share a window.
+
 Severities: ``medium`` when the surprise reaches ``surprise`` and the share reaches
 ``min_share`` after at least ``min_queries`` queries; ``high`` when a full window holds at
 least twice ``min_share``. Signals are emitted when the level rises.
@@ -141,7 +144,7 @@ class OodDetector(Detector):
         if ref is None:
             self._warm(interaction.principal, z)
             return []
-        st = self._states.get(interaction.principal)
+        st = self._states.get(interaction.actor or interaction.principal)
         e = ref.embed(z)
         if ref.within(e, ref.threshold):
             self._push(st, 0)

@@ -28,6 +28,10 @@ Measured on digits (64 pixels): natural principals never go below W = 0.94 (brea
 tabular data: 0.94), augmentation with a network-like substitute gives W = 0.2-0.5 at the
 first test (100 distances).
 
+State is kept per principal, or per actor once the engine has clustered the principal
+into one (``Interaction.actor``), so keys of one Sybil attacker pool their distances from
+then on.
+
 Severities: ``medium`` when W < ``delta``; ``high`` when it stays below for ``sustained``
 consecutive tests. A signal is emitted only when the level rises.
 
@@ -172,7 +176,7 @@ class PradaDetector(Detector):
         z = z64.astype(np.float32)
         zz = float(z @ z)
         label = _predicted_class(interaction)
-        st = self._states.get(interaction.principal)
+        st = self._states.get(interaction.actor or interaction.principal)
         win = st.classes.get(label)
         if win is None:
             win = st.classes[label] = _ClassWindow(z.shape[0])
