@@ -117,7 +117,7 @@ def harden_probabilities(probs: FloatArray, spec: HardenSpec, rng: np.random.Gen
         out = np.round(out, spec.round)
         rivals = np.delete(out, top)
         if rivals.size and rivals.max() >= out[top]:  # rounding made a tie: keep the answer unambiguous
-            out[top] = min(1.0, float(rivals.max()) + 10.0 ** -spec.round)
+            out[top] = min(1.0, float(rivals.max()) + 10.0**-spec.round)
     return out
 
 
