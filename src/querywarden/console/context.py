@@ -90,7 +90,7 @@ class ConsoleContext:
             principal=principal,
             action=act,
             ts=time.time(),
-            reason=f"set by {by} in the console" + (f": {note}" if note else ""),
+            reason=f"set by {by} (operator)",
             actor=actor,
             params=dict(params) if params else dict(defaults),
             source="operator",
