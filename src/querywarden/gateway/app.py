@@ -25,17 +25,27 @@ import logging
 import math
 import secrets
 import time
-from collections.abc import AsyncIterator
-from typing import Any
 
 import httpx
 import msgspec
 import numpy as np
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from querywarden.core.records import Action, Client, Decision
 from querywarden.errors import PolicyError, TrafficError
 from querywarden.gateway.adapters import Route, Router
+from querywarden.gateway.asgi import (
+    body_stream,
+    downstream_headers,
+    header,
+    is_event_stream,
+    read_body,
+    request_id,
+    send_error,
+    target,
+    upstream_headers,
+    upstream_timeout,
+)
 from querywarden.gateway.enforcement.harden import HardenSpec
 from querywarden.gateway.enforcement.throttle import ThrottleSpec, TokenBuckets
 from querywarden.gateway.exchange import Exchange
@@ -47,22 +57,6 @@ from querywarden.gateway.upstream import UpstreamTransport
 
 log = logging.getLogger("querywarden.gateway")
 
-_HOP_BY_HOP = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-authenticate",
-        b"proxy-authorization",
-        b"te",
-        b"trailer",
-        b"trailers",
-        b"transfer-encoding",
-        b"upgrade",
-        b"host",
-        b"content-length",
-    }
-)
-_JSON = (b"content-type", b"application/json")
 _MAX_STREAM_COPY = 1 << 20
 """Bytes of a streamed answer kept for the engine; the client always gets all of it."""
 _DECODER = msgspec.json.Decoder()
@@ -91,7 +85,7 @@ class Gateway:
         self._prefix = f"gw-{secrets.token_hex(3)}-"
         self._default_harden = HardenSpec.parse({})
         self._urls: dict[str, httpx.URL] = {}
-        self._timeouts = {"timeout": _timeout(settings).as_dict()}
+        self._timeouts = {"timeout": upstream_timeout(settings).as_dict()}
 
     # -- lifecycle -----------------------------------------------------------------------
     def upstream(self) -> httpx.AsyncBaseTransport:
@@ -148,15 +142,15 @@ class Gateway:
     async def _guarded(self, route: Route, scope: Scope, receive: Receive, send: Send) -> str:
         s = self.settings
         headers: list[tuple[bytes, bytes]] = scope["headers"]
-        body = await _read_body(headers, receive, s.max_body_bytes)
+        body = await read_body(headers, receive, s.max_body_bytes)
         if body is None:
-            await _error(send, 413, "too_large", f"request body exceeds {s.max_body_bytes} bytes")
+            await send_error(send, 413, "too_large", f"request body exceeds {s.max_body_bytes} bytes")
             return "too_large"
         peer = scope.get("client")
         client_ip = peer[0] if peer else None
         principal = self.principals.resolve(headers, client_ip)
         if principal is None:
-            await _error(send, 401, "no_principal", "no API key, bearer token or identity header on the request")
+            await send_error(send, 401, "no_principal", "no API key, bearer token or identity header on the request")
             return "no_principal"
 
         decision = self.pipeline.decision_for(principal)
@@ -165,32 +159,34 @@ class Gateway:
             self.metrics.shadowed.labels(action.value).inc()
             action = Action.ALLOW
         if action is Action.BLOCK:
-            await _error(send, 403, "blocked", "this principal is blocked", finding_id=decision.finding_id)
+            await send_error(send, 403, "blocked", "this principal is blocked", finding_id=decision.finding_id)
             return "blocked"
         if action is Action.THROTTLE:
             wait = self._throttle(principal, decision)
             if wait > 0:
                 retry = str(max(1, math.ceil(wait))).encode()
-                await _error(send, 429, "throttled", "rate limited", extra=[(b"retry-after", retry)], retry_after=wait)
+                await send_error(
+                    send, 429, "throttled", "rate limited", extra=[(b"retry-after", retry)], retry_after=wait
+                )
                 return "throttled"
 
-        rid = _request_id(headers) or f"{self._prefix}{next(self._seq)}"
+        rid = request_id(headers) or f"{self._prefix}{next(self._seq)}"
         try:
             payload = _DECODER.decode(body)
         except msgspec.DecodeError as exc:
             log.info("request %s from %s: malformed JSON: %s", rid, principal, exc)
-            await _error(send, 400, "bad_request", f"malformed JSON: {exc}", request_id=rid)
+            await send_error(send, 400, "bad_request", f"malformed JSON: {exc}", request_id=rid)
             return "bad_request"
         try:
             parsed = route.adapter.parse_request(payload)
         except TrafficError as exc:
             log.info("request %s from %s: %s", rid, principal, exc.reason)
-            await _error(send, 400, "bad_request", exc.reason, request_id=rid)
+            await send_error(send, 400, "bad_request", exc.reason, request_id=rid)
             return "bad_request"
         if (s.on_engine_failure == "closed" and not self.pipeline.alive) or (
             s.on_overflow == "closed" and not self.pipeline.has_room()
         ):
-            await _error(send, 503, "overloaded", "detection is unavailable; try again later", request_id=rid)
+            await send_error(send, 503, "overloaded", "detection is unavailable; try again later", request_id=rid)
             return "overloaded"
 
         spec = self._harden_spec(decision) if action is Action.HARDEN else None
@@ -201,7 +197,7 @@ class Gateway:
             ts=time.time(),
             principal=principal,
             model=self._model(route, parsed.model),
-            client=Client(ip=client_ip, user_agent=_header(headers, b"user-agent")),
+            client=Client(ip=client_ip, user_agent=header(headers, b"user-agent")),
             adapter=route.adapter,
             request=parsed,
         )
@@ -251,29 +247,29 @@ class Gateway:
         spec: HardenSpec | None,
         send: Send,
     ) -> str:
-        out_headers = _upstream_headers(headers, client_ip, rid, identity=True)
+        out_headers = upstream_headers(headers, client_ip, rid, identity=True)
         request = httpx.Request(
-            scope["method"], self._url(_target(scope)), headers=out_headers, content=body, extensions=self._timeouts
+            scope["method"], self._url(target(scope)), headers=out_headers, content=body, extensions=self._timeouts
         )
         try:
             response = await self.upstream().handle_async_request(request)
         except httpx.TimeoutException:
-            await _error(send, 504, "upstream_timeout", "the model server did not answer in time", request_id=rid)
+            await send_error(send, 504, "upstream_timeout", "the model server did not answer in time", request_id=rid)
             return "upstream_timeout"
         except httpx.HTTPError as exc:
             log.warning("request %s: upstream unreachable: %s", rid, exc)
-            await _error(send, 502, "upstream_error", "the model server is unreachable", request_id=rid)
+            await send_error(send, 502, "upstream_error", "the model server is unreachable", request_id=rid)
             return "upstream_error"
         try:
-            if _is_event_stream(response.headers.raw):
+            if is_event_stream(response.headers.raw):
                 return await self._stream(response, exchange, send)
             raw = await response.aread()
         except httpx.TimeoutException:
-            await _error(send, 504, "upstream_timeout", "the model server did not answer in time", request_id=rid)
+            await send_error(send, 504, "upstream_timeout", "the model server did not answer in time", request_id=rid)
             return "upstream_timeout"
         except httpx.HTTPError as exc:
             log.warning("request %s: upstream failed mid-answer: %s", rid, exc)
-            await _error(send, 502, "upstream_error", "the model server closed the connection", request_id=rid)
+            await send_error(send, 502, "upstream_error", "the model server closed the connection", request_id=rid)
             return "upstream_error"
         finally:
             await response.aclose()
@@ -287,7 +283,7 @@ class Gateway:
                 outcome = "hardened"
         if exchange.response is None:
             exchange.response_raw = raw
-        resp_headers = _downstream_headers(response.headers.raw, decoded=True)
+        resp_headers = downstream_headers(response.headers.raw, decoded=True)
         resp_headers.append((b"content-length", str(len(raw)).encode()))
         await send({"type": "http.response.start", "status": response.status_code, "headers": resp_headers})
         if outcome != "upstream_status":
@@ -310,7 +306,7 @@ class Gateway:
 
     async def _stream(self, response: httpx.Response, exchange: Exchange, send: Send) -> str:
         """Pass an SSE answer through chunk by chunk, keeping a bounded copy for the engine."""
-        headers = _downstream_headers(response.headers.raw, decoded=False)
+        headers = downstream_headers(response.headers.raw, decoded=False)
         await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
         kept: list[bytes] = []
         size = 0
@@ -329,29 +325,29 @@ class Gateway:
         """Forward an unknown route untouched: body streamed both ways, headers kept."""
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         peer = scope.get("client")
-        out_headers = _upstream_headers(headers, peer[0] if peer else None, None, identity=False)
-        has_body = _header(headers, b"content-length") not in (None, "0") or _header(headers, b"transfer-encoding")
+        out_headers = upstream_headers(headers, peer[0] if peer else None, None, identity=False)
+        has_body = header(headers, b"content-length") not in (None, "0") or header(headers, b"transfer-encoding")
         request = httpx.Request(
             scope["method"],
-            self._url(_target(scope)),
+            self._url(target(scope)),
             headers=out_headers,
-            content=_body_stream(receive) if has_body else None,
+            content=body_stream(receive) if has_body else None,
             extensions=self._timeouts,
         )
         try:
             response = await self.upstream().handle_async_request(request)
         except httpx.TimeoutException:
-            await _error(send, 504, "upstream_timeout", "the model server did not answer in time")
+            await send_error(send, 504, "upstream_timeout", "the model server did not answer in time")
             return "upstream_timeout"
         except httpx.HTTPError:
-            await _error(send, 502, "upstream_error", "the model server is unreachable")
+            await send_error(send, 502, "upstream_error", "the model server is unreachable")
             return "upstream_error"
         try:
             await send(
                 {
                     "type": "http.response.start",
                     "status": response.status_code,
-                    "headers": _downstream_headers(response.headers.raw, decoded=False),
+                    "headers": downstream_headers(response.headers.raw, decoded=False),
                 }
             )
             async for chunk in response.aiter_raw():
@@ -360,106 +356,3 @@ class Gateway:
         finally:
             await response.aclose()
         return "forwarded"
-
-
-# -- helpers -------------------------------------------------------------------------------
-def _timeout(s: GatewaySettings) -> httpx.Timeout:
-    return httpx.Timeout(s.read_timeout, connect=s.connect_timeout, pool=s.connect_timeout)
-
-
-async def _read_body(headers: list[tuple[bytes, bytes]], receive: Receive, limit: int) -> bytes | None:
-    """The whole request body, or None as soon as it is known to exceed ``limit``."""
-    declared = _header(headers, b"content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        return None
-    chunks: list[bytes] = []
-    size = 0
-    more = True
-    while more:
-        message: Message = await receive()
-        if message["type"] == "http.disconnect":
-            break
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-        more = message.get("more_body", False)
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
-async def _body_stream(receive: Receive) -> AsyncIterator[bytes]:
-    more = True
-    while more:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return
-        yield message.get("body", b"")
-        more = message.get("more_body", False)
-
-
-def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
-    for k, v in headers:
-        if k == name:
-            return v.decode("latin-1")
-    return None
-
-
-def _is_event_stream(raw: list[tuple[bytes, bytes]]) -> bool:
-    return any(k.lower() == b"content-type" and v.startswith(b"text/event-stream") for k, v in raw)
-
-
-def _request_id(headers: list[tuple[bytes, bytes]]) -> str | None:
-    rid = _header(headers, b"x-request-id")
-    if rid and len(rid) <= 128 and rid.isprintable():
-        return rid
-    return None
-
-
-def _target(scope: Scope) -> str:
-    path: str = scope.get("raw_path", scope["path"].encode()).decode("latin-1")
-    qs: bytes = scope.get("query_string", b"")
-    return f"{path}?{qs.decode('latin-1')}" if qs else path
-
-
-def _upstream_headers(
-    headers: list[tuple[bytes, bytes]], client_ip: str | None, rid: str | None, *, identity: bool
-) -> list[tuple[bytes, bytes]]:
-    out = [(k, v) for k, v in headers if k not in _HOP_BY_HOP and not (identity and k == b"accept-encoding")]
-    if identity:
-        out.append((b"accept-encoding", b"identity"))
-    if rid is not None and _header(headers, b"x-request-id") is None:
-        out.append((b"x-request-id", rid.encode("latin-1")))
-    if client_ip:
-        prior = _header(headers, b"x-forwarded-for")
-        out = [(k, v) for k, v in out if k != b"x-forwarded-for"]
-        out.append((b"x-forwarded-for", (f"{prior}, {client_ip}" if prior else client_ip).encode("latin-1")))
-    return out
-
-
-def _downstream_headers(raw: list[tuple[bytes, bytes]], *, decoded: bool) -> list[tuple[bytes, bytes]]:
-    out = []
-    for k, v in raw:
-        lk = k.lower()
-        if lk in _HOP_BY_HOP or (decoded and lk == b"content-encoding"):
-            continue
-        out.append((lk, v))
-    return out
-
-
-async def _error(
-    send: Send,
-    status: int,
-    code: str,
-    message: str,
-    *,
-    extra: list[tuple[bytes, bytes]] | None = None,
-    **fields: Any,
-) -> None:
-    """A JSON error body that says what happened and, for a block, which finding caused it."""
-    error: dict[str, Any] = {"code": code, "message": message}
-    error.update({k: v for k, v in fields.items() if v is not None})
-    body = _ENCODER.encode({"error": error})
-    headers = [_JSON, (b"content-length", str(len(body)).encode()), *(extra or [])]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
