@@ -300,3 +300,10 @@ def test_sorted_adult_batch_is_a_scan_not_probing() -> None:
         for i in range(len(rows))
     ]
     assert worst(run(MembershipDetector(profile=adult.profile), stream)) < Severity.MEDIUM
+
+
+def test_snapshots_do_not_carry_the_training_digests(cancer: Victim) -> None:
+    many = np.sort(np.random.default_rng(5).integers(0, 2**63, 100_000).astype(np.uint64))
+    det = MembershipDetector(profile=msgspec.structs.replace(cancer.profile, training_digests=many))
+    run(det, cancer.stream(cancer.pool[:20], "a"))
+    assert len(det.snapshot()) < 100_000

@@ -127,10 +127,14 @@ class MembershipDetector(Detector):
         if self._space is not None:
             rows = reference_rows(profile, self._space)
             self._spacing = spacing if spacing else natural_spacing(rows, self._space.dim)
-        digests = profile.training_digests
-        self._digests = None if digests is None or len(digests) == 0 else np.asarray(digests, dtype=np.uint64)
         self._population = [0, 0]  # distinct queries and training hits of principals not flagged
         self._states: PrincipalStates[_State] = PrincipalStates(_State, max_principals)
+
+    @property
+    def _digests(self) -> np.ndarray | None:
+        """The profile's training digests (read from the profile, so snapshots do not carry them)."""
+        digests = self.profile.training_digests
+        return None if digests is None or len(digests) == 0 else np.asarray(digests, dtype=np.uint64)
 
     def update(self, interaction: Interaction) -> list[Signal]:
         x = interaction.features
@@ -146,8 +150,9 @@ class MembershipDetector(Detector):
             del st.seen[next(iter(st.seen))]
         st.queries += 1
         changed = False if st.scan.scanning(x) else self._probe(st, z)
-        if self._digests is not None:
-            changed = self._count_member(st, row_digest(x)) or changed
+        digests = self._digests
+        if digests is not None:
+            changed = self._count_member(st, digests, row_digest(x)) or changed
         return self._judge(interaction, st) if changed else []
 
     # -- label-only probing -------------------------------------------------------------
@@ -195,10 +200,9 @@ class MembershipDetector(Detector):
         return sum(1 for q, _ in st.filled if st.queries - q < _PROBE_WINDOW)
 
     # -- confidence reading on training records -----------------------------------------
-    def _count_member(self, st: _State, key: int) -> bool:
-        assert self._digests is not None
-        i = int(self._digests.searchsorted(np.uint64(key)))
-        hit = i < len(self._digests) and int(self._digests[i]) == key
+    def _count_member(self, st: _State, digests: np.ndarray, key: int) -> bool:
+        i = int(digests.searchsorted(np.uint64(key)))
+        hit = i < len(digests) and int(digests[i]) == key
         st.digest_queries += 1
         st.hits += hit
         if st.levels[1] == 0 and st.levels[0] == 0:
