@@ -250,3 +250,16 @@ def test_calibration_never_tightens_delta_past_the_default(digits: Victim) -> No
     cal = det.calibration()["delta"]
     assert not cal.alarm_above and cal.floor == det.delta
     assert len(cal.values) == 1 and cal.values[0] > 0.9
+
+
+def test_class_windows_per_principal_are_capped(digits: Victim) -> None:
+    profile, _, pool = digits
+    det = PradaDetector(profile=profile)
+    for i in range(300):
+        it = Interaction(
+            id=str(i), ts=float(i), principal="p", model="digits", features=pool[i], output=Output(label=f"c{i}")
+        )
+        det.update(it)
+    state = det._states.peek("p")
+    assert state is not None and len(state.classes) == 65  # 64 labels, then one shared window
+    assert state.classes["*"].count == det.window  # the shared window is full, and capped

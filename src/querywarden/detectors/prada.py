@@ -64,6 +64,9 @@ _F32 = npt.NDArray[np.float32]
 _INITIAL_ROWS = 4
 _DELTA_CEILING = 0.8
 """The shipped ``delta``: calibration never sets a stricter one."""
+_MAX_CLASSES = 64
+"""Class windows held per principal; labels past this share one window (bounds memory)."""
+_OVERFLOW = "*"
 _REPLAY_ROWS = 600
 """Reference rows replayed to find how low W goes on benign data (see ``_benign_w``)."""
 
@@ -178,6 +181,9 @@ class PradaDetector(Detector):
         label = _predicted_class(interaction)
         st = self._states.get(interaction.actor or interaction.principal)
         win = st.classes.get(label)
+        if win is None and len(st.classes) >= _MAX_CLASSES:
+            label = _OVERFLOW  # a model with very many labels: the rest share one window
+            win = st.classes.get(label)
         if win is None:
             win = st.classes[label] = _ClassWindow(z.shape[0])
             win.add(z, zz, self.window)
