@@ -70,12 +70,13 @@ class ModelProfile(msgspec.Struct, frozen=True, kw_only=True):
 
 DIGEST_DECIMALS = 6
 """Features are rounded to this many decimals before hashing, so a row that went through
-JSON or float32 and back still matches its training digest."""
+JSON and back, or was printed with six decimals, still matches its training digest. (A
+float32 pipeline keeps about seven significant digits: digest its float32 rows.)"""
 
 
 def row_digest(row: Vector) -> int:
     """A 64-bit digest of one input row, rounded to ``DIGEST_DECIMALS`` decimals."""
-    q = np.round(np.asarray(row, dtype=np.float64), DIGEST_DECIMALS) + 0.0  # + 0.0 folds -0.0 into 0.0
+    q = np.rint(np.asarray(row, dtype=np.float64) * 10.0**DIGEST_DECIMALS) + 0.0  # + 0.0 folds -0.0 into 0.0
     return int.from_bytes(hashlib.blake2b(q.tobytes(), digest_size=8).digest(), "little")
 
 
