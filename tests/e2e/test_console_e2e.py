@@ -12,6 +12,7 @@ Screenshots of each page go to ``$QW_SCREENSHOTS`` (docs/screenshots/ refreshes 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -36,6 +37,8 @@ from starlette.routing import Route
 from e2e.traffic import SAMPLES
 from gateway_upstream import LoopbackServer, free_port
 from querywarden.console.settings import hash_password
+from querywarden.gateway.principal import PrincipalResolver
+from querywarden.gateway.settings import GatewaySettings
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -66,7 +69,13 @@ def digits_server() -> Starlette:
     return Starlette(routes=[Route("/v1/models/{name}:predict", predict, methods=["POST"])])
 
 
+def has_intel() -> bool:
+    return importlib.util.find_spec("querywarden.intel.registry") is not None
+
+
 def write_config(tmp: Path) -> Path:
+    """The digits model, a shadow-only policy, a password login and (with the intel module)
+    an abuse-desk list naming the attacker's principal."""
     profile = tomllib.loads((SAMPLES / "inversion" / "expect.toml").read_text())["profile"]
     lines = ["[models.digits]"]
     for key in ("input_kind", "n_features", "shape", "ranges", "classes"):
@@ -82,9 +91,17 @@ def write_config(tmp: Path) -> Path:
         "[console]",
         f'users = {{ analyst = "{hash_password(PASSWORD)}" }}',
     ]
+    if has_intel():
+        (tmp / "abuse-desk.txt").write_text(f"# keys seen scraping elsewhere\n{attacker_principal()}\n")
+        lines += ["", "[[intel.feeds]]", 'kind = "key"', 'path = "abuse-desk.txt"', 'name = "abuse-desk"']
     path = tmp / "querywarden.toml"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def attacker_principal() -> str:
+    """The principal the gateway derives from the attacker's API key (a keyed hash)."""
+    return PrincipalResolver(GatewaySettings()).hashed("key", "inverter")
 
 
 def wait_up(url: str, proc: subprocess.Popen[bytes]) -> None:
@@ -199,7 +216,7 @@ def test_log_in_see_the_finding_block_the_principal_and_the_gateway_refuses_it(
                 "a[href^='/console/principals/']"
             ).first.click()
             principal = page.locator("h1 .mono").inner_text()
-            assert principal != "inverter", "the gateway hashes API keys into principals"
+            assert principal == attacker_principal(), "the gateway hashes API keys into principals"
             assert predict(gateway, "inverter", attacker_row).status_code == 200, "shadow policy: not blocked yet"
             expect(page.locator("#live-decision")).to_have_text("allow")
             expect(page.locator("#decision .act")).to_have_text("shadow:block")
@@ -216,8 +233,13 @@ def test_log_in_see_the_finding_block_the_principal_and_the_gateway_refuses_it(
             assert predict(gateway, "cust-25", attacker_row).status_code == 200
             page.screenshot(path=str(shots / "principal.png"), full_page=True)
 
+            if has_intel():
+                expect(page.locator("#intel")).to_contain_text("abuse-desk")
             for name, path in (("models", "/models"), ("actors", "/actors"), ("audit", "/audit"), ("intel", "/intel")):
                 page.goto(console + path)
                 page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
+            if has_intel():
+                expect(page.locator("#feeds")).to_contain_text("abuse-desk")
+                expect(page.locator("#matches")).to_contain_text(principal)
         finally:
             browser.close()

@@ -21,6 +21,7 @@ from starlette.routing import Route
 
 from querywarden.api import serialize
 from querywarden.api.openapi import document
+from querywarden.console import intel
 from querywarden.console.auth import CSRF_HEADER, SAFE_METHODS, Identity
 from querywarden.console.context import OPERATOR_ACTIONS, ConsoleContext
 from querywarden.console.exposure import inventory
@@ -252,6 +253,18 @@ def create_api(ctx: ConsoleContext) -> Starlette:
     async def get_stats(request: Request, who: Identity) -> Response:
         return JSONResponse(serialize.stats(store.stats(since=_float(request, "since"))))
 
+    async def get_intel(request: Request, who: Identity) -> Response:
+        limit, offset = _page(request)
+        found = intel.matches(
+            store, principal=request.query_params.get("principal") or None, limit=limit, offset=offset
+        )
+        return paged(
+            [serialize.intel_match(m) for m in found],
+            limit,
+            offset,
+            feeds=[serialize.feed(f) for f in intel.feeds(ctx.intel)],
+        )
+
     async def whoami(request: Request, who: Identity) -> Response:
         return JSONResponse({"name": who.name, "via": who.via, "live": ctx.live})
 
@@ -273,5 +286,6 @@ def create_api(ctx: ConsoleContext) -> Starlette:
         Route("/audit", guarded(list_audit)),
         Route("/models", guarded(list_models)),
         Route("/stats", guarded(get_stats)),
+        Route("/intel", guarded(get_intel)),
     ]
     return Starlette(routes=routes)

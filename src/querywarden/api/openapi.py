@@ -277,6 +277,36 @@ def _schemas() -> dict[str, Any]:
         "Exposure": exposure,
         "Stats": stats,
         "Error": error,
+        "Feed": {
+            "type": "object",
+            "properties": {
+                "name": {"type": "string"},
+                "kind": {"enum": ["stix", "taxii", "ip", "key"]},
+                "source": {"type": "string"},
+                "indicators": {"type": "integer"},
+                "loaded_ts": {"type": "number"},
+                "skipped": {"type": "integer", "description": "Indicators the import could not use."},
+            },
+        },
+        "IntelMatch": {
+            "type": "object",
+            "properties": {
+                "ts": {"type": "number"},
+                "principal": {"type": "string"},
+                "model": {"type": "string"},
+                "interaction_id": {"type": "string"},
+                "indicator": {"type": "string"},
+                "feed": {"type": "string"},
+                "on": {
+                    "type": "string",
+                    "description": "What matched: the principal, the client address or a fingerprint.",
+                },
+                "value": {"type": "string"},
+                "name": {"type": "string"},
+                "severity": {"enum": SEVERITIES},
+                "confidence": {"type": "number"},
+            },
+        },
     }
 
 
@@ -383,6 +413,18 @@ def document() -> dict[str, Any]:
             "get": _get(
                 "Exposure inventory: every model, most exposed first.",
                 {"type": "object", "properties": {"items": {"type": "array", "items": _ref("Exposure")}}},
+            )
+        },
+        "/intel": {
+            "get": _get(
+                "Loaded threat-intel feeds and the matches recorded in the store, newest first.",
+                {
+                    "allOf": [
+                        _page_of("IntelMatch"),
+                        {"type": "object", "properties": {"feeds": {"type": "array", "items": _ref("Feed")}}},
+                    ]
+                },
+                [_q("principal", "Only this principal's matches."), *PAGE],
             )
         },
         "/stats": {

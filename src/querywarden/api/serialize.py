@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from querywarden.console.exposure import Exposure
+from querywarden.console.intel import FeedView, MatchView
 from querywarden.core.records import Decision, Finding, Signal
 from querywarden.store import ActorSummary, AuditEntry, PrincipalSummary, StoredInteraction, StoreStats
 
@@ -183,4 +184,31 @@ def exposure(e: Exposure) -> dict[str, Any]:
         "score": e.score,
         "reasons": [{"points": p, "reason": r} for p, r in e.reasons],
         "inferred": e.inferred,
+    }
+
+
+def feed(f: FeedView) -> dict[str, Any]:
+    return {
+        "name": f.name,
+        "kind": f.kind,
+        "source": f.source,
+        "indicators": f.indicators,
+        "loaded_ts": f.loaded_ts,
+        "skipped": f.skipped,
+    }
+
+
+def intel_match(m: MatchView) -> dict[str, Any]:
+    return {
+        "ts": m.ts,
+        "principal": m.principal,
+        "model": m.model,
+        "interaction_id": m.interaction_id,
+        "indicator": m.indicator,
+        "feed": m.feed,
+        "on": m.on,
+        "value": m.value,
+        "name": m.name,
+        "severity": m.severity.label,
+        "confidence": m.confidence,
     }

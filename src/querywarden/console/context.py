@@ -144,13 +144,18 @@ def from_admin(admin: Any) -> ConsoleContext:
     return shared_context(admin, build)
 
 
-def load_intel(config_path: Path | None) -> Any:
-    """The threat-intel registry, when the intel package exists; None otherwise."""
+def intel_installed() -> bool:
     try:
-        intel = importlib.import_module("querywarden.intel")
+        importlib.import_module("querywarden.intel")
     except ImportError:
+        return False
+    return True
+
+
+def load_intel(config_path: Path | None) -> Any:
+    """The config's threat-intel registry (feeds loaded once, shared with the ``intel``
+    detector of this process); None without the intel package or feeds in the config."""
+    if config_path is None or not intel_installed():
         return None
-    loader = getattr(intel, "load_registry", None)
-    if loader is None or config_path is None:
-        return None
-    return loader(config_path)
+    loader = getattr(importlib.import_module("querywarden.intel"), "load_registry", None)
+    return None if loader is None else loader(config_path)

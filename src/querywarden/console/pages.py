@@ -11,12 +11,12 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from querywarden.console import charts, series
+from querywarden.console import charts, intel, series
 from querywarden.console.auth import Identity
-from querywarden.console.context import OPERATOR_ACTIONS
+from querywarden.console.context import OPERATOR_ACTIONS, intel_installed
 from querywarden.console.exposure import inventory
 from querywarden.console.web import Pages
-from querywarden.core.atlas import TECHNIQUES
+from querywarden.core.atlas import API_ACCESS, TECHNIQUES
 from querywarden.core.records import Severity
 
 PAGE_SIZE = 50
@@ -202,6 +202,7 @@ class Views:
             has_budget_signals=bool(s.budget_bits),
             has_coverage=bool(s.coverage),
             ledgers=self._ledgers(name, summary.models),
+            intel_matches=intel.matches(self.store, principal=name, limit=20),
         )
 
     def _ledgers(self, principal: str, models: tuple[str, ...]) -> dict[str, dict[str, Any]]:
@@ -256,10 +257,20 @@ class Views:
         )
 
     async def intel(self, request: Request, who: Identity) -> Response:
-        intel = self.ctx.intel
-        feeds = list(getattr(intel, "feeds", lambda: [])()) if intel is not None else []
-        matches = list(getattr(intel, "matches", lambda: [])()) if intel is not None else []
-        return self.pages.render(request, "intel.html", who, intel=intel, feeds=feeds, matches=matches)
+        page = _page(request)
+        found = intel.matches(self.store, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
+        return self.pages.render(
+            request,
+            "intel.html",
+            who,
+            installed=intel_installed(),
+            feeds=intel.feeds(self.ctx.intel),
+            matches=found,
+            per_feed=intel.per_feed(found),
+            findings=self.store.findings(technique=API_ACCESS, limit=20),
+            page=page,
+            more=len(found) == PAGE_SIZE,
+        )
 
 
 def _width(seconds: float) -> str:
