@@ -4,6 +4,7 @@ served by uvicorn on loopback and driven with plain HTTP: login, pages, decision
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +20,7 @@ from querywarden.console.settings import ConsoleSettings, hash_password, token_d
 from querywarden.console.standalone import standalone_app
 from querywarden.core.engine import Engine
 from querywarden.core.records import Action
+from querywarden.store import open_store
 
 TOKEN = "console-test-token-0123456789"
 PASSWORD_HASH = hash_password("hunter22")
@@ -188,6 +190,17 @@ def test_serve_mounts_console_and_api_sharing_one_printed_token(
             bearer = {"authorization": f"Bearer {printed[0]}"}
             assert c.get("/api/whoami", headers=bearer).json() == {"name": "token", "via": "bearer", "live": True}
             assert "Overview" in c.get("/console/", headers=bearer).text
+            # a console elsewhere on the same store blocks a principal; this gateway follows
+            other = open_store(f"sqlite:///{tmp_path / 'qw.db'}")
+            try:
+                elsewhere = ConsoleContext(store=other, auth=Auth(ConsoleSettings()))
+                elsewhere.apply("key_remote", "block", by="bob")
+            finally:
+                other.close()
+            deadline = time.monotonic() + 10
+            while server.engine.decision_for("key_remote").action is not Action.BLOCK:
+                assert time.monotonic() < deadline, "the operator decision never reached the engine"
+                time.sleep(0.1)
             assert c.get("/healthz").status_code in (200, 503)
     finally:
         server.close()

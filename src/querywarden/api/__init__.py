@@ -11,7 +11,7 @@ from typing import Any
 from starlette.types import ASGIApp
 
 from querywarden.api.app import create_api
-from querywarden.console.context import from_admin
+from querywarden.console.context import from_admin, starting_sync
 from querywarden.console.unavailable import no_store_app
 
 
@@ -19,7 +19,8 @@ def create_app(admin: Any) -> ASGIApp:
     """The API for ``querywarden serve``'s admin port (an ``AdminContext``)."""
     if getattr(admin, "store", None) is None:
         return no_store_app("api")
-    return create_api(from_admin(admin))
+    ctx = from_admin(admin)
+    return starting_sync(ctx, create_api(ctx))
 
 
 __all__ = ["create_api", "create_app"]

@@ -14,7 +14,7 @@ from typing import Any
 from starlette.types import ASGIApp
 
 from querywarden.console.app import create_console
-from querywarden.console.context import ConsoleContext, from_admin
+from querywarden.console.context import ConsoleContext, from_admin, starting_sync
 from querywarden.console.unavailable import no_store_app
 
 
@@ -22,7 +22,8 @@ def create_app(admin: Any) -> ASGIApp:
     """The console for ``querywarden serve``'s admin port (an ``AdminContext``)."""
     if getattr(admin, "store", None) is None:
         return no_store_app("console")
-    return create_console(from_admin(admin))
+    ctx = from_admin(admin)
+    return starting_sync(ctx, create_console(ctx))
 
 
 __all__ = ["ConsoleContext", "create_app", "create_console"]

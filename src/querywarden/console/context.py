@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from starlette.types import ASGIApp, Receive, Scope, Send
+
 from querywarden.console.auth import Auth
 from querywarden.console.settings import load_console_settings
 from querywarden.core.engine import Engine
@@ -43,6 +45,9 @@ class ConsoleContext:
     gateway_decision: Callable[[str], Decision] | None = None
     """What the gateway applies to a principal now (its pipeline also lets a principal that
     joined an actor inherit the actor's decision); the engine's view when not given."""
+
+    sync: Any = None
+    """A ``DecisionSync`` to start once the admin port serves (``serve`` only)."""
 
     def enforced(self, principal: str) -> Decision | None:
         """The decision a running gateway applies to ``principal`` now; None when not live."""
@@ -131,7 +136,7 @@ def from_admin(admin: Any) -> ConsoleContext:
         settings = load_console_settings(config_path)
         from querywarden.console.sync import DecisionSync
 
-        DecisionSync(admin.store, admin.engine, running=lambda: bool(admin.pipeline.alive)).start()
+        sync = DecisionSync(admin.store, admin.engine, running=lambda: bool(admin.pipeline.alive))
         return ConsoleContext(
             store=admin.store,
             auth=Auth.with_fallback(settings, announce_token),
@@ -139,6 +144,7 @@ def from_admin(admin: Any) -> ConsoleContext:
             config_path=config_path,
             intel=load_intel(config_path),
             gateway_decision=admin.pipeline.decision_for,
+            sync=sync,
         )
 
     return shared_context(admin, build)
@@ -159,3 +165,15 @@ def load_intel(config_path: Path | None) -> Any:
         return None
     loader = getattr(importlib.import_module("querywarden.intel"), "load_registry", None)
     return None if loader is None else loader(config_path)
+
+
+def starting_sync(ctx: ConsoleContext, app: ASGIApp) -> ASGIApp:
+    """``app``, starting the context's decision sync on its first request: only a process
+    that serves the admin port follows the audit log."""
+
+    async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+        if ctx.sync is not None:
+            ctx.sync.start()
+        await app(scope, receive, send)
+
+    return wrapped

@@ -69,6 +69,9 @@ class DecisionSync:
         return sum(1 for e in fresh if e.source == "operator")
 
     def start(self) -> None:
+        """Start following the audit log in a daemon thread (once; later calls do nothing)."""
+        if self._thread is not None:
+            return
         self._thread = threading.Thread(target=self._run, name="querywarden-decision-sync", daemon=True)
         self._thread.start()
 
