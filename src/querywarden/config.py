@@ -210,9 +210,14 @@ class _Loader:
             raise self.error(("models",), "a config needs at least one [models.<id>] table")
         profiles = {mid: self.model(mid, table) for mid, table in models.items()}
         store_url, retention = self.store(data.get("store", {}))
+        specs = self.detectors(data.get("detectors"), profiles)
+        if "intel" in data:  # feeds are loaded here, at the edge, and handed to the detector as data
+            from querywarden.intel.registry import attach_feeds
+
+            specs = attach_feeds(specs, self.path, self.text, data["intel"])
         return Config(
             profiles=profiles,
-            detector_specs=self.detectors(data.get("detectors"), profiles),
+            detector_specs=specs,
             policy=self.policy(data["policy"]) if "policy" in data else DEFAULT_POLICY,
             risk_kwargs=self.risk(data.get("risk", {})),
             store_url=store_url,
