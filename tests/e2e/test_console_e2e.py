@@ -186,6 +186,9 @@ def test_log_in_see_the_finding_block_the_principal_and_the_gateway_refuses_it(
         try:
             page = browser.new_page(viewport={"width": 1366, "height": 900})
             page.on("dialog", lambda dialog: dialog.accept())
+            problems: list[str] = []  # script errors, CSP violations, missing assets
+            page.on("console", lambda msg: problems.append(msg.text) if msg.type == "error" else None)
+            page.on("pageerror", lambda exc: problems.append(str(exc)))
 
             # 1. log in (an unauthenticated visit lands on the login form)
             page.goto(console + "/")
@@ -241,5 +244,6 @@ def test_log_in_see_the_finding_block_the_principal_and_the_gateway_refuses_it(
             if has_intel():
                 expect(page.locator("#feeds")).to_contain_text("abuse-desk")
                 expect(page.locator("#matches")).to_contain_text(principal)
+            assert problems == [], problems
         finally:
             browser.close()
