@@ -128,7 +128,7 @@ def harden_rows(preds: list[Any], spec: HardenSpec, rng: np.random.Generator) ->
 
 def harden_rows_key(holder: dict[str, Any], key: str, spec: HardenSpec, rng: np.random.Generator) -> bool:
     value = holder[key]
-    if value and not isinstance(value[0], list):
+    if value and all(isinstance(v, int | float) for v in value):  # one flat vector, not a list of rows
         wrapped = [value]
         changed = harden_rows(wrapped, spec, rng)
         holder[key] = wrapped[0]
