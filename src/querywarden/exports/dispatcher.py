@@ -77,12 +77,15 @@ class _Lane:
         self._stop = stop
         self.thread = threading.Thread(target=self._run, name=f"querywarden-export-{route.exporter.name}", daemon=True)
 
-    def offer(self, finding: Finding) -> None:
+    def offer(self, finding: Finding, wait: float = 0.0) -> None:
         if finding.severity < self.route.min_severity:
             self.stats.skipped += 1
             return
         try:
-            self.queue.put_nowait(finding)
+            if wait > 0:
+                self.queue.put(finding, timeout=wait)
+            else:
+                self.queue.put_nowait(finding)
         except queue.Full:
             self.stats.dropped += 1
 
@@ -155,16 +158,23 @@ class Dispatcher:
         return bool(self._lanes)
 
     def start(self) -> None:
-        if not self._started:
+        if not self._started and self._lanes:
             for lane in self._lanes:
                 lane.thread.start()
             self._started = True
 
-    def submit(self, findings: Iterable[Finding]) -> None:
-        """Queue findings for every exporter. Never blocks; a full queue counts a drop."""
+    def submit(self, findings: Iterable[Finding], *, wait: float = 0.0) -> None:
+        """Queue findings for every exporter; the lanes start on first use.
+
+        With ``wait=0`` (the engine worker) it never blocks and a full queue counts a drop.
+        A batch job such as ``replay`` passes ``wait`` seconds it may block per finding, so
+        a fast producer is paced by the receivers instead of losing findings.
+        """
+        if not self._started:
+            self.start()
         for f in findings:
             for lane in self._lanes:
-                lane.offer(f)
+                lane.offer(f, wait)
 
     def drain(self, timeout: float = 10.0) -> bool:
         """Wait until every queued finding has been delivered or given up on; False on timeout."""
@@ -197,6 +207,13 @@ class Dispatcher:
                     lane.stats.dropped += 1
             lane.route.exporter.close()
         self._started = False
+
+    def summary(self) -> str:
+        """One line per exporter, for a command's closing report."""
+        return "\n".join(
+            f"export {name}: {s.sent:,} sent, {s.failed:,} failed, {s.dropped:,} dropped, {s.skipped:,} skipped"
+            for name, s in self.stats().items()
+        )
 
     def stats(self) -> dict[str, ExportStats]:
         return {lane.route.exporter.name: lane.stats for lane in self._lanes}

@@ -237,7 +237,7 @@ class EnginePipeline:
             self._traffic.write(encode(interaction) + b"\n")
         if self.store is not None:
             self.store.save_step((interaction,), step)
-        if self.on_step is not None and (step.findings or step.decisions):
+        if self.on_step is not None and (step.signals or step.findings or step.decisions):
             self.on_step(step)
         for f in step.findings:
             _log_finding(f)

@@ -27,6 +27,7 @@ from starlette.applications import Starlette
 from querywarden.config_text import locate
 from querywarden.core.engine import Engine
 from querywarden.errors import ConfigError, QueryWardenError
+from querywarden.exports.edge import attach_exports
 from querywarden.gateway.admin import AdminContext, create_admin_app, discover_mounts
 from querywarden.gateway.app import Gateway
 from querywarden.gateway.pipeline import EnginePipeline
@@ -65,6 +66,7 @@ class Server:
     engine: Engine
     pipeline: EnginePipeline
     store: Any = None
+    dispatcher: Any = None
 
     def save_state(self) -> None:
         """Persist the engine's learned state (the store already has every decision)."""
@@ -72,6 +74,8 @@ class Server:
             self.store.save_snapshot(SNAPSHOT, self.engine.snapshot(), time.time())
 
     def close(self) -> None:
+        if self.dispatcher is not None:
+            self.dispatcher.close()
         if self.store is not None:
             self.store.close()
 
@@ -96,6 +100,7 @@ def build_server(
     pipeline = EnginePipeline.from_settings(engine, settings, store=store)
     gateway = Gateway(settings, pipeline)
     gateway.metrics.watch(pipeline)
+    dispatcher = attach_exports(pipeline, gateway.metrics.registry, config_path)
     context = AdminContext(
         engine=engine,
         pipeline=pipeline,
@@ -105,7 +110,7 @@ def build_server(
         config_path=Path(config_path) if config_path is not None else None,
     )
     admin = create_admin_app(context, discover_mounts(context))
-    return Server(gateway=gateway, admin=admin, engine=engine, pipeline=pipeline, store=store)
+    return Server(gateway=gateway, admin=admin, engine=engine, pipeline=pipeline, store=store, dispatcher=dispatcher)
 
 
 def _engine(config_path: str | Path | None) -> tuple[Engine, str | None, str]:
