@@ -209,3 +209,14 @@ def test_serve_mounts_console_and_api_sharing_one_printed_token(
         r = httpx.get(s.url + "/console/")
         assert r.status_code == 503 and "--db" in r.text
         assert httpx.get(s.url + "/api/findings").json()["error"]["code"] == "no_store"
+
+
+def test_search_jumps_to_a_finding_principal_or_actor(server: str, ctx: ConsoleContext) -> None:
+    finding = ctx.store.findings(limit=1)[0].finding_id
+    actor = ctx.store.actors()[0].actor
+    with login(server) as c:
+        assert c.get("/console/search", params={"q": finding}).url.path == f"/console/findings/{finding}"
+        assert c.get("/console/search", params={"q": " inverter "}).url.path == "/console/principals/inverter"
+        assert c.get("/console/search", params={"q": actor}).url.path == f"/console/actors/{actor}"
+        missing = c.get("/console/search", params={"q": "<nobody>"})
+        assert missing.status_code == 404 and "&lt;nobody&gt;" in missing.text

@@ -36,6 +36,7 @@ def create_console(ctx: ConsoleContext) -> Starlette:
         Route("/models", gate(views.models)),
         Route("/audit", gate(views.audit)),
         Route("/intel", gate(views.intel)),
+        Route("/search", gate(views.search)),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
     return Starlette(routes=routes)

@@ -7,15 +7,16 @@ template. Charts are inline SVG from ``charts``; nothing here writes (see ``acti
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 
 from querywarden.console import charts, intel, series
 from querywarden.console.auth import Identity
 from querywarden.console.context import OPERATOR_ACTIONS, intel_installed
 from querywarden.console.exposure import inventory
-from querywarden.console.web import Pages
+from querywarden.console.web import Pages, secure
 from querywarden.core.atlas import API_ACCESS, TECHNIQUES
 from querywarden.core.records import Severity
 
@@ -254,6 +255,24 @@ class Views:
         rows = self.store.audit(limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE, principal=principal)
         return self.pages.render(
             request, "audit.html", who, rows=rows, page=page, principal=principal, more=len(rows) == PAGE_SIZE
+        )
+
+    async def search(self, request: Request, who: Identity) -> Response:
+        """Jump to what the analyst typed: a finding id, a principal or an actor."""
+        q = (request.query_params.get("q") or "").strip()
+        base = request.scope.get("root_path", "")
+        if q and self.store.finding(q) is not None:
+            return secure(RedirectResponse(f"{base}/findings/{quote(q, safe='')}", status_code=303))
+        if q and self.store.principal(q) is not None:
+            return secure(RedirectResponse(f"{base}/principals/{quote(q, safe='')}", status_code=303))
+        if q and self.store.actor(q) is not None:
+            return secure(RedirectResponse(f"{base}/actors/{quote(q, safe='')}", status_code=303))
+        return self.pages.render(
+            request,
+            "error.html",
+            who,
+            404,
+            message=f"Nothing is called {q!r}: try a finding id, a principal or an actor.",
         )
 
     async def intel(self, request: Request, who: Identity) -> Response:

@@ -11,6 +11,16 @@ document.addEventListener("DOMContentLoaded", () => {
       }
     });
   }
+  // Pages that watch live activity (the overview) reload themselves while visible and idle.
+  const main = document.querySelector("main[data-refresh]");
+  if (main) {
+    const seconds = Number(main.dataset.refresh) || 30;
+    let touched = Date.now();
+    document.addEventListener("input", () => { touched = Date.now(); });
+    setInterval(() => {
+      if (document.visibilityState === "visible" && Date.now() - touched > seconds * 1000) window.location.reload();
+    }, seconds * 1000);
+  }
   // Filter the rows of a table on the current page as you type.
   for (const input of document.querySelectorAll("input.tablefilter")) {
     const table = document.getElementById(input.dataset.table);
