@@ -11,10 +11,11 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Annotated
+from typing import IO, TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -24,6 +25,9 @@ from querywarden.errors import QueryWardenError, StoreError
 from querywarden.findings_out import FORMATS, FindingsWriter
 from querywarden.profiling import SAMPLE_PER_MODEL, infer_profiles
 from querywarden.replay import Recorder, Reject, RejectsFile, ReplayStats, default_rejects_path, replay
+
+if TYPE_CHECKING:
+    from querywarden.exports.dispatcher import Dispatcher
 
 MAX_REJECTS_SHOWN = 200
 """Rejects printed to stderr; every one is in the rejects file."""
@@ -63,6 +67,9 @@ def replay_command(
     sample: Annotated[
         int, typer.Option("--sample", help="Interactions per model used to infer profiles without --config.")
     ] = SAMPLE_PER_MODEL,
+    export: Annotated[
+        bool, typer.Option("--export", help="Also send findings to the config's [[exports]] (SIEM, webhook).")
+    ] = False,
 ) -> None:
     """Run a traffic file through the engine and write the findings."""
     err = Console(stderr=True)
@@ -88,8 +95,11 @@ def replay_command(
                 soft_wrap=True,
             )
         engine = cfg.engine()
+        dispatcher = _dispatcher(config) if export else None
     except QueryWardenError as exc:
         raise _fail(err, exc.located()) from None
+    if export and not dispatcher:  # never by default: a trial replay must not page the SOC
+        raise _fail(err, escape("--export needs a --config with [[exports]] tables"))
 
     stdout_findings = findings is not None and str(findings) == "-"
     if findings is None:
@@ -119,10 +129,14 @@ def replay_command(
     stream: IO[bytes] = sys.stdout.buffer if stdout_findings else findings.open("wb")
     rejects_file = RejectsFile(rejects_path)
     try:
-        stats = _run(traffic, engine, FindingsWriter(stream, fmt), rejects_file, on_reject, store, err)
+        writer = _exporting(stream, fmt, dispatcher) if dispatcher else FindingsWriter(stream, fmt)
+        stats = _run(traffic, engine, writer, rejects_file, on_reject, store, err)
     except StoreError as exc:
         raise _fail(err, exc.located(), 1) from None
     finally:
+        if dispatcher:
+            dispatcher.close(timeout=60.0)
+            err.print(dispatcher.summary(), highlight=False)
         rejects_file.close()
         if not stdout_findings:
             stream.close()
@@ -131,6 +145,18 @@ def replay_command(
     if stats.rejects > MAX_REJECTS_SHOWN:
         err.print(f"... {stats.rejects - MAX_REJECTS_SHOWN:,} more rejects in {rejects_path}", highlight=False)
     _summary(Console(stderr=True) if stdout_findings else out, stats, None if stdout_findings else findings)
+
+
+def _dispatcher(config: Path | None) -> Dispatcher:
+    from querywarden.exports.settings import load_dispatcher  # exports need the gateway extra (httpx)
+
+    return load_dispatcher(config)
+
+
+def _exporting(stream: IO[bytes], fmt: str, dispatcher: Dispatcher) -> FindingsWriter:
+    from querywarden.exports.edge import ExportingWriter
+
+    return ExportingWriter(stream, fmt, dispatcher)
 
 
 def _run(

@@ -22,9 +22,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from prometheus_client.registry import Collector
+from typing import Any
 
 from querywarden.core.records import Finding, Severity
 from querywarden.exports.base import DeliveryError, Exporter
@@ -224,16 +222,20 @@ class Dispatcher:
     def depth(self) -> dict[str, int]:
         return {lane.route.exporter.name: lane.queue.qsize() for lane in self._lanes}
 
-    def collector(self) -> Collector:
+    def collector(self) -> Any:
         """A Prometheus collector of the counters, labelled by exporter name only."""
         return _DispatcherCollector(self)
 
 
-class _DispatcherCollector(Collector):
+class _DispatcherCollector:
+    """Read at scrape time, so the lanes pay nothing for metrics."""
+
     def __init__(self, dispatcher: Dispatcher) -> None:
         self.dispatcher = dispatcher
 
-    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
         stats = self.dispatcher.stats()
         findings = CounterMetricFamily(
             "querywarden_export_findings",

@@ -1,4 +1,4 @@
-"""Wiring exports and intel matches into a running engine's worker (``querywarden serve``).
+"""Wiring exports and intel matches into the edges that run the engine (``serve``, ``replay``).
 
 The pipeline's ``on_step`` hook runs on the engine worker thread after each interaction
 that produced something. It hands finding events to the dispatcher (which never blocks)
@@ -10,13 +10,16 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
-
-from prometheus_client import CollectorRegistry
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from querywarden.core.engine import Step
+from querywarden.core.records import Finding
 from querywarden.exports.dispatcher import Dispatcher
 from querywarden.exports.settings import load_dispatcher
+from querywarden.findings_out import FindingsWriter
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 
 class HasOnStep(Protocol):
@@ -57,4 +60,21 @@ def attach_exports(
     return dispatcher
 
 
-__all__ = ["attach_exports", "intel_registry"]
+class ExportingWriter(FindingsWriter):
+    """A findings writer that also hands each finding to a dispatcher (``replay --export``).
+
+    A replay produces findings far faster than receivers take them, so it waits up to
+    ``wait`` seconds per finding for queue room instead of dropping.
+    """
+
+    def __init__(self, stream: IO[bytes], fmt: str, dispatcher: Dispatcher, *, wait: float = 30.0) -> None:
+        super().__init__(stream, fmt)
+        self.dispatcher = dispatcher
+        self.wait = wait
+
+    def write(self, finding: Finding) -> None:
+        super().write(finding)
+        self.dispatcher.submit((finding,), wait=self.wait)
+
+
+__all__ = ["ExportingWriter", "attach_exports", "intel_registry"]

@@ -48,7 +48,6 @@ from querywarden.errors import ConfigError, IntelError
 from querywarden.intel.indicators import Indicator, Match, indicator_from_dict
 from querywarden.intel.lists import read_list
 from querywarden.intel.matcher import IntelMatcher
-from querywarden.intel.taxii import fetch_objects
 
 if TYPE_CHECKING:
     from querywarden.intel.stix import StixImport
@@ -180,8 +179,9 @@ def _load_feed(f: _Feed, env: Mapping[str, str]) -> tuple[FeedInfo, list[Indicat
             raise f.error(key, f"unknown key for {kind} feeds; allowed: {', '.join(allowed)}")
     severity = Severity.parse(f.choice("severity"))
     if kind in ("stix", "taxii"):
-        try:  # STIX needs the intel extra; plain lists do not
+        try:  # STIX needs the intel extra (and TAXII httpx); plain lists need neither
             from querywarden.intel.stix import import_objects, read_bundle
+            from querywarden.intel.taxii import fetch_objects
         except ImportError as exc:
             raise f.error(
                 "kind", f"{kind} feeds need the intel extra (pip install 'querywarden[intel]'): {exc}"
