@@ -349,8 +349,11 @@ def test_scenario_results_measure_budget_success_and_principals(
     assert set(by_variant) == {"single", "sybil", "low-and-slow"}
     assert all(s.budget == 1500 for s in results.scenarios)
     assert by_variant["sybil"].principals == 20 and by_variant["single"].principals == 1
-    # a fast scenario stops a day after the attack; low-and-slow runs all 14 days
-    assert by_variant["single"].interactions < by_variant["low-and-slow"].interactions
+    # a caught attacker ends its scenario there: the traffic file stops at that interaction
+    single = by_variant["single"]
+    assert single.detected and single.caught_before_end
+    assert single.interactions < 1500 + results.victims[0].scored_interactions
+    assert all(s.detected and s.grouped for s in results.scenarios if s.caught_before_end)
     end = run.success_at(run.budget)["agreement"]
     assert all(s.success_at_end == round(end, 4) for s in results.scenarios)
     assert end > 0.8  # the random-query thief really learns the victim

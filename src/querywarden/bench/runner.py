@@ -154,14 +154,20 @@ def drive(
     stream: Iterable[Interaction],
     watch: ScenarioWatch,
     trace: _Trace,
-    attack_seen: int = 0,
-) -> int:
+    *,
+    stop_when_caught: bool = False,
+) -> tuple[int, int]:
     """Run ``stream`` through ``engine``, feeding every finding event to ``watch`` and ``trace``.
 
-    Returns the number of attack interactions seen (the attacker's queries so far).
+    With ``stop_when_caught`` the run ends at the interaction after which the attacker is
+    caught: detected at medium or above, with all of its principals in one actor. From
+    then on the policy hardens or blocks it, so further attack traffic measures nothing.
+    Returns the attack interactions seen and the interactions processed.
     """
     attackers = watch.attackers
+    attack_seen = processed = 0
     for it in stream:
+        processed += 1
         if it.principal in attackers:
             attack_seen += 1
         step = engine.process(it)
@@ -170,7 +176,10 @@ def drive(
             for f in step.findings:
                 watch.observe(f, attack_seen, actors)
                 trace.add(f)
-    return attack_seen
+        caught = stop_when_caught and watch.detection is not None and bool(step.findings or step.signals)
+        if caught and grouped({q: engine.actors.actor_of(q) for q in attackers})[0]:
+            break
+    return attack_seen, processed
 
 
 def finish(engine: Engine, watch: ScenarioWatch, trace: _Trace, attack_seen: int) -> None:
@@ -315,8 +324,6 @@ class Runner:
             end = sent.requests[-1].ts + TAIL
             background = background[: bisect.bisect_right([i.ts for i in background], end)]
         full = merge(background, attack_stream)
-        file = self.out / "traffic" / victim.name / f"{run.name}--{variant}.jsonl.gz"
-        write_jsonl(file, full)
 
         engine = Engine({victim.profile.id: victim.profile}, detectors=bg.specs)
         watch = ScenarioWatch(attackers=attackers, benign=bg.benign)
@@ -329,9 +336,13 @@ class Runner:
         else:
             trace = _Trace()
             stream = full
-        seen = drive(engine, stream, watch, trace)
+        seen, processed = drive(engine, stream, watch, trace, stop_when_caught=True)
         finish(engine, watch, trace, seen)
         seconds = time.perf_counter() - t0
+        # the traffic file holds exactly what the engine saw, so replay ends where this run did
+        end = (bg.prefix_len if fast else 0) + processed
+        file = self.out / "traffic" / victim.name / f"{run.name}--{variant}.jsonl.gz"
+        write_jsonl(file, full[:end])
 
         actor_of = {q: engine.actors.actor_of(q) for q in sent.principals}
         is_grouped, largest = grouped(actor_of)
@@ -367,7 +378,8 @@ class Runner:
             grouped=is_grouped,
             largest_group=largest,
             benign_flagged_medium=sum(1 for s in watch.benign_worst.values() if s >= Severity.MEDIUM),
-            interactions=len(full),
+            interactions=end,
+            caught_before_end=end < len(full),
             finding_events=trace.events,
             findings_digest=trace.digest.hexdigest(),
             engine_seconds=round(seconds, 3),

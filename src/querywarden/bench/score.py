@@ -175,6 +175,9 @@ class ScenarioResult:
     benign_flagged_medium: int
     """Benign principals with a finding at medium or above in this scenario."""
     interactions: int
+    caught_before_end: bool
+    """The scenario stopped when the attacker was caught (detected, all principals in one
+    actor) before its traffic ran out; from then on the policy acts on it."""
     finding_events: int
     findings_digest: str
     """A digest of every finding event (id, status, severity, principals) in order: replaying
