@@ -5,12 +5,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from starlette.routing import Route
 
-from e2e.traffic import copied_store, profiles
+from e2e.traffic import copied_store, fill, profiles
 from gateway_upstream import LoopbackServer
 from querywarden.api.app import create_api
 from querywarden.api.openapi import document
@@ -151,3 +152,39 @@ def test_a_browser_session_needs_the_csrf_header_to_change_anything(ctx: Console
         r = browser.put("/api/decisions/scraper", json={"action": "block"}, headers={"x-csrf-token": csrf.group(1)})
         assert r.status_code == 200 and ctx.engine.decision_for("scraper").action is Action.BLOCK
         assert ctx.store.audit(limit=1, principal="scraper")[0].by == "alice"
+
+
+@pytest.mark.postgres
+def test_the_api_answers_the_same_on_postgresql(postgres_server: Any, ctx: ConsoleContext) -> None:
+    from querywarden.store import open_store
+
+    pg = open_store(postgres_server.new_database())
+    try:
+        fill(pg)
+        pg_ctx = ConsoleContext(store=pg, auth=ctx.auth, engine=Engine(profiles()))
+        paths = (
+            "/findings?severity=high",
+            "/principals?limit=20",
+            "/principals?order_by=queries&limit=7&offset=3",
+            "/stats",
+            "/models",
+            "/actors",
+            "/decisions",
+            "/principals/inverter/interactions?limit=5",
+        )
+        answers = []
+        for context in (ctx, pg_ctx):
+            with (
+                LoopbackServer(standalone_app(context)) as s,
+                httpx.Client(base_url=s.url + "/api", headers={"authorization": f"Bearer {TOKEN}"}) as c,
+            ):
+                answers.append([c.get(p).json() for p in paths])
+                r = c.put("/decisions/scraper", json={"action": "block"})
+                assert (
+                    r.status_code == 200
+                    and c.get("/audit", params={"principal": "scraper"}).json()["items"][0]["action"] == "block"
+                )
+        for path, sqlite_answer, pg_answer in zip(paths, *answers, strict=True):
+            assert sqlite_answer == pg_answer, path
+    finally:
+        pg.close()
