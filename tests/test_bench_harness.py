@@ -25,7 +25,7 @@ from sklearn.preprocessing import StandardScaler
 from querywarden.bench import benign
 from querywarden.bench.benign import DAY, START_TS, WorkloadSizes, field_groups
 from querywarden.bench.calibration import write_config
-from querywarden.bench.report import markdown, write_all
+from querywarden.bench.report import load_results, markdown, write_all
 from querywarden.bench.runner import BenchProfile, BenchResults, Runner, replayed_digest
 from querywarden.bench.scenario import AttackRun, Query, Victim
 from querywarden.bench.score import ScenarioWatch, grouped, wilson
@@ -376,6 +376,9 @@ def test_reports_carry_every_scenario(tmp_path: Path, small_run: tuple[Runner, B
     text = markdown(results)
     assert text.count("| breast-cancer | uniform-random |") == 3
     assert "benign principals flagged at ≥ medium" in text
+    assert "## By attack family" in text and "| synthetic | sybil | " in text
+    again = load_results(paths["json"])
+    assert markdown(again).split("run time")[1] == text.split("run time")[1]
 
 
 def test_bench_command_rejects_an_unknown_profile_or_attack(tmp_path: Path) -> None:

@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from querywarden.bench.runner import BenchResults
-from querywarden.bench.score import Rate, ScenarioResult, median, pooled, wilson
+from querywarden.bench.score import Rate, ScenarioResult, VictimResult, median, pooled, wilson
 from querywarden.bench.variants import VARIANTS
 
 
-def write_all(results: BenchResults, out: Path) -> dict[str, Path]:
+def write_all(results: BenchResults, out: Path, *, json_too: bool = True) -> dict[str, Path]:
     """Write results.json, results.md and detection-delay.png into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     paths = {
@@ -27,10 +27,49 @@ def write_all(results: BenchResults, out: Path) -> dict[str, Path]:
         "markdown": out / "results.md",
         "plot": out / "detection-delay.png",
     }
-    paths["json"].write_text(json.dumps(results.to_dict(), indent=2, default=_plain) + "\n", encoding="utf-8")
+    if json_too:
+        paths["json"].write_text(json.dumps(results.to_dict(), indent=2, default=_plain) + "\n", encoding="utf-8")
     paths["markdown"].write_text(markdown(results), encoding="utf-8")
     plot(results.scenarios, paths["plot"])
     return paths
+
+
+def load_results(path: Path) -> BenchResults:
+    """Read a results.json back, so reports can be redrawn without running the benchmark again."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    results = BenchResults(data["profile"], data["seed"], data["target_fpr"], list(data["detectors"]))
+    results.seconds = float(data.get("seconds", 0.0))
+    results.cpu_seconds = float(data.get("cpu_seconds", 0.0))
+    results.failures = list(data.get("failures", []))
+    for s in data["scenarios"]:
+        fields = {k: v for k, v in s.items() if k in ScenarioResult.__slots__}
+        fields["detection_detectors"] = tuple(fields["detection_detectors"])
+        fields.setdefault("caught_before_end", False)
+        results.scenarios.append(ScenarioResult(**fields))
+    for v in data["victims"]:
+        rates = {key: {sev: _rate_from(r) for sev, r in v[key].items()} for key in ("fpr", "fpr_with_attacks")}
+        results.victims.append(
+            VictimResult(
+                victim=v["victim"],
+                description=v["description"],
+                calibration_principals=v["calibration_principals"],
+                scored_principals=v["scored_principals"],
+                scored_interactions=v["scored_interactions"],
+                workloads=dict(v["workloads"]),
+                fpr=rates["fpr"],
+                fpr_with_attacks=rates["fpr_with_attacks"],
+                flagged=dict(v["flagged"]),
+                calibrated=v["calibrated"],
+                thresholds=list(v["thresholds"]),
+                engine_seconds=v["engine_seconds"],
+            )
+        )
+    return results
+
+
+def _rate_from(raw: dict[str, Any]) -> Rate:
+    low, high = raw["ci95"]
+    return Rate(int(raw["hits"]), int(raw["total"]), float(low), float(high))
 
 
 def _plain(value: Any) -> Any:
@@ -98,6 +137,7 @@ def markdown(results: BenchResults) -> str:
         for sev in ("low", "medium", "high"):
             if sev in rates:
                 lines.append(f"| {label} at ≥ {sev} | {_rate(rates[sev])} |")
+    lines += family_table(scen)
     lines += [
         "",
         "## Benign customers",
@@ -153,6 +193,29 @@ def markdown(results: BenchResults) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def family_table(scen: Sequence[ScenarioResult]) -> list[str]:
+    """Detection per attack family and variant: the view the detectors' acceptance bars use."""
+    lines = [
+        "",
+        "## By attack family",
+        "",
+        "| family | variant | detected | median queries to detection | median share of budget |",
+        "|---|---|---|---|---|",
+    ]
+    for family in sorted({s.family for s in scen}):
+        for variant in VARIANTS:
+            chosen = [s for s in scen if s.family == family and s.variant == variant]
+            if not chosen:
+                continue
+            queries = median(s.queries_to_detection for s in chosen if s.queries_to_detection is not None)
+            shown = "-" if queries is None else f"{queries:g}"
+            lines.append(
+                f"| {family} | {variant} | {sum(s.detected for s in chosen)}/{len(chosen)} | {shown} | "
+                f"{_pct(median_share(chosen), 2)} |"
+            )
+    return lines
 
 
 def _num(x: float | None) -> str:
