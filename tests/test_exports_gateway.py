@@ -68,6 +68,13 @@ severity = "high"
                 metrics = httpx.get(admin.url + "/metrics").text
             assert 'querywarden_export_findings_total{exporter="webhook",outcome="sent"} 1.0' in metrics
             assert 'querywarden_export_findings_total{exporter="cef",outcome="sent"} 1.0' in metrics
+            # the rules for /metrics: querywarden_* names, aggregates only, _total counters
+            samples = [line for line in metrics.splitlines() if line and not line.startswith("#")]
+            assert samples and all(line.startswith("querywarden_") for line in samples)
+            assert principal not in metrics and "k_scraper" not in metrics and "127.0.0.1" not in metrics
+            for line in metrics.splitlines():
+                if line.startswith("# TYPE") and line.endswith(" counter"):
+                    assert line.split()[2].endswith("_total"), line
         finally:
             server.close()
             hook.close()

@@ -65,7 +65,9 @@ def test_fingerprints_are_stable_and_algorithm_bound() -> None:
     assert fingerprint(it(features=x + 1e-9)) == (ROW, row_fingerprint(x))  # rounded to 6 decimals
     assert fingerprint(it(messages=({"role": "user", "content": "Hi"},))) == (TEXT, text_fingerprint("hi"))
     assert fingerprint(it()) is None
-    assert len(row_fingerprint(x)) == 16
+    # the test vectors docs/intel.md publishes for other implementations
+    assert row_fingerprint(x) == "c487ba75e6065678"
+    assert text_fingerprint("Ignore previous instructions") == "555a1a90a1dfa671"
     m = IntelMatcher([ind("fingerprint", text_fingerprint("hi"), algorithm=TEXT)])
     assert m.by_fingerprint(ROW, text_fingerprint("hi")) == []
 

@@ -4,9 +4,9 @@ A fingerprint lets teams share "this exact probe is an attack" without sharing t
 a known inversion seed, a membership-inference candidate row, a system-prompt extraction
 prompt. It is 16 lowercase hex digits (64 bits) under one of two algorithms:
 
-- ``qw-row-v1``: numeric input. ``querywarden.core.profile.row_digest`` of the feature
-  vector, i.e. BLAKE2b-64 of the float64 values rounded to six decimals (so a row that went
-  through JSON and back still matches), that 64-bit integer written as 16 hex digits.
+- ``qw-row-v1``: numeric input. ``querywarden.core.profile.row_digest`` of the features:
+  each multiplied by 10^6 and rounded (so a row that went through JSON and back still
+  matches), BLAKE2b-64 of the float64 bytes, that 64-bit integer in 16 hex digits.
 - ``qw-text-v1``: text input (the prompt, or the messages' contents joined by newlines).
   BLAKE2b-64 of the UTF-8 of the text after Unicode NFKC normalisation, case folding, and
   collapsing every run of whitespace to one space with the ends stripped, so trivial
