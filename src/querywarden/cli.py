@@ -18,6 +18,7 @@ from querywarden.commands.console import console_command
 from querywarden.commands.profile import profile_command
 from querywarden.commands.replay import replay_command
 from querywarden.commands.serve import serve_command
+from querywarden.commands.stix import stix_command
 
 app = typer.Typer(
     name="querywarden",
@@ -33,6 +34,7 @@ app.command("bench")(bench)
 app.command("calibrate")(calibrate_command)
 app.command("serve")(serve_command)
 app.command("console")(console_command)
+app.command("stix")(stix_command)
 
 
 def _version(value: bool) -> None:
