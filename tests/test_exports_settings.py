@@ -68,12 +68,6 @@ path = "ocsf.jsonl"
     d.close()
 
 
-def test_the_main_loader_accepts_the_sections_other_loaders_read(tmp_path: Path) -> None:
-    """[gateway], [console] and [[exports]] are read by their own loaders; load_config must not refuse them."""
-    path = write(tmp_path, '[gateway]\nqueue_size = 10\n\n[console]\n\n[[exports]]\nkind = "cef"\nhost = "h"\n')
-    assert load_config(path).profiles["credit"].n_features == 3
-
-
 def test_no_exports_is_an_empty_dispatcher(tmp_path: Path) -> None:
     assert not load_dispatcher(write(tmp_path, ""))
     assert not load_dispatcher(None)

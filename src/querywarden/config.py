@@ -125,7 +125,7 @@ SETTINGS: tuple[Setting, ...] = (
 _BY_SECTION: dict[str, dict[str, Setting]] = {}
 for _s in SETTINGS:
     _BY_SECTION.setdefault(_s.section, {})[_s.name] = _s
-_TOP = ("models", "detectors", "policy", "risk", "store", "console", "gateway", "exports", "intel")
+_TOP = ("models", "detectors", "policy", "risk", "store", "console", "exports", "intel")
 
 
 def default(key: str) -> Any:
