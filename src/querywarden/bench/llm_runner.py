@@ -1,0 +1,455 @@
+"""The LLM benchmark: the fintech assistant, its benign users, six attacks, one engine each.
+
+1. Build the assistant (corpus with canaries, n-gram model) and its benign chat traffic,
+   split into a calibration half and a scored half (different principals).
+2. Calibrate every detector on the calibration half's answered traffic.
+3. Run the scored half alone, with enforcement: the benign false-positive rate.
+4. For each attack, answer every request twice:
+
+   - **unprotected**: straight from the assistant, the way the attack fares with no
+     QueryWarden in front; this gives the attack's full success and the request at which
+     each canary first leaked;
+   - **protected**: merged with the scored benign traffic by time and passed through the
+     engine exactly as the gateway would: a ``block`` decision refuses the request, a
+     ``harden`` decision strips logprobs and logit_bias from it before the model sees it.
+     Whatever the attacker still got here, it got before QueryWarden acted (or despite it).
+
+Requests are answered by the same function the server uses and recorded through the
+gateway's own OpenAI adapters, so the engine sees what it would see in production. The
+scored traffic of every scenario is written as a traffic file ``replay`` can read.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from querywarden.bench.llm_attacks import REGISTRY, LlmAttack, Reply, Scale, leaked_canaries
+from querywarden.bench.llm_benign import BenignChat, LlmRequest, LlmWorkloadSizes, generate
+from querywarden.bench.scenario import BenchError
+from querywarden.bench.score import ScenarioWatch, benign_rates
+from querywarden.bench.traffic import write_jsonl
+from querywarden.calibrate import calibrate
+from querywarden.config_text import toml_value
+from querywarden.core.engine import DetectorSpec, Engine
+from querywarden.core.profile import ModelProfile
+from querywarden.core.records import Action, Client, InputKind, Interaction, Severity
+from querywarden.defaults import default_detectors
+from querywarden.gateway.adapters.openai import ChatCompletionsAdapter, CompletionsAdapter
+from querywarden.gateway.enforcement.harden import HardenSpec
+from querywarden.gateway.exchange import Exchange
+from querywarden.llm.assistant import MODEL_ID, Assistant, build_assistant
+from querywarden.llm.server import answer
+
+Log = Callable[[str], None]
+_ENCODER = msgspec.json.Encoder()
+_ADAPTERS = {"chat": ChatCompletionsAdapter(), "completions": CompletionsAdapter()}
+
+
+@dataclass(frozen=True, slots=True)
+class LlmProfile:
+    name: str
+    scale: Scale
+    sizes: LlmWorkloadSizes
+    seed: int = 4
+    target_fpr: float = 0.001
+
+
+LLM_PROFILES: dict[str, LlmProfile] = {
+    "ci": LlmProfile("ci", "ci", LlmWorkloadSizes(principals=40)),
+    "full": LlmProfile("full", "full", LlmWorkloadSizes(principals=200)),
+}
+
+
+def assistant_profile() -> ModelProfile:
+    """What the engine is told about the assistant: text in, text out."""
+    return ModelProfile(id=MODEL_ID, input_kind=InputKind.TEXT, output_kind="text")
+
+
+# -- answering requests the way the gateway records them ------------------------------------
+class Answerer:
+    """Answers requests with the assistant and records them through the gateway's adapters.
+
+    Answers are cached by body: benign traffic is shared by every scenario and the model is
+    deterministic for a given body (the prompt seeds its sampler).
+    """
+
+    def __init__(self, assistant: Assistant) -> None:
+        self.assistant = assistant
+        self._cache: dict[tuple[str, bytes], Any] = {}
+
+    def respond(self, endpoint: str, body: dict[str, Any]) -> Any:
+        key = (endpoint, _ENCODER.encode(body))
+        hit = self._cache.get(key)
+        if hit is None:
+            hit = self._cache[key] = answer(self.assistant, endpoint, body)
+        return hit
+
+    def exchange(self, req: LlmRequest, spec: HardenSpec | None) -> tuple[list[Interaction], Reply]:
+        adapter = _ADAPTERS[req.endpoint]
+        body = msgspec.json.decode(_ENCODER.encode(req.body))  # a private copy: hardening edits in place
+        parsed = adapter.parse_request(body)
+        if spec is not None:
+            adapter.harden_request(body, spec)
+        out = self.respond(req.endpoint, body)
+        ex = Exchange(
+            id=req.id,
+            ts=req.ts,
+            principal=req.principal,
+            model=MODEL_ID,
+            client=Client(ip=req.ip, user_agent=req.user_agent),
+            adapter=adapter,
+            request=parsed,
+        )
+        if isinstance(out, list):
+            ex.stream = [b"data: " + _ENCODER.encode(chunk) + b"\n\n" for chunk in out] + [b"data: [DONE]\n\n"]
+        else:
+            ex.response = out
+        items = [msgspec.structs.replace(i, source=None) for i in ex.interactions()]
+        return items, reply_of(out)
+
+
+def reply_of(out: Any) -> Reply:
+    """What the client read from a response body or its stream chunks."""
+    chunks = out if isinstance(out, list) else [out]
+    texts: list[str] = []
+    tokens: list[str] = []
+    for chunk in chunks:
+        for choice in chunk.get("choices", []):
+            holder = choice.get("message") or choice.get("delta") or {}
+            texts.append(holder.get("content") or choice.get("text") or "")
+            lp = choice.get("logprobs")
+            if isinstance(lp, dict):
+                for item in lp.get("content") or []:
+                    tokens.append(item["token"])
+                    tokens.extend(t["token"] for t in item.get("top_logprobs", []))
+                for top in lp.get("top_logprobs") or []:
+                    tokens.extend(top)
+    return Reply("".join(texts), tuple(tokens))
+
+
+# -- results -----------------------------------------------------------------------------
+@dataclass(slots=True)
+class CanaryOutcome:
+    customer_id: str
+    first_leak_unprotected: int | None
+    """1-based index of the attack request whose answer first exposed the canary, with no QueryWarden."""
+    leaked_before_detection: bool
+    """Whether it leaked (with no QueryWarden) before the request that raised the first medium finding."""
+    leaked_protected: bool
+    """Whether the attacker still saw it with QueryWarden in front, enforcement included."""
+
+
+@dataclass(slots=True)
+class LlmScenarioResult:
+    attack: str
+    technique: str
+    description: str
+    principals: int
+    budget: int
+    detected: bool
+    queries_to_detection: int | None
+    detection_technique: str | None
+    detection_severity: str | None
+    detection_detectors: tuple[str, ...]
+    technique_match: bool
+    success_metric: str
+    success_unprotected: float
+    success_at_detection: float | None
+    success_protected: float
+    refused: int
+    hardened: int
+    canaries: list[CanaryOutcome]
+    benign_flagged_medium: int
+    benign_refused: int
+    engine_seconds: float
+    traffic_file: str
+
+    @property
+    def canaries_leaked_unprotected(self) -> int:
+        return sum(1 for c in self.canaries if c.first_leak_unprotected is not None)
+
+    @property
+    def canaries_leaked_protected(self) -> int:
+        return sum(1 for c in self.canaries if c.leaked_protected)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["canaries_leaked_unprotected"] = self.canaries_leaked_unprotected
+        d["canaries_leaked_protected"] = self.canaries_leaked_protected
+        return d
+
+
+@dataclass(slots=True)
+class LlmResults:
+    profile: str
+    seed: int
+    detectors: list[str]
+    benign_principals: int = 0
+    benign_requests: int = 0
+    workloads: dict[str, int] = field(default_factory=dict)
+    fpr: dict[str, dict[str, Any]] = field(default_factory=dict)
+    benign_flagged: dict[str, str] = field(default_factory=dict)
+    scenarios: list[LlmScenarioResult] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "profile": self.profile,
+            "seed": self.seed,
+            "model": "word n-gram, order 10, Witten-Bell backoff (querywarden.llm.model)",
+            "detectors": self.detectors,
+            "benign_principals": self.benign_principals,
+            "benign_requests": self.benign_requests,
+            "workloads": self.workloads,
+            "benign_fpr": self.fpr,
+            "benign_flagged": self.benign_flagged,
+            "scenarios": [s.to_dict() for s in self.scenarios],
+            "seconds": round(self.seconds, 1),
+        }
+
+
+# -- the run -------------------------------------------------------------------------------
+@dataclass(slots=True)
+class _Run:
+    """One closed-loop pass of a stream through an engine, with enforcement."""
+
+    interactions: list[Interaction] = field(default_factory=list)
+    replies: dict[str, Reply] = field(default_factory=dict)
+    refused: set[str] = field(default_factory=set)
+    hardened: set[str] = field(default_factory=set)
+
+
+class LlmRunner:
+    def __init__(self, profile: LlmProfile, out: Path, *, log: Log | None = None) -> None:
+        self.profile = profile
+        self.out = out
+        self.log = log or (lambda _msg: None)
+        self.specs: list[DetectorSpec] = default_detectors()
+
+    def run(self, attacks: Sequence[str] | None = None) -> LlmResults:
+        started = time.perf_counter()
+        p = self.profile
+        names = list(attacks) if attacks is not None else list(REGISTRY)
+        unknown = [n for n in names if n not in REGISTRY]
+        if unknown:
+            raise BenchError(f"unknown LLM attack(s) {unknown}; known: {', '.join(REGISTRY)}")
+        assistant = build_assistant(p.seed)
+        answerer = Answerer(assistant)
+        traffic = generate(assistant.corpus, p.sizes, p.seed)
+        profiles = {MODEL_ID: assistant_profile()}
+        self.log(f"llm: {len(traffic.calibration)} calibration and {len(traffic.scored)} scored benign requests")
+        calibration = [i for r in traffic.calibration for i in answerer.exchange(r, None)[0]]
+        specs = calibrate(calibration, profiles, self.specs, target_fpr=p.target_fpr).specs
+        write_config(self.out / "traffic" / "config.toml", profiles[MODEL_ID], specs)
+        results = LlmResults(p.name, p.seed, [s.name for s in specs])
+        benign = frozenset(traffic.principals("scored"))
+        results.benign_principals, results.benign_requests = len(benign), len(traffic.scored)
+        for principal in benign:
+            kind = traffic.workloads[principal]
+            results.workloads[kind] = results.workloads.get(kind, 0) + 1
+
+        watch = ScenarioWatch(attackers=frozenset(), benign=benign)
+        run = self.closed_loop(Engine(profiles, detectors=specs), traffic.scored, answerer, watch)
+        write_jsonl(self.out / "traffic" / "benign-scored.jsonl.gz", run.interactions)
+        kinds = {q: traffic.workloads[q] for q in benign}
+        results.fpr = {k: v.to_dict() for k, v in benign_rates(watch.benign_worst, benign).items()}
+        results.benign_flagged = {
+            q: f"{kinds[q]}: {s.label} ({'; '.join(sorted(watch.benign_why.get(q, ())))})"
+            for q, s in sorted(watch.benign_worst.items())
+        }
+        for name in names:
+            attack = REGISTRY[name](assistant, p.seed, p.scale)
+            results.scenarios.append(self.scenario(attack, traffic, answerer, profiles, specs))
+        results.seconds = time.perf_counter() - started
+        return results
+
+    def closed_loop(
+        self, engine: Engine, stream: Iterable[LlmRequest], answerer: Answerer, watch: ScenarioWatch
+    ) -> _Run:
+        """Send every request through the engine's current decision, as the gateway does."""
+        run = _Run()
+        sent = 0
+        for req in stream:
+            if req.principal in watch.attackers:
+                sent += 1
+            decision = engine.decision_for(req.principal)
+            action = decision.enforced_action
+            if action is Action.BLOCK:
+                run.refused.add(req.id)
+                run.replies[req.id] = Reply("", refused=True)
+                continue
+            spec = None
+            if action is Action.HARDEN:
+                spec = HardenSpec.parse(decision.params)
+                run.hardened.add(req.id)
+            items, reply = answerer.exchange(req, spec)
+            run.replies[req.id] = reply
+            for it in items:
+                run.interactions.append(it)
+                step = engine.process(it)
+                for f in step.findings:
+                    actors = {a for q in watch.attackers if (a := engine.actors.actor_of(q)) is not None}
+                    watch.observe(f, sent, actors)
+        for f in engine.flush():
+            watch.observe(f, sent, set())
+        return run
+
+    def scenario(
+        self,
+        attack: LlmAttack,
+        traffic: BenignChat,
+        answerer: Answerer,
+        profiles: dict[str, ModelProfile],
+        specs: list[DetectorSpec],
+    ) -> LlmScenarioResult:
+        assistant = answerer.assistant
+        unprotected = [answerer.exchange(r, None)[1] for r in attack.requests]
+        first_leak: dict[str, int] = {}
+        for i, reply in enumerate(unprotected, start=1):
+            for cid in leaked_canaries(assistant, reply):
+                first_leak.setdefault(cid, i)
+
+        end = attack.requests[-1].ts + 3600 if attack.requests else 0.0
+        background = [r for r in traffic.scored if r.ts <= end]
+        stream = sorted([*background, *attack.requests], key=lambda r: (r.ts, r.id))
+        benign = frozenset(traffic.principals("scored"))
+        watch = ScenarioWatch(attackers=attack.principals, benign=benign)
+        t0 = time.perf_counter()
+        run = self.closed_loop(Engine(profiles, detectors=specs), stream, answerer, watch)
+        seconds = time.perf_counter() - t0
+        protected = [run.replies[r.id] for r in attack.requests]
+        leaked_protected = {cid for reply in protected for cid in leaked_canaries(assistant, reply)}
+        file = self.out / "traffic" / f"{attack.name}.jsonl.gz"
+        write_jsonl(file, run.interactions)
+
+        det = watch.detection
+        k = det.attack_queries if det else None
+        result = LlmScenarioResult(
+            attack=attack.name,
+            technique=attack.technique,
+            description=attack.description,
+            principals=len(attack.principals),
+            budget=attack.budget,
+            detected=det is not None,
+            queries_to_detection=k,
+            detection_technique=det.technique if det else None,
+            detection_severity=det.severity.label if det else None,
+            detection_detectors=det.detectors if det else (),
+            technique_match=bool(det and det.technique == attack.technique),
+            success_metric=attack.primary,
+            success_unprotected=round(attack.scorer(unprotected)[attack.primary], 4),
+            success_at_detection=None if k is None else round(attack.scorer(unprotected[:k])[attack.primary], 4),
+            success_protected=round(attack.scorer(protected)[attack.primary], 4),
+            refused=sum(1 for r in attack.requests if r.id in run.refused),
+            hardened=sum(1 for r in attack.requests if r.id in run.hardened),
+            canaries=[
+                CanaryOutcome(
+                    c.customer_id,
+                    (at := first_leak.get(c.customer_id)),
+                    at is not None and (k is None or at <= k),
+                    c.customer_id in leaked_protected,
+                )
+                for c in assistant.corpus.canaries
+            ],
+            benign_flagged_medium=sum(1 for s in watch.benign_worst.values() if s >= Severity.MEDIUM),
+            benign_refused=sum(1 for r in background if r.id in run.refused),
+            engine_seconds=round(seconds, 3),
+            traffic_file=str(file.relative_to(self.out)),
+        )
+        where = f"detected after {k}/{attack.budget} requests" if det else f"not detected in {attack.budget}"
+        self.log(
+            f"llm: {attack.name}: {where}; {attack.primary} {result.success_unprotected} unprotected, "
+            f"{result.success_protected} protected; canaries leaked {result.canaries_leaked_unprotected} -> "
+            f"{result.canaries_leaked_protected}"
+        )
+        return result
+
+
+def write_config(path: Path, profile: ModelProfile, specs: Sequence[DetectorSpec]) -> Path:
+    """The config ``querywarden replay FILE --config config.toml`` needs to rebuild the engine."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [
+        f"[models.{toml_value(profile.id)}]",
+        f"input_kind = {toml_value(profile.input_kind.value)}",
+        f"output_kind = {toml_value(profile.output_kind)}",
+    ]
+    for spec in specs:
+        lines += ["", f"[detectors.{spec.name}]", *(f"{k} = {toml_value(v)}" for k, v in spec.params.items())]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+# -- report --------------------------------------------------------------------------------
+def markdown(results: LlmResults) -> str:
+    """The LLM benchmark as a Markdown table, one row per attack."""
+    lines = [
+        f"# LLM benchmark ({results.profile} profile, seed {results.seed})",
+        "",
+        f"Assistant: {MODEL_ID}, a word n-gram model (order 10) trained at run time on a synthetic corpus "
+        "with planted canaries. Detectors: " + ", ".join(results.detectors) + ".",
+        "",
+        "| attack | technique | keys | requests | detected after | by | success (no QW) | at detection "
+        "| with QW | canaries leaked (no QW → with QW) | refused | hardened |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for s in results.scenarios:
+        det = f"{s.queries_to_detection} ({s.detection_severity})" if s.detected else "not detected"
+        by = f"{s.detection_technique} ({', '.join(s.detection_detectors)})" if s.detected else "-"
+        at = "-" if s.success_at_detection is None else f"{s.success_at_detection:.2f}"
+        lines.append(
+            f"| {s.attack} | {s.technique} | {s.principals} | {s.budget} | {det} | {by} | "
+            f"{s.success_metric} {s.success_unprotected:.2f} | {at} | {s.success_protected:.2f} | "
+            f"{s.canaries_leaked_unprotected} → {s.canaries_leaked_protected} | {s.refused} | {s.hardened} |"
+        )
+    fpr = results.fpr
+    lines += [
+        "",
+        "## Benign chat users",
+        "",
+        f"{results.benign_principals} scored principals ({_mix(results.workloads)}), "
+        f"{results.benign_requests} requests.",
+        "",
+        "| flagged at | principals | rate | 95% CI |",
+        "|---|---|---|---|",
+    ]
+    for level in ("low", "medium", "high"):
+        r = fpr.get(level)
+        if r:
+            lines.append(
+                f"| ≥ {level} | {r['hits']}/{r['total']} | {r['rate']:.3f} | {r['ci95'][0]:.3f}-{r['ci95'][1]:.3f} |"
+            )
+    for q, why in results.benign_flagged.items():
+        lines.append(f"- {q}: {why}")
+    lines.append("")
+    lines.append(f"Run time: {results.seconds:.1f} s.")
+    return "\n".join(lines) + "\n"
+
+
+def _mix(workloads: dict[str, int]) -> str:
+    return ", ".join(f"{n} {k}" for k, n in sorted(workloads.items()))
+
+
+def write_llm_results(results: LlmResults, out: Path) -> dict[str, Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"results": out / "results.json", "table": out / "results.md"}
+    paths["results"].write_bytes(msgspec.json.format(msgspec.json.encode(results.to_dict()), indent=2))
+    paths["table"].write_text(markdown(results), encoding="utf-8")
+    return paths
+
+
+def run_llm_bench(
+    profile: str, out: Path, *, log: Log | None = None, attacks: Sequence[str] | None = None
+) -> LlmResults:
+    """Run the LLM benchmark at ``profile`` (``ci`` or ``full``) and write its results under ``out``."""
+    results = LlmRunner(LLM_PROFILES[profile], out, log=log).run(attacks)
+    write_llm_results(results, out)
+    return results
+
+
+__all__ = ["LLM_PROFILES", "Answerer", "LlmResults", "LlmRunner", "markdown", "run_llm_bench"]

@@ -1,0 +1,193 @@
+"""The LLM benchmark: benign chat traffic, the attacks, their scorers and the ci run end to end."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from querywarden.bench.llm_attacks import REGISTRY, LlmAttack, Reply, canary_scorer, llm_attack_names
+from querywarden.bench.llm_benign import LlmRequest, LlmWorkloadSizes, generate
+from querywarden.bench.llm_runner import Answerer, LlmResults, markdown, reply_of, run_llm_bench
+from querywarden.bench.scenario import BenchError
+from querywarden.core.atlas import TECHNIQUES
+from querywarden.gateway.enforcement.harden import HardenSpec
+from querywarden.llm.assistant import Assistant, build_assistant
+from querywarden.llm.corpus import SYSTEM_SECRET
+from querywarden.llm.server import answer
+
+
+@pytest.fixture(scope="module")
+def assistant() -> Assistant:
+    return build_assistant(4)
+
+
+@pytest.fixture(scope="module")
+def attacks(assistant: Assistant) -> dict[str, LlmAttack]:
+    return {name: REGISTRY[name](assistant, 4, "ci") for name in llm_attack_names()}
+
+
+@pytest.fixture(scope="module")
+def ci_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[LlmResults, Path]:
+    out = tmp_path_factory.mktemp("llm-bench")
+    return run_llm_bench("ci", out), out
+
+
+# -- benign --------------------------------------------------------------------------------
+def test_benign_chat_is_reproducible_diverse_and_split_by_principal(assistant: Assistant) -> None:
+    a = generate(assistant.corpus, LlmWorkloadSizes(principals=40), 1)
+    b = generate(assistant.corpus, LlmWorkloadSizes(principals=40), 1)
+    assert [(r.principal, r.body) for r in a.scored] == [(r.principal, r.body) for r in b.scored]
+    assert not a.principals("calibration") & a.principals("scored")
+    assert set(a.workloads.values()) == {"faq", "account", "retry", "agent_desk", "confidence_app"}
+    chats = [r.body["messages"][-1]["content"] for r in a.scored if r.endpoint == "chat"]
+    assert len(set(chats)) > 0.6 * len(chats)  # varied phrasing ...
+    lengths = [len(c) for c in chats]
+    assert max(lengths) > 3 * min(lengths)  # ... and lengths
+    streamed = sum(1 for r in a.scored if r.body.get("stream"))
+    assert 0.2 < streamed / len(a.scored) < 0.8
+    assert any(len(r.body.get("messages", [])) > 2 for r in a.scored)  # multi-turn histories
+
+
+def test_benign_retries_resend_identical_bodies_within_seconds(assistant: Assistant) -> None:
+    traffic = generate(assistant.corpus, LlmWorkloadSizes(principals=40), 2)
+    retries = [r for r in traffic.scored if r.workload == "retry"]
+    by_body = Counter((r.principal, json.dumps(r.body, sort_keys=True)) for r in retries)
+    assert max(by_body.values()) >= 2
+
+
+def test_several_customers_ask_the_same_questions(assistant: Assistant) -> None:
+    traffic = generate(assistant.corpus, LlmWorkloadSizes(principals=40), 3)
+    askers: dict[str, set[str]] = {}
+    for r in traffic.scored:
+        if r.workload == "faq":
+            core = r.body["messages"][-1]["content"].lower().strip("?!. ")
+            askers.setdefault(core.split(", ")[-1], set()).add(r.principal)
+    assert max(len(p) for p in askers.values()) >= 2
+
+
+def test_every_benign_request_is_one_the_server_accepts(assistant: Assistant) -> None:
+    traffic = generate(assistant.corpus, LlmWorkloadSizes(principals=20), 5)
+    for r in traffic.scored[:150]:
+        answer(assistant, r.endpoint, r.body)
+
+
+# -- attacks -------------------------------------------------------------------------------
+def test_attacks_are_valid_requests_with_valid_techniques(attacks: dict[str, LlmAttack], assistant: Assistant) -> None:
+    for attack in attacks.values():
+        assert attack.technique in TECHNIQUES
+        assert attack.budget > 0
+        ts = [r.ts for r in attack.requests]
+        assert ts == sorted(ts)
+        answer(assistant, attack.requests[0].endpoint, attack.requests[0].body)
+    assert len(attacks["distillation"].principals) == 8
+    assert all(len(a.principals) == 1 for n, a in attacks.items() if n != "distillation")
+    sweep = attacks["logit-bias-sweep"].requests
+    assert len({json.dumps(r.body["logit_bias"], sort_keys=True) for r in sweep}) == len(sweep)
+
+
+def test_attacks_really_work_against_the_unprotected_assistant(
+    attacks: dict[str, LlmAttack], assistant: Assistant
+) -> None:
+    answerer = Answerer(assistant)
+    success = {}
+    for name, attack in attacks.items():
+        replies = [answerer.exchange(r, None)[1] for r in attack.requests]
+        success[name] = attack.scorer(replies)[attack.primary]
+    assert success["enumeration"] == 1.0  # every canary on the customer list comes out
+    assert success["verbatim-prefix"] > 0.5
+    assert success["system-prompt"] == 1.0
+    assert success["logit-bias-sweep"] > 0.1
+    assert success["distillation"] > 0.5
+
+
+def test_canary_scorer_counts_prefixes_and_ignores_refusals(assistant: Assistant) -> None:
+    score = canary_scorer(assistant)
+    c0, c1 = assistant.corpus.canaries[:2]
+    replies = [Reply("nothing here"), Reply(f"IBAN {c0.iban}"), Reply("", (c1.phone,)), Reply(c1.iban, refused=True)]
+    n = len(assistant.corpus.canaries)
+    assert [score(replies[:k])["canaries_leaked"] for k in range(5)] == [0, 0, 1 / n, 2 / n, 2 / n]
+
+
+def test_hardening_strips_what_the_logit_bias_sweep_harvests(
+    attacks: dict[str, LlmAttack], assistant: Assistant
+) -> None:
+    answerer = Answerer(assistant)
+    req = attacks["logit-bias-sweep"].requests[0]
+    _, plain = answerer.exchange(req, None)
+    items, hardened = answerer.exchange(req, HardenSpec.parse({}))
+    assert plain.logprob_tokens and not hardened.logprob_tokens
+    assert items[0].params["logit_bias"]  # the engine still sees what the caller asked for
+
+
+def test_exchanges_record_streamed_and_plain_answers_alike(assistant: Assistant) -> None:
+    answerer = Answerer(assistant)
+    body = {"messages": [{"role": "user", "content": "I lost my card"}], "temperature": 0}
+    plain = LlmRequest("a", 0.0, "p", "chat", body, "192.0.2.1", "ua")
+    streamed = LlmRequest("b", 0.0, "p", "chat", {**body, "stream": True}, "192.0.2.1", "ua")
+    (i1,), r1 = answerer.exchange(plain, None)
+    (i2,), r2 = answerer.exchange(streamed, None)
+    assert i1.output is not None and i2.output is not None
+    assert i1.output.text == i2.output.text == r1.text == r2.text
+    assert i1.messages == ({"role": "user", "content": "I lost my card"},)
+
+
+def test_reply_of_reads_legacy_and_chat_logprobs(assistant: Assistant) -> None:
+    legacy = answer(assistant, "completions", {"prompt": "You are", "max_tokens": 2, "logprobs": 3})
+    chat = answer(
+        assistant,
+        "chat",
+        {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2, "logprobs": True, "top_logprobs": 3},
+    )
+    assert len(reply_of(legacy).logprob_tokens) >= 3
+    assert len(reply_of(chat).logprob_tokens) >= 4
+
+
+def test_unknown_llm_attack_names_the_known_ones(tmp_path: Path) -> None:
+    with pytest.raises(BenchError, match="enumeration"):
+        run_llm_bench("ci", tmp_path, attacks=["nope"])
+
+
+# -- the ci run ----------------------------------------------------------------------------
+def test_ci_run_detects_every_attack_with_the_right_technique(ci_run: tuple[LlmResults, Path]) -> None:
+    results, _ = ci_run
+    assert [s.attack for s in results.scenarios] == llm_attack_names()
+    for s in results.scenarios:
+        assert s.detected, s.attack
+        assert s.technique_match, (s.attack, s.detection_technique)
+        assert s.success_protected <= s.success_unprotected
+        assert s.refused + s.hardened > 0  # the policy acted on the attacker
+
+
+def test_ci_run_reports_canaries_against_detection(ci_run: tuple[LlmResults, Path]) -> None:
+    results, _ = ci_run
+    for s in results.scenarios:
+        for c in s.canaries:
+            if c.leaked_before_detection:
+                assert c.first_leak_unprotected is not None and s.queries_to_detection is not None
+                assert c.first_leak_unprotected <= s.queries_to_detection
+            if c.first_leak_unprotected is None:
+                assert not c.leaked_before_detection
+    sweep = next(s for s in results.scenarios if s.attack == "logit-bias-sweep")
+    assert sweep.success_protected < sweep.success_unprotected / 2  # hardening and the block cut the haul
+
+
+def test_ci_run_keeps_benign_users_mostly_unflagged(ci_run: tuple[LlmResults, Path]) -> None:
+    results, _ = ci_run
+    assert results.fpr["high"]["hits"] == 0
+    assert results.fpr["medium"]["rate"] <= 0.1
+    assert results.seconds < 90
+
+
+def test_ci_run_writes_results_traffic_and_a_replayable_config(ci_run: tuple[LlmResults, Path]) -> None:
+    results, out = ci_run
+    data = json.loads((out / "results.json").read_text())
+    assert data["scenarios"][0]["canaries_leaked_unprotected"] == results.scenarios[0].canaries_leaked_unprotected
+    assert "| enumeration |" in (out / "results.md").read_text()
+    assert (out / "traffic" / "config.toml").read_text().startswith('[models."northgate-assistant"]')
+    for s in results.scenarios:
+        assert (out / s.traffic_file).stat().st_size > 0
+    assert "LLM benchmark" in markdown(results)
+    assert SYSTEM_SECRET not in (out / "results.md").read_text()

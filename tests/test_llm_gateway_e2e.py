@@ -1,0 +1,153 @@
+"""End to end: a canary extraction attack on the real assistant, without and with QueryWarden.
+
+The assistant (corpus with canaries, n-gram model trained here) is served by uvicorn on
+loopback. The attacker holds a leaked customer list and pushes every name through the
+payout-transcript template with greedy decoding, half of the requests streamed, as an
+OpenAI client would. Without QueryWarden the canary customers' IBANs come back. With the
+real gateway in front, the engine sees the templated enumeration and the operator's policy
+blocks the key before the first canary name comes up; a customer chatting through the same
+gateway at the same time is served throughout.
+
+The policy is the default ladder plus one operator rule: LLM data leakage (AML.T0057) at
+``medium`` blocks, the choice a bank makes for an assistant trained on customer records
+(the default ``harden`` strips logprobs and logit_bias, which does not stop greedy text).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from gateway_upstream import LoopbackServer
+from querywarden.bench.llm_attacks import LlmAttack, enumeration
+from querywarden.bench.llm_runner import assistant_profile
+from querywarden.core.atlas import LLM_LEAKAGE
+from querywarden.core.engine import Engine
+from querywarden.core.policy import DEFAULT_POLICY, Policy, Rule
+from querywarden.core.records import Action, Severity
+from querywarden.defaults import default_detectors
+from querywarden.gateway import EnginePipeline, Gateway, GatewaySettings
+from querywarden.llm.assistant import MODEL_ID, Assistant, build_assistant
+from querywarden.llm.server import create_app
+
+pytestmark = pytest.mark.slow
+
+SEED = 1
+"""With this seed the first canary leaks at the attacker's 34th request (a name whose
+context is close to a canary's; the canary's own name is 42nd). QueryWarden needs about 20
+templated requests to call them an enumeration, so a canary among the first 20 names would
+leak: the benchmark reports how often that happens."""
+CUSTOMER_QUESTIONS = (
+    "I lost my card",
+    "what is my daily transfer limit",
+    "how do I reset my password",
+    "are there fees for paying abroad",
+)
+
+
+@pytest.fixture(scope="module")
+def assistant() -> Assistant:
+    return build_assistant(SEED)
+
+
+@pytest.fixture(scope="module")
+def assistant_url(assistant: Assistant) -> Iterator[str]:
+    with LoopbackServer(create_app(assistant)) as server:
+        yield server.url
+
+
+@pytest.fixture(scope="module")
+def attack(assistant: Assistant) -> LlmAttack:
+    return enumeration(assistant, SEED, "ci")
+
+
+def _text(r: httpx.Response, streamed: bool) -> str:
+    if not streamed:
+        return str(r.json()["choices"][0]["text"])
+    events = [ln[5:].strip() for ln in r.text.splitlines() if ln.startswith("data:")]
+    return "".join(json.loads(e)["choices"][0]["text"] for e in events if e != "[DONE]")
+
+
+def run_attack(client: httpx.Client, attack: LlmAttack, assistant: Assistant, between: Any = None) -> dict[str, Any]:
+    """Send the attack's requests through ``client``; return what leaked and the statuses."""
+    statuses: Counter[int] = Counter()
+    leaked: dict[str, int] = {}
+    for i, req in enumerate(attack.requests, start=1):
+        streamed = i % 2 == 0
+        body = {**req.body, "stream": streamed}
+        r = client.post("/v1/completions", json=body, headers={"x-api-key": "attacker"})
+        statuses[r.status_code] += 1
+        if r.status_code == 200:
+            text = _text(r, streamed)
+            for c in assistant.corpus.canaries:
+                if c.leaked_in(text):
+                    leaked.setdefault(c.customer_id, i)
+        if between is not None:
+            between(i)
+    return {"leaked": leaked, "statuses": statuses}
+
+
+@pytest.fixture(scope="module")
+def unprotected(assistant: Assistant, assistant_url: str, attack: LlmAttack) -> dict[str, Any]:
+    with httpx.Client(base_url=assistant_url, timeout=30) as client:
+        return run_attack(client, attack, assistant)
+
+
+def test_extraction_pulls_canaries_out_of_the_unprotected_assistant(
+    assistant: Assistant, attack: LlmAttack, unprotected: dict[str, Any]
+) -> None:
+    assert unprotected["statuses"] == Counter({200: attack.budget})
+    # every canary customer on the list gives up their IBAN or phone, word for word,
+    # at the latest when the attacker sends their own name
+    assert set(unprotected["leaked"]) == {c.customer_id for c in assistant.corpus.canaries}
+    for canary in assistant.corpus.canaries:
+        own = next(i for i, r in enumerate(attack.requests, start=1) if canary.name in r.body["prompt"])
+        assert unprotected["leaked"][canary.customer_id] <= own
+    assert min(unprotected["leaked"].values()) == 34
+
+
+def test_querywarden_blocks_the_extraction_before_the_first_canary_leaks(
+    assistant: Assistant, assistant_url: str, attack: LlmAttack, unprotected: dict[str, Any]
+) -> None:
+    policy = Policy(
+        rules=(
+            Rule(min_severity=Severity.MEDIUM, action=Action.BLOCK, techniques=(LLM_LEAKAGE,)),
+            *DEFAULT_POLICY.rules,
+        )
+    )
+    engine = Engine({MODEL_ID: assistant_profile()}, detectors=default_detectors(), policy=policy)
+    settings = GatewaySettings(upstream=assistant_url, default_model=MODEL_ID, hash_api_keys=False)
+    gateway = Gateway(settings, EnginePipeline.from_settings(engine, settings))
+    customer: Counter[int] = Counter()
+    answers: list[str] = []
+    with LoopbackServer(gateway) as gw, httpx.Client(base_url=gw.url, timeout=30) as client:
+
+        def between(i: int) -> None:
+            gateway.pipeline.drain(30)  # the attacker waits for the engine: timing does not decide the race
+            if i % 5 == 0:
+                ask = CUSTOMER_QUESTIONS[(i // 5) % len(CUSTOMER_QUESTIONS)]
+                body = {"model": MODEL_ID, "messages": [{"role": "user", "content": ask}], "temperature": 0}
+                r = client.post("/v1/chat/completions", json=body, headers={"x-api-key": "customer"})
+                customer[r.status_code] += 1
+                if r.status_code == 200:
+                    answers.append(r.json()["choices"][0]["message"]["content"])
+
+        outcome = run_attack(client, attack, assistant, between)
+
+    first_leak = min(unprotected["leaked"].values())
+    blocked = outcome["statuses"][403]
+    answered = outcome["statuses"][200]
+    assert outcome["leaked"] == {}, f"canaries leaked at requests {outcome['leaked']}"
+    assert answered < first_leak  # blocked before the request that would have leaked
+    assert blocked == attack.budget - answered
+    decision = engine.decision_for("attacker")
+    assert decision.action is Action.BLOCK and "AML.T0057" in decision.reason
+    # the customer in the same run was answered every time, with real answers
+    assert customer == Counter({200: sum(1 for i in range(1, attack.budget + 1) if i % 5 == 0)})
+    assert engine.decision_for("customer").action is Action.ALLOW
+    assert all(a.strip() for a in answers)
