@@ -20,7 +20,8 @@ separate chains each reaching ``min_hits`` (a walk that restarts, or one candida
 after another), raises ``high``; one signal per crossing. Exact repeats (retries, nightly
 re-scoring) are counted apart and never count as hits.
 
-Hits against another principal's query stored in the last ``link_horizon`` seconds are
+Hits against another principal's query stored in the last ``link_horizon`` seconds, from
+a principal whose last hits mostly fed the chain they join (two of its last three), are
 link evidence: the signal names those principals in ``related`` with ``link_weight``,
 each time the pair's hit count reaches a power of two, at most ``max_link_emits`` times
 per pair. The keys of one split attack query the same chain minutes apart and merge into
@@ -57,6 +58,7 @@ _MAX_LINK_PEERS = 32
 _MAX_CHAINS = 8
 _RECENT = 64
 _EXTRACTION_REPEATS = 0.1
+_LAST_HITS = 3
 
 
 class _Chains:
@@ -66,6 +68,7 @@ class _Chains:
         "actor",
         "chains",
         "key",
+        "last",
         "level",
         "links",
         "long",
@@ -86,6 +89,7 @@ class _Chains:
         self.peak = 0
         self.level = Severity.INFO
         self.long = 0
+        self.last: tuple[int, ...] = ()
         self.technique = ""
         self.chains: dict[int, list[int]] | None = None
         self.recent: deque[tuple[int, float, float]] | None = None
@@ -106,6 +110,7 @@ class _Chains:
             entry[0] = 0
         entry[0] += add
         entry[1] = self.queries
+        self.last = (*self.last[-(_LAST_HITS - 1) :], chain)
         if entry[0] >= long and not entry[2]:
             entry[2] = 1
             self.long += 1
@@ -230,7 +235,7 @@ class NearDuplicateDetector(Detector):
                 _remember_output(ast, interaction)
                 if sig is None:
                     sig = self._crossing(interaction, ast, an, "actor")
-        related = self._links(st, peers) if peers else ()
+        related = self._links(st, peers) if peers and _dominant(st, chain) else ()
         if sig is None and not related:
             return []
         if sig is None:
@@ -382,6 +387,13 @@ def _classify(found: Matches, exact: int, me: int, actor: int, since: float) -> 
     return chain, True, repeat, peers
 
 
+def _dominant(st: _Chains, chain: int) -> bool:
+    """True when most of the principal's last few hits joined this chain: a split attack's
+    keys keep feeding the walk's current chain, while a customer on dense data (where many
+    natural records near-duplicate each other) lands each hit in a different one."""
+    return len(st.last) >= _LAST_HITS and st.last.count(chain) >= _LAST_HITS - 1
+
+
 def _remember_output(st: _Chains, interaction: Interaction) -> None:
     out = interaction.output
     if out is None or out.probabilities is None or not 2 <= out.probabilities.shape[0] <= 1024:
@@ -413,10 +425,16 @@ def _technique(recent: deque[tuple[int, float, float]] | None, repeat_share: flo
     flips = sum(1 for a, b in itertools.pairwise(classes) if a != b)
     if flips > 0.1 * len(rows) or classes[len(rows) // 2 :].count(main) < 0.9 * (len(rows) - len(rows) // 2):
         return ADVERSARIAL
-    conf = np.array([p for c, p, _ in rows if c == main])
-    if len(conf) < 8:
+    kept = [(p, m) for c, p, m in rows if c == main]
+    if len(kept) < 8:
         return ADVERSARIAL
-    quarter = len(conf) // 4
-    if float(conf[-quarter:].mean() - conf[:quarter].mean()) > 0.02:
+    conf = np.array([p for p, _ in kept])
+    margin = np.array([m for _, m in kept])
+    quarter = len(kept) // 4
+    climbed = float(conf[-quarter:].mean() - conf[:quarter].mean())
+    widened = float(margin[-quarter:].mean() - margin[:quarter].mean())
+    # a boundary walk that stays on the adversarial side keeps one class too, but its
+    # margin shrinks towards the boundary; an inversion pulls away from every other class
+    if climbed > 0.05 and widened > 0.05:
         return INVERSION
     return ADVERSARIAL
