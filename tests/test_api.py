@@ -11,7 +11,7 @@ import httpx
 import pytest
 from starlette.routing import Route
 
-from e2e.traffic import copied_store, fill, profiles
+from e2e.traffic import add_actor, copied_store, fill, profiles
 from gateway_upstream import LoopbackServer
 from querywarden.api.app import create_api
 from querywarden.api.openapi import document
@@ -109,6 +109,7 @@ def test_principals_actors_and_stats(api: httpx.Client, ctx: ConsoleContext) -> 
     assert len(rows) == 3 and rows[0]["ts"] >= rows[1]["ts"] >= rows[2]["ts"]
     sigs = api.get("/principals/inverter/signals", params={"detector": "inversion"}).json()["items"]
     assert sigs and {s["detector"] for s in sigs} == {"inversion"}
+    add_actor(ctx.store)
     actors = api.get("/actors").json()["items"]
     assert actors and api.get(f"/actors/{actors[0]['actor']}").json()["members"] == actors[0]["members"]
     assert api.get("/actors/nobody").status_code == 404

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from e2e.traffic import copied_store, profiles
+from e2e.traffic import add_actor, copied_store, profiles
 from gateway_upstream import LoopbackServer
 from querywarden.console.auth import COOKIE, Auth
 from querywarden.console.context import ConsoleContext
@@ -149,7 +149,8 @@ def test_block_from_the_console_reaches_engine_store_and_audit(server: str, ctx:
 
 
 def test_actor_decision_applies_to_every_member(server: str, ctx: ConsoleContext) -> None:
-    actor = ctx.store.actors()[0]
+    actor = ctx.store.actor(add_actor(ctx.store))
+    assert actor is not None
     with login(server) as c:
         token = csrf_of(c.get(f"/console/actors/{actor.actor}").text)
         r = c.post(f"/console/actors/{actor.actor}/decision", data={"action": "throttle", "csrf": token})
@@ -213,7 +214,7 @@ def test_serve_mounts_console_and_api_sharing_one_printed_token(
 
 def test_search_jumps_to_a_finding_principal_or_actor(server: str, ctx: ConsoleContext) -> None:
     finding = ctx.store.findings(limit=1)[0].finding_id
-    actor = ctx.store.actors()[0].actor
+    actor = add_actor(ctx.store)
     with login(server) as c:
         assert c.get("/console/search", params={"q": finding}).url.path == f"/console/findings/{finding}"
         assert c.get("/console/search", params={"q": " inverter "}).url.path == "/console/principals/inverter"

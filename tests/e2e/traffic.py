@@ -75,3 +75,13 @@ def copied_store(directory: Path) -> Store:
     target = directory / "qw.db"
     shutil.copyfile(template_db(), target)
     return open_store(f"sqlite:///{target}")
+
+
+SPLIT_ACTOR = "actor-split-keys"
+
+
+def add_actor(store: Store, members: tuple[str, ...] = ("scraper", "cust-02", "cust-07")) -> str:
+    """Record an actor the way the gateway's worker does (``save_actors``), for the pages
+    that show one: whether the samples cluster any principals is the engine's business."""
+    store.save_actors({SPLIT_ACTOR: members}, ts=1_764_320_700.0)
+    return SPLIT_ACTOR
