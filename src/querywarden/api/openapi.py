@@ -9,13 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import querywarden
-
-SEVERITIES = ["info", "low", "medium", "high", "critical"]
-ACTIONS = ["allow", "harden", "throttle", "block"]
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
+from querywarden.api.schemas import ACTIONS, SEVERITIES, ref, schemas
 
 
 def _q(name: str, description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -44,7 +38,7 @@ TIME = [
 
 def _page_of(item: str, total: bool = False) -> dict[str, Any]:
     props: dict[str, Any] = {
-        "items": {"type": "array", "items": _ref(item)},
+        "items": {"type": "array", "items": ref(item)},
         "limit": {"type": "integer"},
         "offset": {"type": "integer"},
         "next_offset": {"type": ["integer", "null"], "description": "Offset of the next page; null on the last one."},
@@ -71,245 +65,6 @@ def _get(
     return op
 
 
-def _schemas() -> dict[str, Any]:
-    nullable_str = {"type": ["string", "null"]}
-    decision = {
-        "type": "object",
-        "properties": {
-            "principal": {"type": "string"},
-            "action": {"enum": ACTIONS},
-            "ts": {"type": "number"},
-            "reason": {"type": "string"},
-            "finding_id": nullable_str,
-            "actor": nullable_str,
-            "params": {"type": "object"},
-            "shadow": {"type": "boolean"},
-            "source": {"enum": ["engine", "operator"]},
-        },
-    }
-    finding = {
-        "type": "object",
-        "description": "An attack hypothesis about a principal or actor (DESIGN.md, Findings).",
-        "properties": {
-            "finding_id": {"type": "string"},
-            "status": {"enum": ["open", "updated", "closed"]},
-            "principals": {"type": "array", "items": {"type": "string"}},
-            "actor": nullable_str,
-            "model": {"type": "string"},
-            "technique": {"type": "object", "properties": {"id": {"type": "string"}, "name": {"type": "string"}}},
-            "owasp": {"type": "array", "items": {"type": "string"}},
-            "severity": {"enum": SEVERITIES},
-            "score": {"type": "number"},
-            "detectors": {"type": "array", "items": {"type": "string"}},
-            "first_seen_ts": {"type": "number"},
-            "detected_ts": {"type": "number"},
-            "updated_ts": {"type": "number"},
-            "trigger_id": {"type": "string"},
-            "queries_at_detection": {"type": "integer"},
-            "evidence": {"type": "object"},
-            "action": {"type": "string"},
-            "revision": {"type": "integer"},
-        },
-    }
-    signal = {
-        "type": "object",
-        "properties": {
-            "detector": {"type": "string"},
-            "technique": {"type": "string"},
-            "principal": {"type": "string"},
-            "model": {"type": "string"},
-            "interaction_id": {"type": "string"},
-            "ts": {"type": "number"},
-            "score": {"type": "number"},
-            "severity": {"enum": SEVERITIES},
-            "evidence": {"type": "object"},
-            "related": {"type": "array", "items": {"type": "string"}},
-        },
-    }
-    principal = {
-        "type": "object",
-        "properties": {
-            "principal": {"type": "string"},
-            "queries": {"type": "integer"},
-            "first_seen_ts": {"type": ["number", "null"]},
-            "last_seen_ts": {"type": ["number", "null"]},
-            "models": {"type": "array", "items": {"type": "string"}},
-            "open_findings": {"type": "integer"},
-            "max_severity": {"enum": [*SEVERITIES, None]},
-            "risk": {"type": "number"},
-            "decision": {"oneOf": [_ref("Decision"), {"type": "null"}]},
-            "actor": nullable_str,
-        },
-    }
-    actor = {
-        "type": "object",
-        "properties": {
-            "actor": {"type": "string"},
-            "members": {"type": "array", "items": {"type": "string"}},
-            "first_linked_ts": {"type": "number"},
-            "open_findings": {"type": "integer"},
-            "max_severity": {"enum": [*SEVERITIES, None]},
-        },
-    }
-    audit = {
-        "type": "object",
-        "properties": {
-            "seq": {"type": "integer"},
-            "principal": {"type": "string"},
-            "action": {"enum": [*ACTIONS, "clear"]},
-            "previous_action": nullable_str,
-            "ts": {"type": "number"},
-            "recorded_at": {"type": "number"},
-            "source": {"enum": ["engine", "operator"]},
-            "by": {"type": "string"},
-            "note": {"type": "string"},
-            "reason": {"type": "string"},
-            "finding_id": nullable_str,
-            "params": {"type": "object"},
-            "shadow": {"type": "boolean"},
-        },
-    }
-    interaction = {
-        "type": "object",
-        "description": "An interaction as the store keeps it; input, output and params only under full retention.",
-        "properties": {
-            "id": {"type": "string"},
-            "ts": {"type": "number"},
-            "principal": {"type": "string"},
-            "model": {"type": "string"},
-            "actor": nullable_str,
-            "client_ip": nullable_str,
-            "predicted_class": nullable_str,
-            "top_probability": {"type": ["number", "null"]},
-            "margin": {"type": ["number", "null"]},
-            "input_hash": nullable_str,
-            "n_features": {"type": ["integer", "null"]},
-            "prompt_length": {"type": ["integer", "null"]},
-            "input": {"type": ["object", "null"]},
-            "output": {"type": ["object", "null"]},
-            "params": {"type": ["object", "null"]},
-        },
-    }
-    exposure = {
-        "type": "object",
-        "description": "What a model's API reveals, its active hardening and an exposure score (0-100) with reasons.",
-        "properties": {
-            "model": {"type": "string"},
-            "output_kind": {"type": "string"},
-            "classes": {"type": ["integer", "null"]},
-            "reveals": {"type": "array", "items": {"type": "string"}},
-            "probabilities": {"type": "boolean"},
-            "precision_decimals": {"type": ["integer", "null"], "description": "16 means unrounded floats."},
-            "logprobs": {"type": "boolean"},
-            "interactions": {"type": "integer"},
-            "calls_per_day": {"type": "number"},
-            "principals": {"type": "integer"},
-            "open_findings": {"type": "integer"},
-            "hardening": {"type": "array", "items": {"type": "string"}},
-            "decisions": {"type": "object", "additionalProperties": {"type": "integer"}},
-            "score": {"type": "integer", "minimum": 0, "maximum": 100},
-            "reasons": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "properties": {"points": {"type": "integer"}, "reason": {"type": "string"}},
-                },
-            },
-            "inferred": {"type": "boolean"},
-        },
-    }
-    counts = {"type": "object", "additionalProperties": {"type": "integer"}}
-    stats = {
-        "type": "object",
-        "properties": {
-            "interactions": {"type": "integer"},
-            "principals": {"type": "integer"},
-            "signals": {"type": "integer"},
-            "findings": {"type": "integer"},
-            "interactions_per_model": counts,
-            "findings_per_status": counts,
-            "findings_per_severity": counts,
-            "findings_per_technique": counts,
-            "findings_per_hour": {
-                "type": "array",
-                "items": {"type": "array", "prefixItems": [{"type": "number"}, {"type": "integer"}]},
-            },
-            "decisions_per_action": counts,
-        },
-    }
-    error = {
-        "type": "object",
-        "properties": {
-            "error": {"type": "object", "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}
-        },
-    }
-    change = {
-        "type": "object",
-        "required": ["action"],
-        "additionalProperties": False,
-        "properties": {
-            "action": {"enum": ACTIONS},
-            "params": {"type": "object", "description": 'e.g. {"round": 1, "top_k": 1} or {"rate": 0.2, "burst": 5}'},
-            "note": {"type": "string", "maxLength": 500, "description": "Why; kept in the audit log."},
-        },
-    }
-    return {
-        "Finding": finding,
-        "FindingDetail": {
-            "allOf": [
-                finding,
-                {
-                    "type": "object",
-                    "properties": {
-                        "events": {"type": "array", "items": _ref("Finding")},
-                        "signals": {"type": "array", "items": _ref("Signal")},
-                    },
-                },
-            ]
-        },
-        "Signal": signal,
-        "Decision": decision,
-        "DecisionChange": change,
-        "Principal": principal,
-        "Actor": actor,
-        "AuditEntry": audit,
-        "Interaction": interaction,
-        "Exposure": exposure,
-        "Stats": stats,
-        "Error": error,
-        "Feed": {
-            "type": "object",
-            "properties": {
-                "name": {"type": "string"},
-                "kind": {"enum": ["stix", "taxii", "ip", "key"]},
-                "source": {"type": "string"},
-                "indicators": {"type": "integer"},
-                "loaded_ts": {"type": "number"},
-                "skipped": {"type": "integer", "description": "Indicators the import could not use."},
-            },
-        },
-        "IntelMatch": {
-            "type": "object",
-            "properties": {
-                "ts": {"type": "number"},
-                "principal": {"type": "string"},
-                "model": {"type": "string"},
-                "interaction_id": {"type": "string"},
-                "indicator": {"type": "string"},
-                "feed": {"type": "string"},
-                "on": {
-                    "type": "string",
-                    "description": "What matched: the principal, the client address or a fingerprint.",
-                },
-                "value": {"type": "string"},
-                "name": {"type": "string"},
-                "severity": {"enum": SEVERITIES},
-                "confidence": {"type": "number"},
-            },
-        },
-    }
-
-
 def document() -> dict[str, Any]:
     finding_filters = [
         _q(
@@ -325,14 +80,14 @@ def document() -> dict[str, Any]:
     decision_reply = {
         "type": "object",
         "properties": {
-            "decision": {"oneOf": [_ref("Decision"), {"type": "null"}]},
+            "decision": {"oneOf": [ref("Decision"), {"type": "null"}]},
             "enforced_now": {"type": "boolean", "description": "True when a running gateway enforces it at once."},
         },
     }
     change = {
         "summary": "Set an operator decision on a principal; audited, and enforced at once when mounted on serve.",
         "parameters": [_p("principal")],
-        "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("DecisionChange")}}},
+        "requestBody": {"required": True, "content": {"application/json": {"schema": ref("DecisionChange")}}},
         "responses": {**_ok(decision_reply), "403": {"$ref": "#/components/responses/Csrf"}},
     }
     clear = {
@@ -351,7 +106,7 @@ def document() -> dict[str, Any]:
         "/findings/{finding_id}": {
             "get": _get(
                 "One finding with its events and the signals behind it.",
-                _ref("FindingDetail"),
+                ref("FindingDetail"),
                 [_p("finding_id")],
                 True,
             )
@@ -364,7 +119,7 @@ def document() -> dict[str, Any]:
             )
         },
         "/principals/{principal}": {
-            "get": _get("A principal's summary, live decision and audit.", _ref("Principal"), [_p("principal")], True)
+            "get": _get("A principal's summary, live decision and audit.", ref("Principal"), [_p("principal")], True)
         },
         "/principals/{principal}/interactions": {
             "get": _get(
@@ -385,7 +140,7 @@ def document() -> dict[str, Any]:
                 "Actors (clusters of principals one adversary is believed to control).", _page_of("Actor"), PAGE
             )
         },
-        "/actors/{actor}": {"get": _get("One actor with its findings.", _ref("Actor"), [_p("actor")], True)},
+        "/actors/{actor}": {"get": _get("One actor with its findings.", ref("Actor"), [_p("actor")], True)},
         "/decisions": {
             "get": _get(
                 "Current decisions.",
@@ -412,7 +167,7 @@ def document() -> dict[str, Any]:
         "/models": {
             "get": _get(
                 "Exposure inventory: every model, most exposed first.",
-                {"type": "object", "properties": {"items": {"type": "array", "items": _ref("Exposure")}}},
+                {"type": "object", "properties": {"items": {"type": "array", "items": ref("Exposure")}}},
             )
         },
         "/intel": {
@@ -421,7 +176,7 @@ def document() -> dict[str, Any]:
                 {
                     "allOf": [
                         _page_of("IntelMatch"),
-                        {"type": "object", "properties": {"feeds": {"type": "array", "items": _ref("Feed")}}},
+                        {"type": "object", "properties": {"feeds": {"type": "array", "items": ref("Feed")}}},
                     ]
                 },
                 [_q("principal", "Only this principal's matches."), *PAGE],
@@ -430,7 +185,7 @@ def document() -> dict[str, Any]:
         "/stats": {
             "get": _get(
                 "Counts for the overview.",
-                _ref("Stats"),
+                ref("Stats"),
                 [_q("since", "findings_per_hour from this time.", {"type": "number"})],
             )
         },
@@ -459,23 +214,23 @@ def document() -> dict[str, Any]:
                     "description": "Console login; state changes also need X-CSRF-Token.",
                 },
             },
-            "schemas": _schemas(),
+            "schemas": schemas(),
             "responses": {
                 "BadRequest": {
                     "description": "A parameter or body is invalid; the message names it.",
-                    "content": {"application/json": {"schema": _ref("Error")}},
+                    "content": {"application/json": {"schema": ref("Error")}},
                 },
                 "Unauthorized": {
                     "description": "No valid token or session.",
-                    "content": {"application/json": {"schema": _ref("Error")}},
+                    "content": {"application/json": {"schema": ref("Error")}},
                 },
                 "NotFound": {
                     "description": "No such record.",
-                    "content": {"application/json": {"schema": _ref("Error")}},
+                    "content": {"application/json": {"schema": ref("Error")}},
                 },
                 "Csrf": {
                     "description": "Session request without a valid X-CSRF-Token.",
-                    "content": {"application/json": {"schema": _ref("Error")}},
+                    "content": {"application/json": {"schema": ref("Error")}},
                 },
             },
         },
