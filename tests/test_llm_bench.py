@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -191,3 +193,23 @@ def test_ci_run_writes_results_traffic_and_a_replayable_config(ci_run: tuple[Llm
         assert (out / s.traffic_file).stat().st_size > 0
     assert "LLM benchmark" in markdown(results)
     assert SYSTEM_SECRET not in (out / "results.md").read_text()
+
+
+def test_querywarden_bench_runs_the_llm_suite(tmp_path: Path) -> None:
+    cli = Path(sys.executable).parent / "querywarden"
+    done = subprocess.run(
+        [str(cli), "bench", "--suite", "llm", "--attack", "system-prompt", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "| system-prompt | AML.T0056 |" in done.stdout
+    data = json.loads((tmp_path / "llm" / "results.json").read_text())
+    assert [s["attack"] for s in data["scenarios"]] == ["system-prompt"]
+    assert not (tmp_path / "results.json").exists()  # the classifier suite did not run
+    bad = subprocess.run(
+        [str(cli), "bench", "--suite", "nope", "--out", str(tmp_path)], capture_output=True, text=True, check=False
+    )
+    assert bad.returncode == 2 and "allowed: all, classifier, llm" in bad.stderr
