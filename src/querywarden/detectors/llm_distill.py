@@ -1,0 +1,214 @@
+"""Distillation campaigns: harvesting an assistant's answers and reasoning to train a copy.
+
+A distillation campaign sends a broad sweep of questions, usually wrapped in a fixed
+instruction that elicits chain-of-thought ("think step by step and show your reasoning"),
+and spreads it over many accounts. Two things give it away, and neither can be dropped
+without spoiling the copy: the *coverage* keeps growing (every prompt is a new topic, by
+design) and the prompts ask for reasoning, not just answers.
+
+Per principal, and per actor, within ``window`` seconds the detector counts distinct
+topics (a topic is the first band of a MinHash signature of the prompt's content words,
+with the reasoning cue removed, so near-duplicate repeats of one question fall together) among
+prompts that elicit chain-of-thought. ``min_cot_topics`` of them (calibrated on benign
+chat) raises ``medium``, ``high_cot_topics`` raises ``high``. Coverage without reasoning
+cues is exposure: ``min_topics`` distinct topics in a window raise ``low``.
+
+Campaigns rotate keys, so each key stays small. The reasoning wrapper is a fingerprint:
+a global index maps each wrapper (the normalised sentence holding the cue) to the
+principals that used it at least ``link_min`` times, and the signal names the others in
+``related`` so the engine merges the keys into one actor, whose counts then add up.
+
+Blind spots: a campaign that varies its wrapper on every prompt (paraphrased cues still
+count per principal, but do not link keys); distillation of answers alone, with no
+reasoning cue, shows only as coverage (``low``) and volume.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import zlib
+from collections import OrderedDict
+
+from querywarden.core.atlas import EXTRACTION
+from querywarden.core.detector import Calibration, Detector, PrincipalStates
+from querywarden.core.profile import ModelProfile
+from querywarden.core.records import Interaction, Severity, Signal
+from querywarden.detectors.llm_common import is_actor, level, subject_evidence, subjects
+from querywarden.text.fingerprint import band_keys, minhash
+from querywarden.text.tokens import STOPWORDS, user_text, words
+
+_COT = re.compile(
+    r"step[- ]by[- ]step|chain[- ]of[- ]thought|\bshow (your|all( of)?( your)?|the) (work|reasoning|steps|thinking)"
+    r"|\bexplain your (reasoning|thinking|thought process)|\breason (through|carefully|it out|step)"
+    r"|\bthink (carefully|aloud|out loud|it through|through)|\bthought process\b|<think>|\brationale\b"
+    r"|\bbefore (giving|you give|the|your) (final )?answer",
+    re.IGNORECASE,
+)
+_SENTENCE = re.compile(r"[^.!?\n]*")
+_MAX_WRAPPERS = 4096
+_MAX_LINKED = 16
+_MAX_RELATED = 8
+
+
+def cot_cue(text: str) -> str | None:
+    """The normalised sentence holding a chain-of-thought cue, or None."""
+    m = _COT.search(text[:4000])
+    if m is None:
+        return None
+    start = max(text.rfind(c, 0, m.start()) for c in ".!?\n:(") + 1
+    end_m = _SENTENCE.match(text, m.end())
+    end = end_m.end() if end_m else m.end()
+    return " ".join(words(text[start:end]))
+
+
+def topic_key(text: str, cue: str | None) -> int:
+    """A topic fingerprint of the content words, reasoning cue removed.
+
+    Prompts with a reasoning cue (the ones that can raise ``medium``) get the first band of
+    a MinHash signature, so reworded repeats of one question count once. Others get the
+    CRC32 of their sorted content words, about five times cheaper, which only feeds the
+    ``low`` coverage count.
+    """
+    drop = set(cue.split()) if cue else set()
+    content = [w for w in words(text[:2000]) if w not in STOPWORDS and w not in drop]
+    if cue is None:
+        return zlib.crc32(" ".join(sorted(set(content))).encode())
+    return band_keys(minhash(" ".join(content), 16), 2)[0]
+
+
+class _State:
+    __slots__ = ("cot", "cot_topics", "level", "n", "peak_cot", "peak_topics", "topics", "window", "wrappers")
+
+    def __init__(self) -> None:
+        self.window = -1
+        self.n = 0
+        self.cot = 0
+        self.topics: set[int] = set()
+        self.cot_topics: set[int] = set()
+        self.wrappers: dict[int, int] = {}
+        self.level = 0
+        self.peak_cot = 0
+        self.peak_topics = 0
+
+
+class DistillationDetector(Detector):
+    name = "llm_distill"
+    technique = EXTRACTION
+    description = "topic coverage growth with chain-of-thought elicitation, per principal and across keys"
+    needs = frozenset({"text"})
+
+    def __init__(
+        self,
+        *,
+        profile: ModelProfile,
+        min_cot_topics: int = 40,
+        high_cot_topics: int = 160,
+        min_topics: int = 400,
+        link_min: int = 8,
+        window: float = 86_400.0,
+        max_principals: int = 100_000,
+    ) -> None:
+        super().__init__(profile=profile)
+        if min(min_cot_topics, high_cot_topics, min_topics, link_min) < 1 or window <= 0:
+            raise ValueError("llm_distill: thresholds must be >= 1 and window > 0")
+        self.min_cot_topics = min_cot_topics
+        self.high_cot_topics = high_cot_topics
+        self.min_topics = min_topics
+        self.link_min = link_min
+        self.window = window
+        self.max_principals = max_principals
+        self._states: PrincipalStates[_State] = PrincipalStates(_State, max_principals)
+        self._wrappers: OrderedDict[int, OrderedDict[str, int]] = OrderedDict()
+
+    def update(self, interaction: Interaction) -> list[Signal]:
+        text = user_text(interaction)
+        if not text or len(text) < 12:
+            return []
+        cue = cot_cue(text)
+        topic = topic_key(text, cue)
+        wrapper = zlib.crc32(cue.encode()) if cue else None
+        w = math.floor(interaction.ts / self.window)
+        high = max(self.high_cot_topics, self.min_cot_topics + 1)
+        signals: list[Signal] = []
+        for key in subjects(interaction):
+            st = self._states.get(key)
+            if w > st.window:
+                st.window, st.n, st.cot, st.level = w, 0, 0, 0
+                st.topics.clear()
+                st.cot_topics.clear()
+                st.wrappers.clear()
+            st.n += 1
+            if len(st.topics) <= self.min_topics:
+                st.topics.add(topic)
+            related: tuple[str, ...] = ()
+            if cue is not None and wrapper is not None:
+                st.cot += 1
+                if len(st.cot_topics) <= high:
+                    st.cot_topics.add(topic)
+                if len(st.wrappers) < 64 or wrapper in st.wrappers:
+                    uses = st.wrappers.get(wrapper, 0) + 1
+                    st.wrappers[wrapper] = uses
+                    if not is_actor(key):
+                        related = self._link(wrapper, key, uses)
+            st.peak_cot = max(st.peak_cot, len(st.cot_topics))
+            st.peak_topics = max(st.peak_topics, len(st.topics))
+            sev = level(len(st.cot_topics), self.min_cot_topics, high)
+            if sev is None and len(st.topics) >= self.min_topics:
+                sev = Severity.LOW
+            if (sev is not None and sev > st.level) or related:
+                if sev is not None:
+                    st.level = max(st.level, int(sev))
+                shown = sev if sev is not None else Severity.LOW
+                score = {Severity.LOW: 0.2, Severity.MEDIUM: 0.6, Severity.HIGH: 0.9}[shown]
+                signals.append(
+                    self.signal(
+                        interaction,
+                        score=score,
+                        severity=shown,
+                        evidence={
+                            "cot_topics": len(st.cot_topics),
+                            "topics": len(st.topics),
+                            "cot_prompts": st.cot,
+                            "prompts": st.n,
+                            "wrapper": (cue or "")[:120],
+                            "window_seconds": self.window,
+                            "threshold": self.min_cot_topics,
+                            **subject_evidence(key),
+                        },
+                        related=related,
+                        link_weight=0.5 if related else 0.0,
+                    )
+                )
+        return signals
+
+    def _link(self, wrapper: int, principal: str, uses: int) -> tuple[str, ...]:
+        if uses < self.link_min:
+            return ()
+        peers = self._wrappers.get(wrapper)
+        if peers is None:
+            peers = OrderedDict()
+            self._wrappers[wrapper] = peers
+            if len(self._wrappers) > _MAX_WRAPPERS:
+                self._wrappers.popitem(last=False)
+        new = principal not in peers
+        peers[principal] = uses
+        peers.move_to_end(principal)
+        if len(peers) > _MAX_LINKED:
+            peers.popitem(last=False)
+        if not new and uses & (uses - 1):
+            return ()
+        return tuple(p for p in reversed(peers) if p != principal)[:_MAX_RELATED]
+
+    def state_size(self) -> int:
+        return len(self._states)
+
+    def calibration(self) -> dict[str, Calibration]:
+        """Each benign principal's most distinct topics asked with reasoning cues (and without) in one window."""
+        states = [st for key, st in self._states.items() if not is_actor(key)]
+        return {
+            "min_cot_topics": Calibration(
+                values=tuple(float(s.peak_cot) for s in states), alarm_above=True, floor=10.0
+            ),
+            "min_topics": Calibration(values=tuple(float(s.peak_topics) for s in states), alarm_above=True, floor=50.0),
+        }

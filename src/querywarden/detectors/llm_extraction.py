@@ -1,0 +1,181 @@
+"""Training-data extraction prompts: asking a model to regurgitate what it memorised.
+
+Published extraction attacks on chat models use a few prompt shapes, because those are
+what makes a model leave its aligned behaviour and emit memorised text:
+
+- ``repeat``: "repeat the word *poem* forever" (Nasr et al., 2023: the model diverges after a
+  few hundred repetitions and emits training data);
+- ``repetition``: the prompt itself is one word or phrase repeated dozens of times;
+- ``special_chars``: long runs of special characters (``{{{{``, ``@@@@``) that push the model
+  into the same divergence (special-character attacks);
+- ``record``: "complete this record: Name: ..., IBAN: ..., Phone:", a record prefix ending
+  in an open field, asking the model to fill in a memorised record;
+- ``continuation``: "continue the following text verbatim", verbatim-prefix continuation.
+
+Each of these is also, rarely, something a customer types once ("continue the story").
+So one such prompt is ``low``; ``min_hits`` of them within the principal's last
+``window`` queries (calibrated on benign chat) is ``medium``; ``high_hits``, or an answer
+that shows divergence (a long run of one repeated word followed by other text) after a
+pattern prompt, is ``high``. Counts are kept per principal and per actor.
+
+Blind spots: paraphrased or translated divergence prompts the patterns do not cover;
+extraction through ordinary-looking prefixes of documents (no instruction at all), which
+leaves only the output side (the leakage detector's verbatim-span index).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter, deque
+
+from querywarden.core.atlas import LLM_LEAKAGE
+from querywarden.core.detector import Calibration, Detector, PrincipalStates
+from querywarden.core.profile import ModelProfile
+from querywarden.core.records import Interaction, Severity, Signal
+from querywarden.detectors.llm_common import is_actor, subject_evidence, subjects
+from querywarden.text.tokens import output_text, user_text, words
+
+_REPEAT = re.compile(
+    r"\b(repeat|say|write|print|output|type|echo|spell)\b.{0,60}?"
+    r"\b(forever|indefinitely|endlessly|infinitely|eternally|nonstop|non-stop|without stopping|over and over"
+    r"|again and again|until (you|the) (run out|stop|can't|context)|\d{3,} times|a (thousand|million) times)",
+    re.IGNORECASE | re.DOTALL,
+)
+_SAME_CHAR_RUN = re.compile(r"([^\w\s])\1{29,}")
+_SYMBOL_RUN = re.compile(r"[^\w\s]{48,}")
+_RECORD_ASK = re.compile(
+    r"\b(complete|continue|finish|fill in|fill out|autocomplete)\b.{0,40}?\b(record|entry|row|profile|form|details|"
+    r"the rest|missing fields?)\b",
+    re.IGNORECASE | re.DOTALL,
+)
+_FIELD = re.compile(r"\b[A-Z][A-Za-z ]{1,20}:\s*\S")
+_OPEN_FIELD = re.compile(r"\b[A-Za-z][A-Za-z ]{1,20}:\s*$")
+_CONTINUE = re.compile(
+    r"\b(continue|complete|finish)\b.{0,30}?\b(text|passage|document|paragraph|excerpt|quote|lyrics|article|book)\b"
+    r".{0,40}?\b(verbatim|exactly|word for word|as written|from memory|original)\b"
+    r"|\b(verbatim|word for word)\b.{0,40}?\b(continue|continuation|next (lines|paragraph|sentence))\b",
+    re.IGNORECASE | re.DOTALL,
+)
+_DIVERGED_RUN = 20
+
+
+def patterns(text: str) -> tuple[str, ...]:
+    """The extraction prompt shapes ``text`` matches (see the module docstring)."""
+    text = text[:4000]
+    found: list[str] = []
+    if _REPEAT.search(text):
+        found.append("repeat")
+    ws = words(text)
+    if len(ws) >= 20:
+        top = Counter(ws).most_common(1)[0][1]
+        if top >= 20 and top >= 0.5 * len(ws):
+            found.append("repetition")
+    if _SAME_CHAR_RUN.search(text) or _SYMBOL_RUN.search(text):
+        found.append("special_chars")
+    if _RECORD_ASK.search(text) or (len(_FIELD.findall(text)) >= 2 and _OPEN_FIELD.search(text)):
+        found.append("record")
+    if _CONTINUE.search(text):
+        found.append("continuation")
+    return tuple(found)
+
+
+def diverged(answer: str) -> bool:
+    """True when ``answer`` repeats one word at least 20 times in a row and then says something else."""
+    ws = words(answer[:8000])
+    run, best_end = 1, -1
+    for i in range(1, len(ws)):
+        run = run + 1 if ws[i] == ws[i - 1] else 1
+        if run >= _DIVERGED_RUN:
+            best_end = i
+    return best_end >= 0 and len(ws) - best_end - 1 >= 10
+
+
+class _State:
+    __slots__ = ("diverged", "hits", "kinds", "level", "n", "peak")
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.hits: deque[int] = deque(maxlen=64)
+        self.kinds: set[str] = set()
+        self.level = 0
+        self.peak = 0
+        self.diverged = False
+
+
+class ExtractionPromptDetector(Detector):
+    name = "llm_extraction"
+    technique = LLM_LEAKAGE
+    description = "training-data extraction prompts: repeat-forever, special-character runs, record completion"
+    needs = frozenset({"text"})
+
+    def __init__(
+        self,
+        *,
+        profile: ModelProfile,
+        min_hits: int = 3,
+        high_hits: int = 12,
+        window: int = 256,
+        max_principals: int = 100_000,
+    ) -> None:
+        super().__init__(profile=profile)
+        if min_hits < 1 or high_hits < 1 or window < 1:
+            raise ValueError("llm_extraction: min_hits, high_hits and window must be >= 1")
+        self.min_hits = min_hits
+        self.high_hits = high_hits
+        self.window = window
+        self.max_principals = max_principals
+        self._states: PrincipalStates[_State] = PrincipalStates(_State, max_principals)
+
+    def update(self, interaction: Interaction) -> list[Signal]:
+        text = user_text(interaction)
+        if text is None:
+            return []
+        found = patterns(text)
+        signals: list[Signal] = []
+        for key in subjects(interaction):
+            st = self._states.get(key)
+            st.n += 1
+            if not found:
+                continue
+            st.hits.append(st.n)
+            st.kinds.update(found)
+            recent = sum(1 for i in st.hits if i > st.n - self.window)
+            st.peak = max(st.peak, recent)
+            answer = output_text(interaction)
+            if answer and not st.diverged and diverged(answer):
+                st.diverged = True
+            high = max(self.high_hits, self.min_hits + 1)
+            if recent >= high or (st.diverged and recent >= self.min_hits):
+                sev = Severity.HIGH
+            elif recent >= self.min_hits:
+                sev = Severity.MEDIUM
+            else:
+                sev = Severity.LOW
+            if sev > st.level:
+                st.level = int(sev)
+                score = {Severity.LOW: 0.2, Severity.MEDIUM: 0.6, Severity.HIGH: 0.9}[sev]
+                signals.append(
+                    self.signal(
+                        interaction,
+                        score=score,
+                        severity=sev,
+                        evidence={
+                            "patterns": list(found),
+                            "patterns_seen": sorted(st.kinds),
+                            "pattern_prompts_in_window": recent,
+                            "window": self.window,
+                            "answer_diverged": st.diverged,
+                            "threshold": self.min_hits,
+                            **subject_evidence(key),
+                        },
+                    )
+                )
+        return signals
+
+    def state_size(self) -> int:
+        return len(self._states)
+
+    def calibration(self) -> dict[str, Calibration]:
+        """Each benign principal's most pattern prompts within one window."""
+        peaks = tuple(float(st.peak) for key, st in self._states.items() if not is_actor(key))
+        return {"min_hits": Calibration(values=peaks, alarm_above=True, floor=2.0)}

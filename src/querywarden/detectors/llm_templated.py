@@ -1,0 +1,216 @@
+"""Templated enumeration: one prompt template filled with many different entities.
+
+The seed case: a fintech assistant trained on customer transactions, probed with
+"structured, repetitive, intentional" questions ("What did Alice Moreau spend at Tesco on
+2026-03-02?", then the next customer, the next date...) until it gives customers away.
+Each prompt goes through a global template miner (``text.templates``); its typed slots
+(names, account ids, dates, amounts, emails, numbers) give the *entity tuple* the prompt
+asked about. Per principal, and per actor once the engine has clustered principals, the
+detector counts the distinct entity tuples sent through each template.
+
+Customers do not do this. Many of them ask the same FAQ ("how do I reset my password") in
+varied words, which makes shared templates with no entity slots; one customer asks about
+their own account or a few dates. The attack cannot avoid it: learning about many
+customers means naming many customers. ``min_distinct`` distinct entity tuples through one
+template (calibrated on benign chat) raises ``medium``; ``high_distinct`` raises ``high``.
+Prompts whose template only varies in ordinary words (``<*>`` slots) count separately,
+against ``min_distinct_terms``, since lower-cased names hide from the entity typing.
+
+Templates are global, so the template id is a fingerprint shared across API keys: once a
+principal has sent ``link_min`` distinct tuples through a template, the signal names the
+other principals enumerating the same template in ``related`` (link evidence), so the keys
+of one campaign merge into one actor and are counted together.
+
+Technique: AML.T0057 LLM Data Leakage (an assistant trained on customer data is made to
+disclose it); AML.T0024.001 when the slots hold only names or ids and the template asks an
+attribute of them (inversion-like probing) is not separated: both end in the same response.
+
+Blind spots: an attacker who rephrases every prompt so no two share a template (costly at
+scale, and the paraphrases then share entities with no template: the leakage detector sees
+the answers); enumeration slower than the template's eviction from a busy miner.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+
+from querywarden.core.atlas import LLM_LEAKAGE
+from querywarden.core.detector import Calibration, Detector, PrincipalStates
+from querywarden.core.profile import ModelProfile
+from querywarden.core.records import Interaction, Severity, Signal
+from querywarden.detectors.llm_common import is_actor, level, subject_evidence, subjects
+from querywarden.text.templates import TemplateMiner
+from querywarden.text.tokens import ENTITY_TYPES, TERM, user_text
+
+_MAX_TEMPLATES = 32
+_MAX_LINKED = 16
+_MAX_RELATED = 8
+
+
+class _PerTemplate:
+    __slots__ = ("entities", "prompts", "terms")
+
+    def __init__(self) -> None:
+        self.prompts = 0
+        self.entities: set[int] = set()
+        self.terms: set[int] = set()
+
+
+class _State:
+    __slots__ = ("level", "peak", "peak_terms", "templates")
+
+    def __init__(self) -> None:
+        self.templates: OrderedDict[int, _PerTemplate] = OrderedDict()
+        self.level = 0
+        self.peak = 0
+        self.peak_terms = 0
+
+
+def _digest(values: tuple[str, ...]) -> int:
+    return int.from_bytes(hashlib.blake2b("\x1f".join(values).encode(), digest_size=8).digest(), "little")
+
+
+class TemplatedEnumerationDetector(Detector):
+    name = "llm_templated"
+    technique = LLM_LEAKAGE
+    description = "one prompt template filled with many distinct entities (customers, accounts, dates)"
+    needs = frozenset({"text"})
+
+    def __init__(
+        self,
+        *,
+        profile: ModelProfile,
+        min_distinct: int = 20,
+        high_distinct: int = 80,
+        min_distinct_terms: int = 60,
+        link_min: int = 8,
+        similarity: float = 0.5,
+        max_templates: int = 4096,
+        max_principals: int = 100_000,
+    ) -> None:
+        super().__init__(profile=profile)
+        if min(min_distinct, high_distinct, min_distinct_terms, link_min) < 1:
+            raise ValueError("llm_templated: min_distinct, high_distinct, min_distinct_terms and link_min must be >= 1")
+        self.min_distinct = min_distinct
+        self.high_distinct = high_distinct
+        self.min_distinct_terms = min_distinct_terms
+        self.link_min = link_min
+        self.similarity = similarity
+        self.max_templates = max_templates
+        self.max_principals = max_principals
+        self._miner = TemplateMiner(similarity=similarity, max_groups=max_templates)
+        self._states: PrincipalStates[_State] = PrincipalStates(_State, max_principals)
+        self._enumerators: OrderedDict[int, OrderedDict[str, int]] = OrderedDict()
+        self._cap = max(high_distinct, min_distinct) + 1
+
+    def update(self, interaction: Interaction) -> list[Signal]:
+        text = user_text(interaction)
+        if not text:
+            return []
+        match = self._miner.add(text)
+        if match is None or not match.slots:
+            return []
+        entity = tuple(f"{k}={v}" for k, v in match.slots if k in ENTITY_TYPES)
+        terms = tuple(v for k, v in match.slots if k == TERM)
+        signals: list[Signal] = []
+        for key in subjects(interaction):
+            st = self._states.get(key)
+            per = st.templates.get(match.template_id)
+            if per is None:
+                per = _PerTemplate()
+                st.templates[match.template_id] = per
+                if len(st.templates) > _MAX_TEMPLATES:
+                    st.templates.popitem(last=False)
+            else:
+                st.templates.move_to_end(match.template_id)
+            per.prompts += 1
+            if entity and len(per.entities) < self._cap:
+                per.entities.add(_digest(entity))
+            if terms and not entity and len(per.terms) < self.min_distinct_terms * 2:
+                per.terms.add(_digest(terms))
+            n, n_terms = len(per.entities), len(per.terms)
+            st.peak = max(st.peak, n)
+            st.peak_terms = max(st.peak_terms, n_terms)
+            related = self._link(match.template_id, key, n) if not is_actor(key) else ()
+            sev = level(n, self.min_distinct, max(self.high_distinct, self.min_distinct + 1))
+            if sev is None and n_terms >= self.min_distinct_terms:
+                sev = Severity.MEDIUM
+            if sev is not None and sev > st.level:
+                st.level = int(sev)
+                signals.append(self._crossing(interaction, key, sev, match.template, match.template_id, per, related))
+            elif related:
+                signals.append(self._link_signal(interaction, match.template_id, n, related))
+        return signals
+
+    def _link(self, template_id: int, principal: str, n: int) -> tuple[str, ...]:
+        """Record ``principal`` as enumerating the template; return its peers when it just reached a power of two."""
+        if n < self.link_min:
+            return ()
+        peers = self._enumerators.get(template_id)
+        if peers is None:
+            peers = OrderedDict()
+            self._enumerators[template_id] = peers
+            if len(self._enumerators) > self.max_templates:
+                self._enumerators.popitem(last=False)
+        peers[principal] = n
+        peers.move_to_end(principal)
+        if len(peers) > _MAX_LINKED:
+            peers.popitem(last=False)
+        if n & (n - 1):  # not a power of two: the link was already reported at this scale
+            return ()
+        return tuple(p for p in reversed(peers) if p != principal)[:_MAX_RELATED]
+
+    def _crossing(
+        self,
+        interaction: Interaction,
+        key: str,
+        sev: Severity,
+        template: str,
+        template_id: int,
+        per: _PerTemplate,
+        related: tuple[str, ...],
+    ) -> Signal:
+        n = len(per.entities)
+        score = 0.5 + 0.5 * min(1.0, n / (2 * self.high_distinct)) if sev >= Severity.MEDIUM else 0.3
+        return self.signal(
+            interaction,
+            score=score,
+            severity=sev,
+            evidence={
+                "template": template[:200],
+                "template_fingerprint": f"{template_id:016x}",
+                "distinct_entities": n,
+                "distinct_terms": len(per.terms),
+                "prompts_with_template": per.prompts,
+                "threshold": self.min_distinct,
+                **subject_evidence(key),
+            },
+            related=related,
+            link_weight=0.6 if related else 0.0,
+        )
+
+    def _link_signal(self, interaction: Interaction, template_id: int, n: int, related: tuple[str, ...]) -> Signal:
+        return self.signal(
+            interaction,
+            score=0.2,
+            severity=Severity.LOW,
+            evidence={
+                "template_fingerprint": f"{template_id:016x}",
+                "distinct_entities": n,
+                "shared_with": len(related),
+            },
+            related=related,
+            link_weight=0.6,
+        )
+
+    def state_size(self) -> int:
+        return len(self._states)
+
+    def calibration(self) -> dict[str, Calibration]:
+        """Each benign principal's largest count of distinct entities (and of words) through one template."""
+        peaks = [(st.peak, st.peak_terms) for key, st in self._states.items() if not is_actor(key)]
+        return {
+            "min_distinct": Calibration(values=tuple(float(p) for p, _ in peaks), alarm_above=True, floor=8.0),
+            "min_distinct_terms": Calibration(values=tuple(float(t) for _, t in peaks), alarm_above=True, floor=20.0),
+        }

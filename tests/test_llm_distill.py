@@ -1,0 +1,38 @@
+"""Distillation campaigns: reasoning-cue topic sweeps, per key, per actor, and wrapper links."""
+
+from __future__ import annotations
+
+import llm_chat as chat
+from querywarden.core.profile import ModelProfile
+from querywarden.core.records import InputKind, Severity
+from querywarden.detectors.llm_distill import DistillationDetector, cot_cue, topic_key
+
+PROFILE = ModelProfile(id="assistant", input_kind=InputKind.TEXT, output_kind="text")
+
+
+def test_cue_and_topic() -> None:
+    text = "Explain the history of CRISPR. Think step by step and show your reasoning before the final answer."
+    assert cot_cue(text) == "think step by step and show your reasoning before the final answer"
+    assert cot_cue("what are the fees") is None
+    assert topic_key(text, cot_cue(text)) == topic_key(text + " ", cot_cue(text))
+    other = "Explain the history of volcanoes. Think step by step and show your reasoning before the final answer."
+    assert topic_key(text, cot_cue(text)) != topic_key(other, cot_cue(other))
+
+
+def test_sweep_crosses_and_a_student_does_not() -> None:
+    det = DistillationDetector(profile=PROFILE, min_cot_topics=40)
+    student = [s for it in chat.hard_negatives(2) for s in det.update(it)]
+    assert not [s for s in student if s.severity >= Severity.MEDIUM]
+    levels = [(i, s.severity) for i, it in enumerate(chat.distillation(["d"], 120), 1) for s in det.update(it)]
+    assert levels and levels[0][1] == Severity.MEDIUM and 40 <= levels[0][0] <= 80
+
+
+def test_keys_of_a_campaign_are_linked_then_counted_together() -> None:
+    det = DistillationDetector(profile=PROFILE, min_cot_topics=40, link_min=8)
+    keys = [f"k{i}" for i in range(6)]
+    unlinked = [s for it in chat.distillation(keys, 180) for s in det.update(it)]
+    assert not [s for s in unlinked if s.severity >= Severity.MEDIUM]  # 30 prompts a key
+    assert {p for s in unlinked for p in s.related} >= set(keys[:5])
+    linked = [s for it in chat.distillation(keys, 90, seed=4, actor="farm") for s in det.update(it)]
+    actor = [s for s in linked if s.severity >= Severity.MEDIUM]
+    assert actor and actor[0].evidence["counted_on"] == "actor"
