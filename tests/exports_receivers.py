@@ -4,11 +4,14 @@ an HTTP server that records every request and answers from a script of status co
 from __future__ import annotations
 
 import socket
+import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 from querywarden.core.records import Finding, Severity
@@ -77,10 +80,43 @@ class UdpListener:
         self.sock.close()
 
 
-class TcpListener:
-    """Accepts connections on 127.0.0.1:<free port> and keeps the raw byte stream of each."""
+def self_signed(folder: Path) -> tuple[Path, Path]:
+    """A certificate and key for 127.0.0.1 made with the openssl command (valid one day)."""
+    cert, key = folder / "receiver.crt", folder / "receiver.key"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
 
-    def __init__(self) -> None:
+
+class TcpListener:
+    """Accepts connections on 127.0.0.1:<free port> and keeps the raw byte stream of each.
+    With ``tls=(cert, key)`` it speaks TLS, as a syslog-over-TLS receiver does."""
+
+    def __init__(self, tls: tuple[Path, Path] | None = None) -> None:
+        self._tls: ssl.SSLContext | None = None
+        if tls is not None:
+            self._tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self._tls.load_cert_chain(*tls)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen()
@@ -88,6 +124,7 @@ class TcpListener:
         self.port = self.sock.getsockname()[1]
         self.streams: list[bytearray] = []
         self.connections: list[socket.socket] = []
+        self.refused = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -100,6 +137,14 @@ class TcpListener:
                 continue
             except OSError:
                 return
+            if self._tls is not None:
+                try:
+                    conn.settimeout(5)
+                    conn = self._tls.wrap_socket(conn, server_side=True)
+                except (ssl.SSLError, OSError):
+                    conn.close()
+                    self.refused += 1
+                    continue
             buf = bytearray()
             self.streams.append(buf)
             self.connections.append(conn)

@@ -56,6 +56,10 @@ path = "ocsf.jsonl"
     assert set(exporters) == {"cef", "webhook", "splunk", "lake"}
     cef = exporters["cef"]
     assert isinstance(cef, SyslogExporter) and cef.sender.transport == "tcp" and cef.sender.port == 514
+    tls = load_dispatcher(write(tmp_path, '[[exports]]\nkind = "cef"\nhost = "h"\ntransport = "tls"\n'))
+    sender = next(iter(tls.exporters().values())).sender  # type: ignore[attr-defined]
+    assert sender.port == 6514  # RFC 5425's port
+    tls.close()
     hook = exporters["webhook"]
     assert isinstance(hook, WebhookExporter) and hook.secret == b"from-env"
     hec = exporters["splunk"]
@@ -94,6 +98,8 @@ def test_no_exports_is_an_empty_dispatcher(tmp_path: Path) -> None:
             "already named 'ocsf'",
         ),
         ('[[exports]]\nkind = "cef"\nhost = "h"\nmin_severity = "severe"\n', 7, "allowed: info, low, medium"),
+        ('[[exports]]\nkind = "cef"\nhost = "h"\nca_file = "ca.pem"\n', 7, 'applies to transport = "tls" only'),
+        ('[[exports]]\nkind = "cef"\nhost = "h"\ntransport = "tls"\nca_file = "ca.pem"\n', 8, "ca.pem is not a file"),
     ],
 )
 def test_mistakes_are_located(tmp_path: Path, body: str, line: int, fragment: str) -> None:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from exports_receivers import TcpListener, UdpListener, make_finding, split_octet_counted, wait_for
+from exports_receivers import TcpListener, UdpListener, make_finding, self_signed, split_octet_counted, wait_for
 from querywarden.core.records import Severity
 from querywarden.errors import ExportError
 from querywarden.exports.cef import cef_event, escape_header, escape_value
@@ -135,3 +136,22 @@ def test_unreachable_tcp_receiver_is_a_retryable_delivery_error() -> None:
         sender.send([b"x"])
     assert getattr(info.value, "retryable", False)
     assert f"127.0.0.1:{port}" in str(info.value)
+
+
+def test_cef_over_tls_verifies_the_receiver(tmp_path: Path) -> None:
+    cert, key = self_signed(tmp_path)
+    listener = TcpListener(tls=(cert, key))
+    try:
+        trusted = SyslogExporter("127.0.0.1", listener.port, transport="tls", ca_file=str(cert), hostname="gw-1")
+        trusted.send([make_finding(), make_finding(finding_id="fnd-tls")])
+        assert wait_for(lambda: len(split_octet_counted(listener.data())) == 2)
+        frames = split_octet_counted(listener.data())
+        assert all(RFC5424.match(f) for f in frames) and b"externalId=fnd-tls" in frames[1]
+        trusted.close()
+        stranger = SyslogExporter("127.0.0.1", listener.port, transport="tls")  # the system CAs do not know it
+        with pytest.raises(ExportError, match="certificate") as info:
+            stranger.send([make_finding()])
+        assert not getattr(info.value, "retryable", True)
+        assert len(split_octet_counted(listener.data())) == 2
+    finally:
+        listener.close()

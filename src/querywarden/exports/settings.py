@@ -41,7 +41,7 @@ from querywarden.exports.webhook import WebhookExporter
 DECLARED = {s.name: s for s in SETTINGS if s.section == "exports"}
 COMMON = ("kind", "name", "min_severity", "queue_size", "batch_size", "max_retries", "timeout")
 KIND_KEYS: dict[str, tuple[str, ...]] = {
-    "cef": ("host", "port", "transport", "facility", "app_name"),
+    "cef": ("host", "port", "transport", "facility", "app_name", "ca_file"),
     "webhook": ("url", "secret", "secret_env"),
     "splunk": ("url", "token", "token_env", "index", "sourcetype", "verify_tls"),
     "ocsf": ("url", "path", "token", "token_env"),
@@ -140,10 +140,17 @@ def routes_from(path: Path, text: str, raw: Any, env: Mapping[str, str] | None =
 def _build(t: _Table, kind: str, name: str, env: Mapping[str, str]) -> Exporter:
     timeout = t.number("timeout", low=0.001)
     if kind == "cef":
+        transport = t.choice("transport")
+        ca_file = t.string("ca_file")
+        if ca_file is not None and transport != "tls":
+            raise t.error("ca_file", 'applies to transport = "tls" only')
+        if ca_file is not None and not (t.path.parent / ca_file).is_file():
+            raise t.error("ca_file", f"{t.path.parent / ca_file} is not a file")
         return SyslogExporter(
             str(t.string("host", required=True)),
-            int(t.number("port", integer=True, low=1, high=65535)),
-            transport=t.choice("transport"),
+            int(t.number("port", integer=True, low=1, high=65535)) if "port" in t.t else None,
+            transport=transport,
+            ca_file=str(t.path.parent / ca_file) if ca_file else None,
             facility=int(t.number("facility", integer=True, low=0, high=23)),
             app_name=t.string("app_name") or "querywarden",
             timeout=timeout,

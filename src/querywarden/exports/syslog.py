@@ -1,11 +1,14 @@
 """Syslog (RFC 5424) messages and their delivery over UDP (RFC 5426) or TCP (RFC 6587).
 
 A message is ``<PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID STRUCTURED-DATA MSG``.
+Transports: UDP (RFC 5426), TCP (RFC 6587) and TLS (RFC 5425, the receiver's certificate
+verified against the system CAs or a given CA file).
 Header fields are printable US-ASCII without spaces and within the RFC's lengths; an
 empty one is the NILVALUE ``-``. The MSG is UTF-8 and starts with a byte-order mark, as
 RFC 5424 asks when it is UTF-8. Over TCP every message is framed by octet counting
 (``<length> <message>``), so a message can hold newlines (CEF escapes them anyway) and the
-receiver never has to guess where one ends. Over UDP one datagram carries one message.
+receiver never has to guess where one ends (TLS frames the same way). Over UDP one
+datagram carries one message.
 
 ``SyslogExporter`` sends each finding as a CEF line (``querywarden.exports.cef``).
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -21,7 +25,8 @@ from querywarden.core.records import Finding, Severity
 from querywarden.exports.base import DeliveryError
 from querywarden.exports.cef import cef_event
 
-TRANSPORTS = ("udp", "tcp")
+TRANSPORTS = ("udp", "tcp", "tls")
+DEFAULT_PORT = {"udp": 514, "tcp": 514, "tls": 6514}
 NIL = "-"
 BOM = b"\xef\xbb\xbf"
 
@@ -89,10 +94,19 @@ def octet_counted(message: bytes) -> bytes:
 class SyslogSender:
     """A syslog connection over UDP or TCP. TCP connects lazily and reconnects after an error."""
 
-    def __init__(self, host: str, port: int, *, transport: str = "udp", timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        transport: str = "udp",
+        timeout: float = 5.0,
+        ca_file: str | None = None,
+    ) -> None:
         if transport not in TRANSPORTS:
             raise ValueError(f"unknown syslog transport {transport!r}; allowed: {', '.join(TRANSPORTS)}")
         self.host, self.port, self.transport, self.timeout = host, port, transport, timeout
+        self._tls = ssl.create_default_context(cafile=ca_file) if transport == "tls" else None
         self._sock: socket.socket | None = None
 
     @property
@@ -108,6 +122,12 @@ class SyslogSender:
             sock.connect((self.host, self.port))
         else:
             sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
+            if self._tls is not None:
+                try:
+                    sock = self._tls.wrap_socket(sock, server_hostname=self.host)
+                except OSError:
+                    sock.close()
+                    raise
         sock.settimeout(self.timeout)
         self._sock = sock
         return sock
@@ -120,7 +140,10 @@ class SyslogSender:
                 for m in messages:
                     sock.send(m)
             else:
-                sock.sendall(b"".join(octet_counted(m) for m in messages))
+                sock.sendall(b"".join(octet_counted(m) for m in messages))  # TCP and TLS
+        except ssl.SSLCertVerificationError as exc:  # sending again will not make the certificate valid
+            self.close()
+            raise DeliveryError(f"syslog: {self.where}: {exc}", retryable=False, source=self.where) from None
         except OSError as exc:
             self.close()
             raise DeliveryError(f"syslog: cannot send to {self.where}: {exc}", source=self.where) from None
@@ -137,13 +160,14 @@ class SyslogExporter:
     def __init__(
         self,
         host: str,
-        port: int = 514,
+        port: int | None = None,
         *,
         transport: str = "udp",
         facility: int = FACILITY_SECURITY,
         app_name: str = "querywarden",
         hostname: str | None = None,
         timeout: float = 5.0,
+        ca_file: str | None = None,
         name: str = "cef",
     ) -> None:
         self.name = name
@@ -151,7 +175,9 @@ class SyslogExporter:
         self.app_name = app_name
         self.hostname = hostname or socket.gethostname()
         self.procid = str(os.getpid())
-        self.sender = SyslogSender(host, port, transport=transport, timeout=timeout)
+        self.sender = SyslogSender(
+            host, port or DEFAULT_PORT.get(transport, 514), transport=transport, timeout=timeout, ca_file=ca_file
+        )
 
     def message(self, finding: Finding) -> bytes:
         return rfc5424(
