@@ -56,6 +56,11 @@ def console_command(
         err.print(f"[red]error:[/red] {escape(exc.located())}", highlight=False)
         raise typer.Exit(2) from None
     err.print(f"QueryWarden console on http://{host}:{port}/console/ (API at /api/) over {redact(db)}", highlight=False)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        err.print(
+            "[yellow]warning:[/yellow] listening beyond loopback over plain HTTP: put TLS in front "
+            "(browsers send the Secure session cookie only over HTTPS or to loopback)"
+        )
     try:
         uvicorn.run(standalone_app(ctx), host=host, port=port, log_level="warning")
     finally:
