@@ -85,7 +85,11 @@ def test_attacks_are_valid_requests_with_valid_techniques(attacks: dict[str, Llm
         assert ts == sorted(ts)
         answer(assistant, attack.requests[0].endpoint, attack.requests[0].body)
     assert len(attacks["distillation"].principals) == 8
-    assert all(len(a.principals) == 1 for n, a in attacks.items() if n != "distillation")
+    assert len(attacks["enumeration-sybil"].principals) == 10
+    assert all(len(a.principals) == 1 for n, a in attacks.items() if n not in ("distillation", "enumeration-sybil"))
+    # the Sybil variant sends the very same prompts as the single-key one, only spread out
+    prompts = [r.body["prompt"] for r in attacks["enumeration"].requests]
+    assert [r.body["prompt"] for r in attacks["enumeration-sybil"].requests] == prompts
     sweep = attacks["logit-bias-sweep"].requests
     assert len({json.dumps(r.body["logit_bias"], sort_keys=True) for r in sweep}) == len(sweep)
 
@@ -98,7 +102,7 @@ def test_attacks_really_work_against_the_unprotected_assistant(
     for name, attack in attacks.items():
         replies = [answerer.exchange(r, None)[1] for r in attack.requests]
         success[name] = attack.scorer(replies)[attack.primary]
-    assert success["enumeration"] == 1.0  # every canary on the customer list comes out
+    assert success["enumeration"] == success["enumeration-sybil"] == 1.0  # every canary on the list comes out
     assert success["verbatim-prefix"] > 0.5
     assert success["system-prompt"] == 1.0
     assert success["logit-bias-sweep"] > 0.1
