@@ -209,6 +209,9 @@ class HttpReceiver:
     body: bytes = b'{"ok": true}'
     respond: Callable[[Request], tuple[int, bytes, str]] | None = None
     requests: list[Request] = field(default_factory=list)
+    headers: dict[str, str] = field(default_factory=dict)
+    """Extra headers on every answer (e.g. Retry-After)."""
+    request_times: list[float] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         receiver = self
@@ -220,6 +223,7 @@ class HttpReceiver:
                     self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, self.rfile.read(length)
                 )
                 receiver.requests.append(req)
+                receiver.request_times.append(time.monotonic())
                 if receiver.respond is not None:
                     status, body, ctype = receiver.respond(req)
                 else:
@@ -228,6 +232,8 @@ class HttpReceiver:
                 self.send_response(status)
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(body)))
+                for name, value in receiver.headers.items():
+                    self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(body)
 

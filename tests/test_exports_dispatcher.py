@@ -135,3 +135,16 @@ def test_end_to_end_to_a_real_webhook() -> None:
     assert d.stats()["webhook"].sent == 2 and d.stats()["webhook"].retries == 1
     d.close()
     receiver.close()
+
+
+def test_honours_retry_after_from_a_busy_receiver() -> None:
+    receiver = HttpReceiver(statuses=[429])
+    receiver.headers = {"Retry-After": "1"}
+    d = Dispatcher([Route(WebhookExporter(receiver.url, b"k"), backoff=0.01)])
+    d.submit(findings(1))
+    assert d.drain(5)
+    assert len(receiver.requests) == 2 and d.stats()["webhook"].sent == 1
+    gap = receiver.request_times[1] - receiver.request_times[0]
+    assert gap >= 0.95  # not the 10 ms backoff: the second asked for
+    d.close()
+    receiver.close()

@@ -21,9 +21,13 @@ class DeliveryError(ExportError):
     """A receiver did not take a batch. ``retryable`` is False when sending again cannot help
     (e.g. HTTP 400 or 401: the payload or the credentials are wrong)."""
 
-    def __init__(self, reason: str, *, retryable: bool = True, source: str | None = None) -> None:
+    def __init__(
+        self, reason: str, *, retryable: bool = True, retry_after: float | None = None, source: str | None = None
+    ) -> None:
         super().__init__(reason, source=source)
         self.retryable = retryable
+        self.retry_after = retry_after
+        """Seconds the receiver asked us to wait (HTTP ``Retry-After``), if it said."""
 
 
 class Exporter(Protocol):
@@ -45,7 +49,8 @@ def post(client: httpx.Client, url: str, body: bytes, headers: Mapping[str, str]
     """POST ``body`` and raise ``DeliveryError`` unless the receiver answers 2xx.
 
     Connection failures, timeouts, 5xx, 408, 425 and 429 are retryable; any other 4xx is
-    not, since the same request would be refused again.
+    not, since the same request would be refused again. A ``Retry-After`` in seconds is
+    passed on for the dispatcher to honour.
     """
     try:
         response = client.post(url, content=body, headers=dict(headers))
@@ -56,7 +61,11 @@ def post(client: httpx.Client, url: str, body: bytes, headers: Mapping[str, str]
     code = response.status_code
     retryable = code >= 500 or code in _RETRY_STATUS
     detail = response.text[:200].replace("\n", " ")
-    raise DeliveryError(f"{who}: {url} answered HTTP {code}: {detail}", retryable=retryable, source=url)
+    wait = response.headers.get("retry-after", "")
+    retry_after = float(wait) if wait.isdigit() else None  # the HTTP-date form is rare from SIEMs: ignored
+    raise DeliveryError(
+        f"{who}: {url} answered HTTP {code}: {detail}", retryable=retryable, retry_after=retry_after, source=url
+    )
 
 
 __all__ = ["DeliveryError", "Exporter", "post"]

@@ -6,8 +6,9 @@ whatever happens downstream. A full queue drops the finding and counts it.
 
 A worker takes up to ``batch_size`` findings at a time and calls ``send``. A retryable
 ``DeliveryError`` is retried after ``backoff * 2**attempt`` seconds (capped at
-``max_backoff``, with jitter so many gateways do not retry in step) up to ``max_retries``
-times; after that, or on a non-retryable error, the batch is counted as failed and logged.
+``max_backoff``, with jitter so many gateways do not retry in step), or after the
+receiver's ``Retry-After`` when that is longer, up to ``max_retries`` times; after that,
+or on a non-retryable error, the batch is counted as failed and logged.
 Every count is an aggregate per exporter (``ExportStats``), never per principal, so the
 Prometheus collector here can expose them as they are.
 """
@@ -123,6 +124,8 @@ class _Lane:
                     return
                 self.stats.retries += 1
                 delay = min(route.max_backoff, route.backoff * 2**attempt) * random.uniform(0.5, 1.0)
+                if exc.retry_after is not None:  # the receiver said when: no sooner, within max_backoff
+                    delay = max(delay, min(exc.retry_after, route.max_backoff))
                 attempt += 1
                 if self._stop.wait(delay):  # shutting down: one last try, no more waiting
                     attempt = route.max_retries
