@@ -135,6 +135,8 @@ def test_benign_traffic_is_seeded_split_by_principal_and_holds_every_workload(di
         np.concatenate([r.rows for r in reqs]), np.concatenate([r.rows for r in again.requests("scored")])
     )
     assert [r.principal for r in other.requests("scored")] != [r.principal for r in reqs]
+    relu = benign.generate(load_victim("breast-cancer-relu", 4), SIZES, seed=11)
+    assert not {p.principal for p in relu.scored} & {p.principal for p in one.scored}
     cal = {p.principal for p in one.calibration}
     scored = {p.principal for p in one.scored}
     assert not cal & scored

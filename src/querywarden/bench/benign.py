@@ -24,6 +24,7 @@ stratified by workload so both halves hold every kind of customer.
 from __future__ import annotations
 
 import math
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -128,7 +129,8 @@ class _Builder:
         self.victim = victim
         self.sizes = sizes
         self.pool = pool
-        self.rng = np.random.default_rng(seed)
+        # one stream per victim: customers of different models are different principals
+        self.rng = np.random.default_rng([seed, zlib.crc32(victim.name.encode())])
         self.lo, self.hi = victim.bounds()
         self.fields = field_groups(victim)
         self.is_image = victim.input_kind is InputKind.IMAGE
