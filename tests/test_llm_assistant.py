@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 
 import httpx
 import numpy as np
 import pytest
 
-from gateway_upstream import LoopbackServer
+from gateway_upstream import LoopbackServer, free_port
 from querywarden.llm.assistant import Assistant, Options, build_assistant, chat_prompt
 from querywarden.llm.corpus import EOS, SYSTEM_SECRET, CorpusError, build_corpus, payout_prefix
 from querywarden.llm.model import ModelError, NGramModel, detokenize, tokenize
@@ -242,3 +245,25 @@ def test_out_of_range_values_and_malformed_json_are_400(client: httpx.Client) ->
 
 def test_models_lists_the_assistant(client: httpx.Client) -> None:
     assert client.get("/v1/models").json()["data"][0]["id"] == "northgate-assistant"
+
+
+def test_the_assistant_runs_as_its_own_server_process() -> None:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "querywarden.llm.server", "--port", str(port), "--seed", "3"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                r = httpx.post(f"http://127.0.0.1:{port}/v1/completions", json={"prompt": "You are Penny,"}, timeout=5)
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None and time.monotonic() < deadline, "server did not start"
+                time.sleep(0.2)
+        assert r.status_code == 200 and r.json()["model"] == "northgate-assistant"
+    finally:
+        proc.terminate()
+        proc.wait(10)

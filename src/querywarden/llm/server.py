@@ -287,3 +287,26 @@ def _usage(gen: Generation) -> dict[str, int]:
         "completion_tokens": len(gen.tokens),
         "total_tokens": gen.prompt_tokens + len(gen.tokens),
     }
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m querywarden.llm.server [--host H] [--port P] [--seed S]``: train and serve.
+
+    Put the gateway in front with ``querywarden serve --upstream http://H:P``.
+    """
+    import argparse
+
+    import uvicorn
+
+    from querywarden.llm.assistant import build_assistant
+
+    parser = argparse.ArgumentParser(prog="python -m querywarden.llm.server", description=main.__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=9000)
+    parser.add_argument("--seed", type=int, default=0, help="corpus seed: the same seed gives the same assistant")
+    args = parser.parse_args(argv)
+    uvicorn.run(create_app(build_assistant(args.seed)), host=args.host, port=args.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()
