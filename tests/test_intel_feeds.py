@@ -235,3 +235,12 @@ def test_intel_modules_do_no_io() -> None:
     src = Path(__file__).resolve().parents[1] / "src" / "querywarden" / "intel"
     for name in ("detector.py", "matcher.py", "indicators.py", "fingerprint.py"):
         assert _violations(src / name) == [], name
+
+
+def test_a_bad_inline_indicator_is_located(tmp_path: Path) -> None:
+    path = config(
+        tmp_path, "", detectors='[detectors.intel]\nrenotify = 60\nfeed = [{kind = "network", value = "nope"}]\n'
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.line in (5, 6) and "feed[0]" in info.value.reason and "not an IP address" in info.value.reason
