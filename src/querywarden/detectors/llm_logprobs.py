@@ -103,6 +103,8 @@ class LogprobHarvestDetector(Detector):
         self._states: PrincipalStates[_State] = PrincipalStates(_State, max_principals)
 
     def update(self, interaction: Interaction) -> list[Signal]:
+        if interaction.prompt is None and not interaction.messages:
+            return []  # not a chat or completion request
         params = interaction.params
         n_lp = wants_logprobs(params) if params else 0
         bias = bias_key(params.get("logit_bias")) if params else None

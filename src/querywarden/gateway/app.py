@@ -54,6 +54,7 @@ from querywarden.gateway.pipeline import EnginePipeline
 from querywarden.gateway.principal import PrincipalResolver
 from querywarden.gateway.settings import GatewaySettings
 from querywarden.gateway.upstream import UpstreamTransport
+from querywarden.text.stream import SseRedactor
 
 log = logging.getLogger("querywarden.gateway")
 
@@ -262,7 +263,7 @@ class Gateway:
             return "upstream_error"
         try:
             if is_event_stream(response.headers.raw):
-                return await self._stream(response, exchange, send)
+                return await self._stream(response, exchange, send, spec)
             raw = await response.aread()
         except httpx.TimeoutException:
             await send_error(send, 504, "upstream_timeout", "the model server did not answer in time", request_id=rid)
@@ -304,22 +305,29 @@ class Gateway:
             return _ENCODER.encode(payload)
         return None
 
-    async def _stream(self, response: httpx.Response, exchange: Exchange, send: Send) -> str:
-        """Pass an SSE answer through chunk by chunk, keeping a bounded copy for the engine."""
+    async def _stream(self, response: httpx.Response, exchange: Exchange, send: Send, spec: HardenSpec | None) -> str:
+        """Pass an SSE answer through chunk by chunk, keeping a bounded copy for the engine.
+
+        Hardened LLM answers go through a streaming redactor: PII is replaced event by event,
+        holding back only the tail that could still be the start of a match.
+        """
         headers = downstream_headers(response.headers.raw, decoded=False)
         await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
+        redactor = SseRedactor() if spec is not None and exchange.adapter.llm and response.status_code < 400 else None
         kept: list[bytes] = []
         size = 0
         async for chunk in response.aiter_raw():
             if size < _MAX_STREAM_COPY:
                 kept.append(chunk)
                 size += len(chunk)
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        exchange.stream = kept
+            out = redactor.feed(chunk) if redactor is not None else chunk
+            if out:
+                await send({"type": "http.response.body", "body": out, "more_body": True})
+        exchange.stream = kept  # the engine learns from what the model said, not the redacted copy
         if response.status_code < 400:
             self.pipeline.submit(exchange)
-        await send({"type": "http.response.body", "body": b""})
-        return "forwarded"
+        await send({"type": "http.response.body", "body": redactor.finish() if redactor is not None else b""})
+        return "hardened" if redactor is not None and redactor.redacted else "forwarded"
 
     async def _passthrough(self, scope: Scope, receive: Receive, send: Send) -> str:
         """Forward an unknown route untouched: body streamed both ways, headers kept."""

@@ -161,3 +161,21 @@ def _set_text(event: dict[str, Any], path: tuple[str, ...], text: str) -> None:
     for key in path[:-1]:
         target = target[key]
     target[path[-1]] = text
+
+
+def redact_choices(body: Any) -> bool:
+    """Redact PII in every choice of a (non-streamed) OpenAI-style answer, in place. True if it changed."""
+    changed = False
+    choices = body.get("choices") if isinstance(body, dict) else None
+    for choice in choices if isinstance(choices, list) else ():
+        if not isinstance(choice, dict):
+            continue
+        message = choice.get("message")
+        holder, key = (message, "content") if isinstance(message, dict) else (choice, "text")
+        text = holder.get(key)
+        if isinstance(text, str):
+            clean = redact(text)
+            if clean != text:
+                holder[key] = clean
+                changed = True
+    return changed

@@ -2,7 +2,8 @@
 
 Hardening acts on the request (strip ``logprobs``, cap ``top_logprobs``, drop
 ``logit_bias`` and ``echo``) so it also covers streamed answers, and, for plain JSON
-answers, strips any ``logprobs`` the upstream sends anyway.
+answers, strips any ``logprobs`` the upstream sends anyway and redacts PII and secrets
+(``text.pii``); streamed answers are redacted event by event (``text.stream.SseRedactor``).
 
 A streamed answer (``"stream": true``) is passed through chunk by chunk; the gateway keeps
 a bounded copy of the raw chunks and the engine worker reassembles the text from the SSE
@@ -21,6 +22,7 @@ from querywarden.core.records import Output
 from querywarden.errors import TrafficError
 from querywarden.gateway.adapters.base import Adapter, Instance, ParsedRequest
 from querywarden.gateway.enforcement.harden import HardenSpec, harden_llm_request, strip_llm_logprobs
+from querywarden.text.stream import redact_choices
 
 LEAKY_PARAMS = ("logprobs", "top_logprobs", "logit_bias", "echo", "temperature", "top_p", "max_tokens", "n", "seed")
 """Request options recorded in ``Interaction.params``: the ones that matter for leakage."""
@@ -42,7 +44,10 @@ class _OpenAIAdapter(Adapter):
         return isinstance(body, dict) and harden_llm_request(body, spec)
 
     def harden_response(self, body: Any, spec: HardenSpec, rng: np.random.Generator) -> bool:
-        return isinstance(body, dict) and spec.top_logprobs == 0 and strip_llm_logprobs(body)
+        if not isinstance(body, dict):
+            return False
+        stripped = spec.top_logprobs == 0 and strip_llm_logprobs(body)
+        return redact_choices(body) or stripped  # PII and secrets out of a suspect's answers
 
     def outputs(self, body: Any, n: int) -> list[Output | None]:
         choices = body.get("choices") if isinstance(body, dict) else None
