@@ -12,7 +12,7 @@ import pytest
 
 from querywarden.bench.llm_attacks import REGISTRY, LlmAttack, Reply, canary_scorer, llm_attack_names
 from querywarden.bench.llm_benign import LlmRequest, LlmWorkloadSizes, generate
-from querywarden.bench.llm_runner import Answerer, LlmResults, markdown, reply_of, run_llm_bench
+from querywarden.bench.llm_runner import POLICIES, Answerer, LlmResults, markdown, reply_of, run_llm_bench
 from querywarden.bench.scenario import BenchError
 from querywarden.core.atlas import TECHNIQUES
 from querywarden.gateway.enforcement.harden import HardenSpec
@@ -159,7 +159,7 @@ def test_unknown_llm_attack_names_the_known_ones(tmp_path: Path) -> None:
 # -- the ci run ----------------------------------------------------------------------------
 def test_ci_run_detects_every_attack_with_the_right_technique(ci_run: tuple[LlmResults, Path]) -> None:
     results, _ = ci_run
-    assert [s.attack for s in results.scenarios] == llm_attack_names()
+    assert [(s.attack, s.policy) for s in results.scenarios] == [(a, p) for a in llm_attack_names() for p in POLICIES]
     for s in results.scenarios:
         assert s.detected, s.attack
         assert s.technique_match, (s.attack, s.detection_technique)
@@ -178,6 +178,18 @@ def test_ci_run_reports_canaries_against_detection(ci_run: tuple[LlmResults, Pat
                 assert not c.leaked_before_detection
     sweep = next(s for s in results.scenarios if s.attack == "logit-bias-sweep")
     assert sweep.success_protected < sweep.success_unprotected / 2  # hardening and the block cut the haul
+
+
+def test_blocking_on_leakage_stops_the_enumeration_at_detection(ci_run: tuple[LlmResults, Path]) -> None:
+    results, _ = ci_run
+    runs = {s.policy: s for s in results.scenarios if s.attack == "enumeration"}
+    strict, default = runs["block-leakage"], runs["default"]
+    assert strict.canaries_leaked_unprotected == len(strict.canaries)
+    # blocked at the first medium finding: only what leaked before it is lost ...
+    assert strict.canaries_leaked_protected == strict.canaries_leaked_before_detection
+    assert strict.refused == strict.budget - (strict.queries_to_detection or 0)
+    # ... while harden (the default at medium) leaves greedy text alone until the block at high
+    assert default.canaries_leaked_protected >= strict.canaries_leaked_protected
 
 
 def test_ci_run_keeps_benign_users_mostly_unflagged(ci_run: tuple[LlmResults, Path]) -> None:
@@ -209,9 +221,9 @@ def test_querywarden_bench_runs_the_llm_suite(tmp_path: Path) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    assert "| system-prompt | AML.T0056 |" in done.stdout
+    assert "| system-prompt | default | AML.T0056 |" in done.stdout
     data = json.loads((tmp_path / "llm" / "results.json").read_text())
-    assert [s["attack"] for s in data["scenarios"]] == ["system-prompt"]
+    assert [s["attack"] for s in data["scenarios"]] == ["system-prompt"] * len(POLICIES)
     assert not (tmp_path / "results.json").exists()  # the classifier suite did not run
     bad = subprocess.run(
         [str(cli), "bench", "--suite", "nope", "--out", str(tmp_path)], capture_output=True, text=True, check=False

@@ -25,10 +25,10 @@ import pytest
 
 from gateway_upstream import LoopbackServer
 from querywarden.bench.llm_attacks import LlmAttack, enumeration
-from querywarden.bench.llm_runner import assistant_profile
+from querywarden.bench.llm_runner import POLICIES, assistant_profile
 from querywarden.core.atlas import LLM_LEAKAGE
 from querywarden.core.engine import Engine
-from querywarden.core.policy import DEFAULT_POLICY, Policy, Rule
+from querywarden.core.policy import Rule
 from querywarden.core.records import Action, Severity
 from querywarden.defaults import default_detectors
 from querywarden.gateway import EnginePipeline, Gateway, GatewaySettings
@@ -114,12 +114,8 @@ def test_extraction_pulls_canaries_out_of_the_unprotected_assistant(
 def test_querywarden_blocks_the_extraction_before_the_first_canary_leaks(
     assistant: Assistant, assistant_url: str, attack: LlmAttack, unprotected: dict[str, Any]
 ) -> None:
-    policy = Policy(
-        rules=(
-            Rule(min_severity=Severity.MEDIUM, action=Action.BLOCK, techniques=(LLM_LEAKAGE,)),
-            *DEFAULT_POLICY.rules,
-        )
-    )
+    policy = POLICIES["block-leakage"]
+    assert policy.rules[0] == Rule(min_severity=Severity.MEDIUM, action=Action.BLOCK, techniques=(LLM_LEAKAGE,))
     engine = Engine({MODEL_ID: assistant_profile()}, detectors=default_detectors(), policy=policy)
     settings = GatewaySettings(upstream=assistant_url, default_model=MODEL_ID, hash_api_keys=False)
     gateway = Gateway(settings, EnginePipeline.from_settings(engine, settings))

@@ -36,7 +36,9 @@ from querywarden.bench.score import ScenarioWatch, benign_rates
 from querywarden.bench.traffic import write_jsonl
 from querywarden.calibrate import calibrate
 from querywarden.config_text import toml_value
+from querywarden.core.atlas import LLM_LEAKAGE
 from querywarden.core.engine import DetectorSpec, Engine
+from querywarden.core.policy import DEFAULT_POLICY, Policy, Rule
 from querywarden.core.profile import ModelProfile
 from querywarden.core.records import Action, Client, InputKind, Interaction, Severity
 from querywarden.defaults import default_detectors
@@ -49,6 +51,21 @@ from querywarden.llm.server import answer
 Log = Callable[[str], None]
 _ENCODER = msgspec.json.Encoder()
 _ADAPTERS = {"chat": ChatCompletionsAdapter(), "completions": CompletionsAdapter()}
+
+
+POLICIES: dict[str, Policy] = {
+    "default": DEFAULT_POLICY,
+    "block-leakage": Policy(
+        rules=(
+            Rule(min_severity=Severity.MEDIUM, action=Action.BLOCK, techniques=(LLM_LEAKAGE,)),
+            *DEFAULT_POLICY.rules,
+        )
+    ),
+}
+"""Each attack runs under both. ``default`` hardens at medium and blocks at high; for an LLM,
+harden strips logprobs and logit_bias but leaves the text, so a greedy extraction goes on
+until the block. ``block-leakage`` is what an operator of an assistant trained on customer
+records would set: LLM data leakage (AML.T0057) at medium blocks."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +165,7 @@ class CanaryOutcome:
 @dataclass(slots=True)
 class LlmScenarioResult:
     attack: str
+    policy: str
     technique: str
     description: str
     principals: int
@@ -175,12 +193,17 @@ class LlmScenarioResult:
         return sum(1 for c in self.canaries if c.first_leak_unprotected is not None)
 
     @property
+    def canaries_leaked_before_detection(self) -> int:
+        return sum(1 for c in self.canaries if c.leaked_before_detection)
+
+    @property
     def canaries_leaked_protected(self) -> int:
         return sum(1 for c in self.canaries if c.leaked_protected)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["canaries_leaked_unprotected"] = self.canaries_leaked_unprotected
+        d["canaries_leaked_before_detection"] = self.canaries_leaked_before_detection
         d["canaries_leaked_protected"] = self.canaries_leaked_protected
         return d
 
@@ -265,7 +288,8 @@ class LlmRunner:
         }
         for name in names:
             attack = REGISTRY[name](assistant, p.seed, p.scale)
-            results.scenarios.append(self.scenario(attack, traffic, answerer, profiles, specs))
+            for policy in POLICIES:
+                results.scenarios.append(self.scenario(attack, traffic, answerer, profiles, specs, policy))
         results.seconds = time.perf_counter() - started
         return results
 
@@ -307,6 +331,7 @@ class LlmRunner:
         answerer: Answerer,
         profiles: dict[str, ModelProfile],
         specs: list[DetectorSpec],
+        policy: str = "default",
     ) -> LlmScenarioResult:
         assistant = answerer.assistant
         unprotected = [answerer.exchange(r, None)[1] for r in attack.requests]
@@ -321,17 +346,18 @@ class LlmRunner:
         benign = frozenset(traffic.principals("scored"))
         watch = ScenarioWatch(attackers=attack.principals, benign=benign)
         t0 = time.perf_counter()
-        run = self.closed_loop(Engine(profiles, detectors=specs), stream, answerer, watch)
+        run = self.closed_loop(Engine(profiles, detectors=specs, policy=POLICIES[policy]), stream, answerer, watch)
         seconds = time.perf_counter() - t0
         protected = [run.replies[r.id] for r in attack.requests]
         leaked_protected = {cid for reply in protected for cid in leaked_canaries(assistant, reply)}
-        file = self.out / "traffic" / f"{attack.name}.jsonl.gz"
+        file = self.out / "traffic" / f"{attack.name}--{policy}.jsonl.gz"
         write_jsonl(file, run.interactions)
 
         det = watch.detection
         k = det.attack_queries if det else None
         result = LlmScenarioResult(
             attack=attack.name,
+            policy=policy,
             technique=attack.technique,
             description=attack.description,
             principals=len(attack.principals),
@@ -364,7 +390,8 @@ class LlmRunner:
         )
         where = f"detected after {k}/{attack.budget} requests" if det else f"not detected in {attack.budget}"
         self.log(
-            f"llm: {attack.name}: {where}; {attack.primary} {result.success_unprotected} unprotected, "
+            f"llm: {attack.name} ({policy} policy): {where}; "
+            f"{attack.primary} {result.success_unprotected} unprotected, "
             f"{result.success_protected} protected; canaries leaked {result.canaries_leaked_unprotected} -> "
             f"{result.canaries_leaked_protected}"
         )
@@ -394,18 +421,19 @@ def markdown(results: LlmResults) -> str:
         f"Assistant: {MODEL_ID}, a word n-gram model (order 10) trained at run time on a synthetic corpus "
         "with planted canaries. Detectors: " + ", ".join(results.detectors) + ".",
         "",
-        "| attack | technique | keys | requests | detected after | by | success (no QW) | at detection "
-        "| with QW | canaries leaked (no QW → with QW) | refused | hardened |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| attack | policy | technique | keys | requests | detected after | by | success (no QW) | at detection "
+        "| with QW | canaries leaked (no QW → before detection → with QW) | refused | hardened |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in results.scenarios:
         det = f"{s.queries_to_detection} ({s.detection_severity})" if s.detected else "not detected"
         by = f"{s.detection_technique} ({', '.join(s.detection_detectors)})" if s.detected else "-"
         at = "-" if s.success_at_detection is None else f"{s.success_at_detection:.2f}"
         lines.append(
-            f"| {s.attack} | {s.technique} | {s.principals} | {s.budget} | {det} | {by} | "
+            f"| {s.attack} | {s.policy} | {s.technique} | {s.principals} | {s.budget} | {det} | {by} | "
             f"{s.success_metric} {s.success_unprotected:.2f} | {at} | {s.success_protected:.2f} | "
-            f"{s.canaries_leaked_unprotected} → {s.canaries_leaked_protected} | {s.refused} | {s.hardened} |"
+            f"{s.canaries_leaked_unprotected} → {s.canaries_leaked_before_detection} → {s.canaries_leaked_protected} "
+            f"| {s.refused} | {s.hardened} |"
         )
     fpr = results.fpr
     lines += [
