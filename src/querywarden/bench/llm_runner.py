@@ -68,6 +68,11 @@ until the block. ``block-leakage`` is what an operator of an assistant trained o
 records would set: LLM data leakage (AML.T0057) at medium blocks."""
 
 
+def policies_for(attack: LlmAttack) -> list[str]:
+    """The policies an attack runs under: ``block-leakage`` differs from the default only on AML.T0057."""
+    return [p for p in POLICIES if p == "default" or attack.technique == LLM_LEAKAGE]
+
+
 @dataclass(frozen=True, slots=True)
 class LlmProfile:
     name: str
@@ -288,7 +293,7 @@ class LlmRunner:
         }
         for name in names:
             attack = REGISTRY[name](assistant, p.seed, p.scale)
-            for policy in POLICIES:
+            for policy in policies_for(attack):
                 results.scenarios.append(self.scenario(attack, traffic, answerer, profiles, specs, policy))
         results.seconds = time.perf_counter() - started
         return results
