@@ -79,3 +79,27 @@ severity = "high"
             server.close()
             hook.close()
             udp.close()
+
+
+def test_intel_refresh_runs_beside_the_engine_and_stops_with_the_exports(tmp_path: Path) -> None:
+    import threading
+
+    from querywarden.config import load_config
+    from querywarden.exports.edge import attach_exports
+    from querywarden.gateway.pipeline import EnginePipeline
+    from querywarden.intel import load_registry
+
+    (tmp_path / "keys.txt").write_text("key_a\n")
+    cfg = tmp_path / "qw.toml"
+    cfg.write_text(
+        "[models.credit]\nn_features = 8\n\n[intel]\nrefresh = 0.05\n\n"
+        '[[intel.feeds]]\nkind = "key"\npath = "keys.txt"\n'
+    )
+    pipeline = EnginePipeline(load_config(cfg).engine())
+    dispatcher = attach_exports(pipeline, None, cfg)
+    registry = load_registry(cfg)
+    assert registry is not None
+    first = registry.feeds()[0].loaded_ts
+    assert wait_for(lambda: registry.feeds()[0].loaded_ts > first)  # reloaded in the background
+    dispatcher.close()
+    assert not any(t.name == "querywarden-intel-refresh" for t in threading.enumerate())

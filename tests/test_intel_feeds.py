@@ -244,3 +244,35 @@ def test_a_bad_inline_indicator_is_located(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert info.value.line in (5, 6) and "feed[0]" in info.value.reason and "not an IP address" in info.value.reason
+
+
+def test_refresh_swaps_new_indicators_into_the_running_detector(
+    tmp_path: Path, taxii: TaxiiServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from querywarden.core.profile import ModelProfile
+    from querywarden.exports.edge import IntelRefresher
+
+    monkeypatch.setenv("QW_TAXII", TOKEN)
+    taxii.objects = [indicator(1, "[user-account:user_id = 'key_old']")]
+    feed = f'[[intel.feeds]]\nkind = "taxii"\nurl = "{taxii.url}"\ntoken_env = "QW_TAXII"\nseverity = "medium"\n'
+    path = config(tmp_path, "[intel]\nrefresh = 60\n\n" + feed)
+    cfg = load_config(path)
+    registry = load_registry(path)
+    assert registry is not None and registry.refresh == 60.0
+    engine = cfg.engine()
+
+    def signals(principal: str, n: int, model: str = "credit") -> int:
+        it = Interaction(id=f"{principal}-{n}", ts=1_794_000_000.0 + n, principal=principal, model=model)
+        return len(engine.process(it).signals)
+
+    assert (signals("key_old", 1), signals("key_new", 2)) == (1, 0)
+    taxii.objects = [*taxii.objects, indicator(2, "[user-account:user_id = 'key_new']")]
+    refresher = IntelRefresher(registry, engine)
+    assert refresher.run_once()
+    assert (signals("key_new", 3), signals("key_old", 4)) == (1, 0)  # key_old already signalled: renotify
+    assert registry.feeds()[0].indicators == 2
+    taxii.close()  # the server goes away: the reload fails and the loaded feed stays
+    assert not refresher.run_once() and refresher.failures == 1
+    assert registry.feeds()[0].indicators == 2
+    engine.add_model(ModelProfile(id="digits", n_features=3))
+    assert signals("key_new", 5, model="digits") == 1  # a model met later gets the refreshed feed too

@@ -113,6 +113,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("exports.index", None, "splunk: target index; absent means the token's default index."),
     Setting("exports.sourcetype", "querywarden:finding", "splunk: event sourcetype."),
     Setting("exports.verify_tls", True, "splunk: verify the HEC server's TLS certificate."),
+    Setting("intel.refresh", 0.0, "Seconds between reloads of the feeds while serving; 0 loads them once."),
     Setting("intel.feeds.name", None, "Feed name shown in matches; defaults to the file or collection."),
     Setting("intel.feeds.kind", None, "What the feed is.", ("stix", "taxii", "ip", "key")),
     Setting("intel.feeds.path", None, "stix, ip, key: the file, relative to the config file."),

@@ -21,7 +21,7 @@ import queue
 import random
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -154,6 +154,11 @@ class Dispatcher:
         if len(set(names)) != len(names):
             raise ValueError(f"exporter names must be unique, got {names}")
         self._started = False
+        self._closers: list[Callable[[], None]] = []
+
+    def close_with(self, closer: Callable[[], None]) -> None:
+        """Run ``closer`` when the dispatcher closes: other edge work that lives as long as it."""
+        self._closers.append(closer)
 
     def __bool__(self) -> bool:
         return bool(self._lanes)
@@ -188,6 +193,8 @@ class Dispatcher:
 
     def close(self, timeout: float = 10.0) -> None:
         """Deliver what is queued (within ``timeout``), then stop; what is left counts as dropped."""
+        while self._closers:
+            self._closers.pop()()
         if self._started:
             end = time.monotonic() + timeout
             for lane in self._lanes:

@@ -3,17 +3,23 @@
 The pipeline's ``on_step`` hook runs on the engine worker thread after each interaction
 that produced something. It hands finding events to the dispatcher (which never blocks)
 and the intel detector's signals to the intel registry (so the console lists matches).
+With ``[intel] refresh`` set, an ``IntelRefresher`` thread reloads the feeds (a TAXII
+collection grows) and swaps them into the running detectors.
 """
 
 from __future__ import annotations
 
 import importlib
+import logging
+import threading
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
-from querywarden.core.engine import Step
+from querywarden.core.engine import Engine, Step
 from querywarden.core.records import Finding
+from querywarden.errors import QueryWardenError
 from querywarden.exports.dispatcher import Dispatcher
 from querywarden.exports.settings import load_dispatcher
 from querywarden.findings_out import FindingsWriter
@@ -21,9 +27,60 @@ from querywarden.findings_out import FindingsWriter
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
+log = logging.getLogger("querywarden.intel")
+
 
 class HasOnStep(Protocol):
     on_step: Callable[[Step], None] | None
+
+
+class IntelRefresher:
+    """Reloads the intel feeds every ``registry.refresh`` seconds, in its own thread, and
+    hands the new feed to the engine's ``intel`` detectors (and to the specs that build
+    them for models met later). A failed reload is logged and the loaded feed stays."""
+
+    def __init__(self, registry: Any, engine: Engine) -> None:
+        self.registry = registry
+        self.engine = engine
+        self.reloads = 0
+        self.failures = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="querywarden-intel-refresh", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.registry.refresh):
+            self.run_once()
+
+    def run_once(self) -> bool:
+        try:
+            feed = self.registry.reload()
+        except QueryWardenError as exc:
+            self.failures += 1
+            log.warning("intel feeds not reloaded, keeping the loaded ones: %s", exc.located())
+            return False
+        apply_feed(self.engine, feed)
+        self.reloads += 1
+        return True
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(5.0)
+
+
+def apply_feed(engine: Engine, feed: Any) -> None:
+    """Give every ``intel`` detector of ``engine`` the new feed; their learned state stays."""
+    engine.specs = tuple(
+        replace(s, params={**s.params, "feed": feed}) if s.name == "intel" else s for s in engine.specs
+    )
+    for model in tuple(engine.profiles):
+        for det in engine.detectors(model):
+            set_feed = getattr(det, "set_feed", None)
+            if det.name == "intel" and set_feed is not None:
+                set_feed(feed)  # one attribute swap: the engine worker sees the old or the new feed
 
 
 def intel_registry(config_path: str | Path | None) -> Any:
@@ -57,6 +114,11 @@ def attach_exports(
             previous(step)
 
     pipeline.on_step = on_step
+    engine = getattr(pipeline, "engine", None)
+    if registry is not None and registry.refresh > 0 and isinstance(engine, Engine):
+        refresher = IntelRefresher(registry, engine)
+        refresher.start()
+        dispatcher.close_with(refresher.close)
     return dispatcher
 
 
@@ -77,4 +139,4 @@ class ExportingWriter(FindingsWriter):
         self.dispatcher.submit((finding,), wait=self.wait)
 
 
-__all__ = ["ExportingWriter", "attach_exports", "intel_registry"]
+__all__ = ["ExportingWriter", "IntelRefresher", "apply_feed", "attach_exports", "intel_registry"]

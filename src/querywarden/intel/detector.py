@@ -86,6 +86,11 @@ class IntelDetector(Detector):
             out.append(self.signal(interaction, score=ind.confidence, severity=ind.severity, evidence=evidence))
         return out
 
+    def set_feed(self, feed: IntelMatcher) -> None:
+        """Swap in a reloaded feed (the edge's refresher calls this); what was learned stays."""
+        self.feed = feed
+        self._matcher = _as_matcher(feed)
+
     def state_size(self) -> int:
         return len(self._seen)
 

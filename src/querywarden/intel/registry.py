@@ -35,7 +35,7 @@ import threading
 import time
 import tomllib
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -80,19 +80,52 @@ class FeedInfo:
 
 class IntelRegistry:
     def __init__(
-        self, feeds: Sequence[tuple[FeedInfo, Sequence[Indicator]]], *, max_matches: int = MAX_MATCHES
+        self,
+        feeds: Sequence[tuple[FeedInfo, Sequence[Indicator]]],
+        *,
+        max_matches: int = MAX_MATCHES,
+        refresh: float = 0.0,
+        loader: Callable[[], list[tuple[FeedInfo, list[Indicator]]]] | None = None,
     ) -> None:
         self._feeds = [info for info, _ in feeds]
         self._indicators = [i for _, inds in feeds for i in inds]
         self.matcher = IntelMatcher(self._indicators)
+        self.inline: list[Indicator] = []
+        """Indicators written in ``[detectors.intel] feed``, merged into the detector's feed."""
+        self.refresh = refresh
+        """Seconds between reloads of the feeds while serving; 0 loads them once."""
+        self._loader = loader
         self._matches: deque[Match] = deque(maxlen=max_matches)
         self._lock = threading.Lock()
 
+    def detector_feed(self) -> IntelMatcher:
+        """What the ``intel`` detector reads: every feed's indicators plus the inline ones."""
+        return IntelMatcher([*self._indicators, *self.inline]) if self.inline else self.matcher
+
+    def reload(self) -> IntelMatcher:
+        """Read every feed again and return the detector's new feed.
+
+        On any failure (``ConfigError`` naming the feed, e.g. a TAXII server that is down)
+        the loaded feeds stay as they were, so an outage never empties the intel.
+        """
+        if self._loader is None:
+            return self.detector_feed()
+        feeds = self._loader()
+        indicators = [i for _, inds in feeds for i in inds]
+        matcher = IntelMatcher(indicators)
+        with self._lock:
+            self._feeds = [info for info, _ in feeds]
+            self._indicators = indicators
+            self.matcher = matcher
+        return self.detector_feed()
+
     def feeds(self) -> list[FeedInfo]:
-        return list(self._feeds)
+        with self._lock:
+            return list(self._feeds)
 
     def indicators(self) -> list[Indicator]:
-        return list(self._indicators)
+        with self._lock:
+            return list(self._indicators)
 
     def observe(self, signals: Iterable[Signal]) -> int:
         """Record the ``intel`` detector's signals among ``signals``; returns how many."""
@@ -232,21 +265,34 @@ def registry_from(path: Path, text: str, table: Any, env: Mapping[str, str] | No
     if not isinstance(table, dict):
         raise ConfigError("intel: must be a table", source=str(path), line=locate(text, ("intel",)))
     for key in table:
-        if key != "feeds":
+        if key not in ("feeds", "refresh"):
             raise ConfigError(
-                f"intel.{key}: unknown key; allowed: feeds", source=str(path), line=locate(text, ("intel", key))
+                f"intel.{key}: unknown key; allowed: feeds, refresh",
+                source=str(path),
+                line=locate(text, ("intel", key)),
             )
+    refresh = table.get("refresh", 0)
+    if isinstance(refresh, bool) or not isinstance(refresh, int | float) or not 0 <= refresh < math.inf:
+        raise ConfigError(
+            f"intel.refresh: must be seconds >= 0, not {refresh!r}",
+            source=str(path),
+            line=locate(text, ("intel", "refresh")),
+        )
     raw = table.get("feeds", [])
     if not isinstance(raw, list):
         raise ConfigError(
             "intel.feeds: must be [[intel.feeds]] tables", source=str(path), line=locate(text, ("intel",))
         )
-    feeds = [_load_feed(_Feed(path, text, i, t), env) for i, t in enumerate(raw)]
-    names = [info.name for info, _ in feeds]
-    for i, name in enumerate(names):
-        if name in names[:i]:
-            raise _Feed(path, text, i, raw[i]).error("name", f"another feed is already named {name!r}")
-    return IntelRegistry(feeds)
+
+    def load_all() -> list[tuple[FeedInfo, list[Indicator]]]:
+        feeds = [_load_feed(_Feed(path, text, i, t), env) for i, t in enumerate(raw)]
+        names = [info.name for info, _ in feeds]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                raise _Feed(path, text, i, raw[i]).error("name", f"another feed is already named {name!r}")
+        return feeds
+
+    return IntelRegistry(load_all(), refresh=float(refresh), loader=load_all)
 
 
 _CACHE: dict[tuple[str, int], IntelRegistry] = {}
@@ -269,9 +315,8 @@ def attach_feeds(specs: Sequence[DetectorSpec], path: Path, text: str, table: An
     for spec in specs:
         if spec.name == "intel":
             inline = spec.params.get("feed") or []
-            extra = [indicator_from_dict(r, feed="inline", ref=f"inline[{i}]") for i, r in enumerate(inline)]
-            matcher = IntelMatcher([*registry.indicators(), *extra]) if extra else registry.matcher
-            spec = replace(spec, params={**spec.params, "feed": matcher})
+            registry.inline = [indicator_from_dict(r, feed="inline", ref=f"inline[{i}]") for i, r in enumerate(inline)]
+            spec = replace(spec, params={**spec.params, "feed": registry.detector_feed()})
         out.append(spec)
     return out
 
