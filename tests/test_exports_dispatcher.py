@@ -108,6 +108,9 @@ def test_close_counts_what_is_left_as_dropped() -> None:
     stuck.gate.set()
     s = d.stats()["stuck"]
     assert s.dropped >= 18 and s.sent + s.dropped + s.failed <= 20
+    before = s.dropped
+    d.submit(findings(3))  # after close: counted as dropped, never raised
+    assert s.dropped == before + 3
 
 
 def test_metrics_are_aggregates_named_querywarden() -> None:

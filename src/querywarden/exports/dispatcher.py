@@ -154,6 +154,7 @@ class Dispatcher:
         if len(set(names)) != len(names):
             raise ValueError(f"exporter names must be unique, got {names}")
         self._started = False
+        self._closed = False
         self._closers: list[Callable[[], None]] = []
 
     def close_with(self, closer: Callable[[], None]) -> None:
@@ -176,6 +177,11 @@ class Dispatcher:
         A batch job such as ``replay`` passes ``wait`` seconds it may block per finding, so
         a fast producer is paced by the receivers instead of losing findings.
         """
+        if self._closed:
+            late = len(list(findings))
+            for lane in self._lanes:  # too late to deliver: counted, not raised
+                lane.stats.dropped += late
+            return
         if not self._started:
             self.start()
         for f in findings:
@@ -193,6 +199,7 @@ class Dispatcher:
 
     def close(self, timeout: float = 10.0) -> None:
         """Deliver what is queued (within ``timeout``), then stop; what is left counts as dropped."""
+        self._closed = True
         while self._closers:
             self._closers.pop()()
         if self._started:
