@@ -79,6 +79,11 @@ class FeedInfo:
 
 
 class IntelRegistry:
+    """The loaded feeds of one config, and the matches seen in this process (bounded).
+
+    Thread-safe: the engine worker records matches, the console reads, a refresher reloads.
+    """
+
     def __init__(
         self,
         feeds: Sequence[tuple[FeedInfo, Sequence[Indicator]]],
@@ -100,7 +105,9 @@ class IntelRegistry:
 
     def detector_feed(self) -> IntelMatcher:
         """What the ``intel`` detector reads: every feed's indicators plus the inline ones."""
-        return IntelMatcher([*self._indicators, *self.inline]) if self.inline else self.matcher
+        with self._lock:
+            indicators, matcher = self._indicators, self.matcher
+        return IntelMatcher([*indicators, *self.inline]) if self.inline else matcher
 
     def reload(self) -> IntelMatcher:
         """Read every feed again and return the detector's new feed.
