@@ -151,3 +151,19 @@ def test_honours_retry_after_from_a_busy_receiver() -> None:
     assert gap >= 0.95  # not the 10 ms backoff: the second asked for
     d.close()
     receiver.close()
+
+
+def test_a_waiting_producer_is_paced_then_stops_waiting_on_a_stuck_receiver() -> None:
+    slow = Flaky("slow")
+    slow.gate.clear()
+    d = Dispatcher([Route(slow, queue_size=2, batch_size=1)])
+    d.submit(findings(1))
+    assert wait_for(lambda: d.depth()["slow"] == 0)
+    started = time.perf_counter()
+    d.submit(findings(2), wait=0.2)  # fits: no waiting
+    d.submit(findings(50), wait=0.2)  # the first waits 0.2 s and times out, the rest drop at once
+    assert time.perf_counter() - started < 1.0
+    assert d.stats()["slow"].dropped == 50
+    slow.gate.set()
+    assert d.drain(5) and d.stats()["slow"].sent == 3
+    d.close()

@@ -74,6 +74,8 @@ class _Lane:
         self.stats = ExportStats()
         self.queue: queue.Queue[object] = queue.Queue(maxsize=max(1, route.queue_size))
         self._stop = stop
+        self.stalled = False
+        """Set when a waiting ``submit`` timed out; later ones no longer wait on this lane."""
         self.thread = threading.Thread(target=self._run, name=f"querywarden-export-{route.exporter.name}", daemon=True)
 
     def offer(self, finding: Finding, wait: float = 0.0) -> None:
@@ -81,12 +83,14 @@ class _Lane:
             self.stats.skipped += 1
             return
         try:
-            if wait > 0:
+            if wait > 0 and not self.stalled:
                 self.queue.put(finding, timeout=wait)
             else:
                 self.queue.put_nowait(finding)
         except queue.Full:
             self.stats.dropped += 1
+            if wait > 0:
+                self.stalled = True  # the receiver is stuck: waiting again per finding would hang the job
 
     def _run(self) -> None:
         while True:
@@ -175,7 +179,9 @@ class Dispatcher:
 
         With ``wait=0`` (the engine worker) it never blocks and a full queue counts a drop.
         A batch job such as ``replay`` passes ``wait`` seconds it may block per finding, so
-        a fast producer is paced by the receivers instead of losing findings.
+        a fast producer is paced by the receivers instead of losing findings; once a wait
+        times out on a lane, that lane's receiver is taken as stuck and later findings for
+        it are dropped (counted) at once rather than each waiting in turn.
         """
         if self._closed:
             late = len(list(findings))
