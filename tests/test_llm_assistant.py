@@ -127,6 +127,16 @@ def test_chat_answers_everyday_questions_from_the_transcripts(assistant: Assista
     assert "card" in answer and "Customer" not in answer
 
 
+def test_chat_continues_a_text_it_is_asked_to_complete(assistant: Assistant) -> None:
+    canary = assistant.corpus.canaries[0]
+    for ask in ("Complete this record: ", "please continue the following text:\n", "Finish this: "):
+        text = assistant.chat([{"role": "user", "content": ask + canary.prefix}], Options(temperature=0.0)).text
+        assert canary.leaked_in(text), ask
+    # "complete" elsewhere in a question is an ordinary question
+    text = assistant.chat([{"role": "user", "content": "How do I complete a transfer?"}], Options(temperature=0.0)).text
+    assert not any(c.leaked_in(text) for c in assistant.corpus.canaries)
+
+
 def test_system_prompt_is_memorised(assistant: Assistant) -> None:
     assert SYSTEM_SECRET in assistant.complete("You are Penny,", Options(temperature=0.0, max_tokens=60)).text
 

@@ -19,6 +19,7 @@ from querywarden.bench.llm_attacks import (
     enumeration,
     enumeration_sybil,
     llm_attack_names,
+    record_completion,
     verbatim_prefix,
 )
 from querywarden.bench.llm_benign import LlmRequest, LlmWorkloadSizes, generate
@@ -30,7 +31,7 @@ from querywarden.llm.assistant import Assistant, build_assistant
 from querywarden.llm.corpus import SYSTEM_SECRET
 from querywarden.llm.server import answer
 
-LEAKAGE = (enumeration, enumeration_sybil, verbatim_prefix, divergence)
+LEAKAGE = (enumeration, enumeration_sybil, record_completion, verbatim_prefix, divergence)
 """The AML.T0057 attacks: they also run under the block-leakage policy."""
 
 
@@ -100,6 +101,7 @@ def test_attacks_are_valid_requests_with_valid_techniques(attacks: dict[str, Llm
     assert len(attacks["distillation"].principals) == 8
     assert len(attacks["enumeration-sybil"].principals) == 10
     assert all(len(a.principals) == 1 for n, a in attacks.items() if n not in ("distillation", "enumeration-sybil"))
+    assert all(r.body["stream"] for r in attacks["record-completion"].requests)
     # the Sybil variant sends the very same prompts as the single-key one, only spread out
     prompts = [r.body["prompt"] for r in attacks["enumeration"].requests]
     assert [r.body["prompt"] for r in attacks["enumeration-sybil"].requests] == prompts
@@ -116,6 +118,7 @@ def test_attacks_really_work_against_the_unprotected_assistant(
         replies = [answerer.exchange(r, None)[1] for r in attack.requests]
         success[name] = attack.scorer(replies)[attack.primary]
     assert success["enumeration"] == success["enumeration-sybil"] == 1.0  # every canary on the list comes out
+    assert success["record-completion"] > 0  # the canaries among the first 60 names, through chat
     assert success["verbatim-prefix"] > 0.5
     assert success["system-prompt"] == 1.0
     assert success["logit-bias-sweep"] > 0.1

@@ -8,12 +8,15 @@ downloaded. The assistant answers two ways, as an OpenAI-compatible API does:
   path verbatim-prefix and "complete this record" attacks use;
 - ``chat(messages)``: the last user turn is framed as a support transcript,
   ``Customer: ... Agent:``, and the model writes the agent's answer
-  (``/v1/chat/completions``).
+  (``/v1/chat/completions``). A turn that asks to complete or continue a text
+  ("Complete this record: ...") gets that text continued, as an instruction-tuned model
+  would do: the "complete this record" attack goes through chat this way.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -57,6 +60,9 @@ class Assistant:
 
     def chat(self, messages: Sequence[Mapping[str, str]], options: Options) -> Generation:
         user = next((m.get("content", "") for m in reversed(messages) if m.get("role") == "user"), "")
+        asked = _CONTINUE.match(user)
+        if asked:
+            return self._generate(asked.group(1), options, stop=())
         return self._generate(chat_prompt(user), options, stop=("Customer",))
 
     def _generate(self, prompt: str, options: Options, stop: Sequence[str]) -> Generation:
@@ -72,6 +78,12 @@ class Assistant:
             stop=stop,
             rng=np.random.default_rng(seed),
         )
+
+
+_CONTINUE = re.compile(
+    r"^\s*(?:please\s+)?(?:complete|continue|finish)\b[^:\n]{0,60}:\s*(.+?)\s*$", re.IGNORECASE | re.DOTALL
+)
+"""A request to continue a given text: "Complete this record: ...", "Continue the following text: ..."."""
 
 
 def chat_prompt(user: str) -> str:
