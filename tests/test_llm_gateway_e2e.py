@@ -1,9 +1,10 @@
 """End to end: a canary extraction attack on the real assistant, without and with QueryWarden.
 
 The assistant (corpus with canaries, n-gram model trained here) is served by uvicorn on
-loopback. The attacker holds a leaked customer list and pushes every name through the
-payout-transcript template with greedy decoding, half of the requests streamed, as an
-OpenAI client would. Without QueryWarden the canary customers' IBANs come back. With the
+loopback. The attacker holds a leaked customer list and pushes the names through the
+payout-transcript template with greedy decoding, as an OpenAI client would: through
+``/v1/completions`` with every other answer streamed, or through chat ("complete this
+record: ...") with every answer streamed. Without QueryWarden the canary customers' IBANs come back. With the
 real gateway in front, the engine sees the templated enumeration and the operator's policy
 blocks the key before the first canary name comes up; a customer chatting through the same
 gateway at the same time is served throughout.
@@ -24,7 +25,7 @@ import httpx
 import pytest
 
 from gateway_upstream import LoopbackServer
-from querywarden.bench.llm_attacks import LlmAttack, enumeration
+from querywarden.bench.llm_attacks import REGISTRY, LlmAttack
 from querywarden.bench.llm_runner import POLICIES, assistant_profile
 from querywarden.core.atlas import LLM_LEAKAGE
 from querywarden.core.engine import Engine
@@ -61,16 +62,22 @@ def assistant_url(assistant: Assistant) -> Iterator[str]:
         yield server.url
 
 
-@pytest.fixture(scope="module")
-def attack(assistant: Assistant) -> LlmAttack:
-    return enumeration(assistant, SEED, "ci")
+@pytest.fixture(scope="module", params=["enumeration", "record-completion"])
+def attack(request: pytest.FixtureRequest, assistant: Assistant) -> LlmAttack:
+    """Completions with every other answer streamed, or chat with every answer streamed."""
+    return REGISTRY[request.param](assistant, SEED, "ci")
 
 
 def _text(r: httpx.Response, streamed: bool) -> str:
     if not streamed:
-        return str(r.json()["choices"][0]["text"])
-    events = [ln[5:].strip() for ln in r.text.splitlines() if ln.startswith("data:")]
-    return "".join(json.loads(e)["choices"][0]["text"] for e in events if e != "[DONE]")
+        choice = r.json()["choices"][0]
+        return str(choice["message"]["content"] if "message" in choice else choice["text"])
+    events = [
+        json.loads(e) for ln in r.text.splitlines() if ln.startswith("data:") and (e := ln[5:].strip()) != "[DONE]"
+    ]
+    return "".join(
+        ev["choices"][0].get("delta", {}).get("content") or ev["choices"][0].get("text") or "" for ev in events
+    )
 
 
 def run_attack(client: httpx.Client, attack: LlmAttack, assistant: Assistant, between: Any = None) -> dict[str, Any]:
@@ -78,9 +85,10 @@ def run_attack(client: httpx.Client, attack: LlmAttack, assistant: Assistant, be
     statuses: Counter[int] = Counter()
     leaked: dict[str, int] = {}
     for i, req in enumerate(attack.requests, start=1):
-        streamed = i % 2 == 0
+        streamed = bool(req.body.get("stream")) or (req.endpoint == "completions" and i % 2 == 0)
         body = {**req.body, "stream": streamed}
-        r = client.post("/v1/completions", json=body, headers={"x-api-key": "attacker"})
+        path = "/v1/chat/completions" if req.endpoint == "chat" else "/v1/completions"
+        r = client.post(path, json=body, headers={"x-api-key": "attacker"})
         statuses[r.status_code] += 1
         if r.status_code == 200:
             text = _text(r, streamed)
@@ -104,9 +112,11 @@ def test_extraction_pulls_canaries_out_of_the_unprotected_assistant(
     assert unprotected["statuses"] == Counter({200: attack.budget})
     # every canary customer on the list gives up their IBAN or phone, word for word,
     # at the latest when the attacker sends their own name
-    assert set(unprotected["leaked"]) == {c.customer_id for c in assistant.corpus.canaries}
-    for canary in assistant.corpus.canaries:
-        own = next(i for i, r in enumerate(attack.requests, start=1) if canary.name in r.body["prompt"])
+    on_list = [c for c in assistant.corpus.canaries if any(c.name in json.dumps(r.body) for r in attack.requests)]
+    # (a name close to a canary's can pull that canary out too)
+    assert on_list and {c.customer_id for c in on_list} <= set(unprotected["leaked"])
+    for canary in on_list:
+        own = next(i for i, r in enumerate(attack.requests, start=1) if canary.name in json.dumps(r.body))
         assert unprotected["leaked"][canary.customer_id] <= own
     assert min(unprotected["leaked"].values()) == 48
 
