@@ -45,3 +45,15 @@ def test_split_sweep_adds_up_on_the_actor_and_windows_reset() -> None:
     assert [(s.principal, s.evidence["counted_on"]) for s in signals] == [("k3", "actor")]
     later = [msgspec.structs.replace(it, ts=it.ts + 7200) for it in chat.logit_sweep("h", 15, seed=9)]
     assert not [s for it in later for s in det.update(it)]  # a new window starts from zero
+
+
+def test_keys_joining_an_actor_bring_their_counts() -> None:
+    det = LogprobHarvestDetector(profile=PROFILE, min_bias_sets=16)
+    sweep = list(chat.logit_sweep("h", 44))
+    before = [msgspec.structs.replace(it, principal=f"k{i % 4}") for i, it in enumerate(sweep[:40])]
+    assert not [s for it in before for s in det.update(it)]  # 10 sets a key
+    joined = [msgspec.structs.replace(it, principal=f"k{i}", actor="ring") for i, it in enumerate(sweep[40:])]
+    signals = [s for it in joined for s in det.update(it)]
+    assert [(s.principal, s.evidence["counted_on"], s.evidence["distinct_bias_sets"]) for s in signals] == [
+        ("k1", "actor", 22)
+    ]

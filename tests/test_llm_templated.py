@@ -66,3 +66,31 @@ def test_calibration_reports_each_principals_peak() -> None:
         det.update(it)
     cal = det.calibration()["min_distinct"]
     assert max(cal.values) == 12.0 and cal.alarm_above and len(cal.values) == 6
+
+
+def test_a_support_desk_naming_many_customers_with_different_requests_is_not_enumeration() -> None:
+    det = TemplatedEnumerationDetector(profile=PROFILE, min_distinct=20)
+    asks = [
+        "I lost my card",
+        "my debit card is missing",
+        "what is my daily transfer limit",
+        "are there fees abroad",
+        "I was charged twice",
+        "how do I reset my password",
+        "I need 3 months of statements",
+        "savings rate",
+    ]
+    names = [f"{f} {last}" for f in chat.FIRST for last in chat.LAST[:3]]
+    desk = [
+        chat.interaction(
+            f"d{i}", float(i), "desk", f"Customer: Hello, this is {n}. {asks[i % 8].capitalize()}. Agent:", ""
+        )
+        for i, n in enumerate(names)
+    ]
+    assert not [s for it in desk for s in det.update(it) if s.severity >= Severity.MEDIUM]
+    same = [
+        chat.interaction(f"e{i}", 100.0 + i, "enum", f"Customer: Hello, this is {n}. {asks[0]}. Agent:", "")
+        for i, n in enumerate(names)
+    ]
+    loud = [(i, s.severity) for i, it in enumerate(same, 1) for s in det.update(it) if s.severity >= Severity.MEDIUM]
+    assert loud[:1] == [(20, Severity.MEDIUM)]

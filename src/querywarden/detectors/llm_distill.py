@@ -16,7 +16,9 @@ cues is exposure: ``min_topics`` distinct topics in a window raise ``low``.
 Campaigns rotate keys, so each key stays small. The reasoning wrapper is a fingerprint:
 a global index maps each wrapper (the normalised sentence holding the cue) to the
 principals that used it at least ``link_min`` times, and the signal names the others in
-``related`` so the engine merges the keys into one actor, whose counts then add up.
+``related`` with ``link_weight`` (at ``link_min`` uses and every second use after, eight
+times at most) so the engine merges the keys into one actor, whose counts then add up (a
+principal seen in an actor for the first time brings its window's counts with it).
 
 Blind spots: a campaign that varies its wrapper on every prompt (paraphrased cues still
 count per principal, but do not link keys); distillation of answers alone, with no
@@ -34,7 +36,7 @@ from querywarden.core.atlas import EXTRACTION
 from querywarden.core.detector import Calibration, Detector, PrincipalStates
 from querywarden.core.profile import ModelProfile
 from querywarden.core.records import Interaction, Severity, Signal
-from querywarden.detectors.llm_common import is_actor, level, subject_evidence, subjects
+from querywarden.detectors.llm_common import ACTOR_PREFIX, is_actor, level, subject_evidence, subjects
 from querywarden.text.fingerprint import band_keys, minhash
 from querywarden.text.tokens import STOPWORDS, user_text, words
 
@@ -49,6 +51,7 @@ _SENTENCE = re.compile(r"[^.!?\n]*")
 _MAX_WRAPPERS = 4096
 _MAX_LINKED = 16
 _MAX_RELATED = 8
+_MAX_LINK_EMITS = 8
 
 
 def cot_cue(text: str) -> str | None:
@@ -78,9 +81,10 @@ def topic_key(text: str, cue: str | None) -> int:
 
 
 class _State:
-    __slots__ = ("cot", "cot_topics", "level", "n", "peak_cot", "peak_topics", "topics", "window", "wrappers")
+    __slots__ = ("actor", "cot", "cot_topics", "level", "n", "peak_cot", "peak_topics", "topics", "window", "wrappers")
 
     def __init__(self) -> None:
+        self.actor: str | None = None
         self.window = -1
         self.n = 0
         self.cot = 0
@@ -105,17 +109,19 @@ class DistillationDetector(Detector):
         min_cot_topics: int = 40,
         high_cot_topics: int = 160,
         min_topics: int = 400,
-        link_min: int = 8,
+        link_min: int = 4,
+        link_weight: float = 1.5,
         window: float = 86_400.0,
         max_principals: int = 100_000,
     ) -> None:
         super().__init__(profile=profile)
-        if min(min_cot_topics, high_cot_topics, min_topics, link_min) < 1 or window <= 0:
-            raise ValueError("llm_distill: thresholds must be >= 1 and window > 0")
+        if min(min_cot_topics, high_cot_topics, min_topics, link_min) < 1 or window <= 0 or link_weight < 0:
+            raise ValueError("llm_distill: thresholds must be >= 1, window > 0 and link_weight >= 0")
         self.min_cot_topics = min_cot_topics
         self.high_cot_topics = high_cot_topics
         self.min_topics = min_topics
         self.link_min = link_min
+        self.link_weight = link_weight
         self.window = window
         self.max_principals = max_principals
         self._states: PrincipalStates[_State] = PrincipalStates(_State, max_principals)
@@ -132,7 +138,7 @@ class DistillationDetector(Detector):
         high = max(self.high_cot_topics, self.min_cot_topics + 1)
         signals: list[Signal] = []
         for key in subjects(interaction):
-            st = self._states.get(key)
+            st = self._joined(key, interaction, w)
             if w > st.window:
                 st.window, st.n, st.cot, st.level = w, 0, 0, 0
                 st.topics.clear()
@@ -177,10 +183,26 @@ class DistillationDetector(Detector):
                             **subject_evidence(key),
                         },
                         related=related,
-                        link_weight=0.5 if related else 0.0,
+                        link_weight=self.link_weight if related else 0.0,
                     )
                 )
         return signals
+
+    def _joined(self, key: str, interaction: Interaction, w: int) -> _State:
+        """The state for ``key``; a principal seen in an actor for the first time brings its window's counts."""
+        st = self._states.get(key)
+        actor = interaction.actor
+        if actor and st.actor != actor and not is_actor(key):
+            st.actor = actor
+            pooled = self._states.get(ACTOR_PREFIX + actor)
+            if st.window == w and pooled.window in (w, -1):
+                pooled.window = w
+                pooled.n += st.n
+                pooled.cot += st.cot
+                high = max(self.high_cot_topics, self.min_cot_topics + 1)
+                pooled.topics.update(list(st.topics)[: max(0, self.min_topics + 1 - len(pooled.topics))])
+                pooled.cot_topics.update(list(st.cot_topics)[: max(0, high + 1 - len(pooled.cot_topics))])
+        return st
 
     def _link(self, wrapper: int, principal: str, uses: int) -> tuple[str, ...]:
         if uses < self.link_min:
@@ -191,12 +213,12 @@ class DistillationDetector(Detector):
             self._wrappers[wrapper] = peers
             if len(self._wrappers) > _MAX_WRAPPERS:
                 self._wrappers.popitem(last=False)
-        new = principal not in peers
         peers[principal] = uses
         peers.move_to_end(principal)
         if len(peers) > _MAX_LINKED:
             peers.popitem(last=False)
-        if not new and uses & (uses - 1):
+        past = uses - self.link_min
+        if past % 2 or past // 2 >= _MAX_LINK_EMITS:  # every other use from link_min on, eight times at most
             return ()
         return tuple(p for p in reversed(peers) if p != principal)[:_MAX_RELATED]
 

@@ -10,7 +10,13 @@ what makes a model leave its aligned behaviour and emit memorised text:
   into the same divergence (special-character attacks);
 - ``record``: "complete this record: Name: ..., IBAN: ..., Phone:", a record prefix ending
   in an open field, asking the model to fill in a memorised record;
-- ``continuation``: "continue the following text verbatim", verbatim-prefix continuation.
+- ``continuation``: "continue the following text verbatim", verbatim-prefix continuation;
+- ``resampling``: the same prompt sent over and over to sample many continuations of one
+  prefix, e.g. a transcript opening, and keep the likeliest: verbatim-prefix extraction
+  needs no instruction at all, but it needs many samples. A prompt counts from its
+  ``resample_min``-th send, or earlier, from its ``resample_min // 2``-th send with
+  different request options (a new ``seed`` or ``temperature`` each time), within the
+  principal's last 64 distinct prompts. Retries resend the identical body two to four times.
 
 Each of these is also, rarely, something a customer types once ("continue the story").
 So one such prompt is ``low``; ``min_hits`` of them within the principal's last
@@ -26,7 +32,8 @@ leaves only the output side (the leakage detector's verbatim-span index).
 from __future__ import annotations
 
 import re
-from collections import Counter, deque
+import zlib
+from collections import Counter, OrderedDict, deque
 
 from querywarden.core.atlas import LLM_LEAKAGE
 from querywarden.core.detector import Calibration, Detector, PrincipalStates
@@ -57,6 +64,7 @@ _CONTINUE = re.compile(
     re.IGNORECASE | re.DOTALL,
 )
 _DIVERGED_RUN = 20
+_SENT_MEMORY = 64
 
 
 def patterns(text: str) -> tuple[str, ...]:
@@ -91,9 +99,11 @@ def diverged(answer: str) -> bool:
 
 
 class _State:
-    __slots__ = ("diverged", "hits", "kinds", "level", "n", "peak")
+    __slots__ = ("diverged", "hits", "kinds", "level", "n", "peak", "sent")
 
     def __init__(self) -> None:
+        self.sent: OrderedDict[int, list[int]] = OrderedDict()
+        """prompt digest -> [sends, distinct option sets (up to 8 digests)...]"""
         self.n = 0
         self.hits: deque[int] = deque(maxlen=64)
         self.kinds: set[str] = set()
@@ -115,11 +125,13 @@ class ExtractionPromptDetector(Detector):
         min_hits: int = 3,
         high_hits: int = 12,
         window: int = 256,
+        resample_min: int = 8,
         max_principals: int = 100_000,
     ) -> None:
         super().__init__(profile=profile)
-        if min_hits < 1 or high_hits < 1 or window < 1:
-            raise ValueError("llm_extraction: min_hits, high_hits and window must be >= 1")
+        if min(min_hits, high_hits, window, resample_min) < 1:
+            raise ValueError("llm_extraction: min_hits, high_hits, window and resample_min must be >= 1")
+        self.resample_min = resample_min
         self.min_hits = min_hits
         self.high_hits = high_hits
         self.window = window
@@ -130,11 +142,25 @@ class ExtractionPromptDetector(Detector):
         text = user_text(interaction)
         if text is None:
             return []
-        found = patterns(text)
+        base = patterns(text)
+        digest = zlib.crc32(text[:4000].encode("utf-8", "surrogatepass"))
+        options = zlib.crc32(repr(sorted(interaction.params.items())).encode()) if interaction.params else 0
         signals: list[Signal] = []
         for key in subjects(interaction):
             st = self._states.get(key)
             st.n += 1
+            entry = st.sent.get(digest)
+            if entry is None:
+                entry = st.sent[digest] = [0]
+                if len(st.sent) > _SENT_MEMORY:
+                    st.sent.popitem(last=False)
+            else:
+                st.sent.move_to_end(digest)
+            entry[0] += 1
+            if options not in entry[1:] and len(entry) <= 8:
+                entry.append(options)
+            resampled = entry[0] >= self.resample_min or len(entry) - 1 >= max(2, self.resample_min // 2)
+            found = (*base, "resampling") if resampled else base
             if not found:
                 continue
             st.hits.append(st.n)

@@ -17,7 +17,8 @@ Long verbatim spans repeated across principals: a global, bounded index of the 1
 shingles of answers that hold a PII value (the records an assistant can leak) remembers
 which principals received each. An answer that repeats a shingle another principal
 received is the same record extracted twice, and the signal names those principals in
-``related`` (link evidence), so keys sharing loot form one actor. Canned answers hold no
+``related`` with ``link_weight`` (at most eight such signals per principal and window), so
+keys sharing loot form one actor. Canned answers hold no
 PII of their own and are never indexed, and a shingle already received by more than
 ``boilerplate_principals`` principals (a published support address, say) stops linking.
 
@@ -46,10 +47,11 @@ from querywarden.text.tokens import output_text, user_text
 _SPAN = 12
 _MAX_SPAN_PEERS = 8
 _MAX_RELATED = 8
+_MAX_LINK_EMITS = 8
 
 
 class _State:
-    __slots__ = ("kinds", "level", "linked", "peak", "peak_secrets", "secrets", "values", "window")
+    __slots__ = ("kinds", "level", "links", "peak", "peak_secrets", "secrets", "values", "window")
 
     def __init__(self) -> None:
         self.window = -1
@@ -59,7 +61,7 @@ class _State:
         self.level = 0
         self.peak = 0
         self.peak_secrets = 0
-        self.linked = False
+        self.links = 0
 
 
 def _spans(answer: str, values: list[str]) -> list[int]:
@@ -88,12 +90,16 @@ class OutputLeakageDetector(Detector):
         min_secrets: int = 1,
         window: float = 86_400.0,
         boilerplate_principals: int = 20,
+        link_weight: float = 1.5,
         max_spans: int = 200_000,
         max_principals: int = 100_000,
     ) -> None:
         super().__init__(profile=profile)
         if min(min_distinct_pii, high_distinct_pii, min_secrets, boilerplate_principals, max_spans) < 1 or window <= 0:
             raise ValueError("llm_leakage: thresholds and caps must be >= 1 and window > 0")
+        if link_weight < 0:
+            raise ValueError("llm_leakage: link_weight must be >= 0")
+        self.link_weight = link_weight
         self.min_distinct_pii = min_distinct_pii
         self.high_distinct_pii = high_distinct_pii
         self.min_secrets = min_secrets
@@ -123,7 +129,7 @@ class OutputLeakageDetector(Detector):
         for key in subjects(interaction):
             st = self._states.get(key)
             if w > st.window:
-                st.window, st.level, st.linked = w, 0, False
+                st.window, st.level, st.links = w, 0, 0
                 st.values.clear()
                 st.secrets.clear()
                 st.kinds.clear()
@@ -142,10 +148,10 @@ class OutputLeakageDetector(Detector):
                 sev = secret_sev
             if sev is None:
                 sev = Severity.LOW
-            related = peers if peers and not st.linked and not is_actor(key) else ()
+            related = peers if peers and st.links < _MAX_LINK_EMITS and not is_actor(key) else ()
             if sev > st.level or related:
                 st.level = max(st.level, int(sev))
-                st.linked = st.linked or bool(related)
+                st.links += 1 if related else 0
                 score = {Severity.LOW: 0.2, Severity.MEDIUM: 0.65, Severity.HIGH: 0.9}.get(sev, 0.2)
                 signals.append(
                     self.signal(
@@ -163,7 +169,7 @@ class OutputLeakageDetector(Detector):
                             **subject_evidence(key),
                         },
                         related=related,
-                        link_weight=0.5 if related else 0.0,
+                        link_weight=self.link_weight if related else 0.0,
                     )
                 )
         return signals

@@ -8,7 +8,8 @@ attack cannot avoid is *many distinct bias sets*: the same bias (banning one tok
 fixed style nudge) is what applications send; a sweep changes it on every request.
 
 Per principal, and per actor, within a window of ``window`` seconds the detector counts
-distinct ``logit_bias`` sets (a set is its sorted (token, bias) pairs). ``min_bias_sets``
+distinct ``logit_bias`` sets (a set is its sorted (token, bias) pairs); a principal seen
+in an actor for the first time brings its window's counts to the actor. ``min_bias_sets``
 of them (calibrated on benign traffic) raises ``medium``; ``high_bias_sets`` raises
 ``high``. Requests for logprobs alone are exposure: ``logprob_queries`` of them in one
 window raise ``low`` (an application that reads confidences legitimately does this; a
@@ -30,13 +31,14 @@ from querywarden.core.atlas import EXTRACTION
 from querywarden.core.detector import Calibration, Detector, PrincipalStates
 from querywarden.core.profile import ModelProfile
 from querywarden.core.records import Interaction, Severity, Signal
-from querywarden.detectors.llm_common import is_actor, level, subject_evidence, subjects
+from querywarden.detectors.llm_common import ACTOR_PREFIX, is_actor, level, subject_evidence, subjects
 
 
 class _State:
-    __slots__ = ("biased", "level", "logprobs", "peak_logprobs", "peak_sets", "sets", "tokens", "window")
+    __slots__ = ("actor", "biased", "level", "logprobs", "peak_logprobs", "peak_sets", "sets", "tokens", "window")
 
     def __init__(self) -> None:
+        self.actor: str | None = None
         self.window = -1
         self.sets: set[int] = set()
         self.tokens: set[str] = set()
@@ -116,7 +118,7 @@ class LogprobHarvestDetector(Detector):
         high = max(self.high_bias_sets, self.min_bias_sets + 1)
         signals: list[Signal] = []
         for key in subjects(interaction):
-            st = self._states.get(key)
+            st = self._joined(key, interaction, w, high)
             if w > st.window:
                 st.window, st.logprobs, st.biased, st.level = w, 0, 0, 0
                 st.sets.clear()
@@ -155,6 +157,21 @@ class LogprobHarvestDetector(Detector):
                     )
                 )
         return signals
+
+    def _joined(self, key: str, interaction: Interaction, w: int, high: int) -> _State:
+        """The state for ``key``; a principal seen in an actor for the first time brings its window's counts."""
+        st = self._states.get(key)
+        actor = interaction.actor
+        if actor and st.actor != actor and not is_actor(key):
+            st.actor = actor
+            pooled = self._states.get(ACTOR_PREFIX + actor)
+            if st.window == w and pooled.window in (w, -1):
+                pooled.window = w
+                pooled.logprobs += st.logprobs
+                pooled.biased += st.biased
+                pooled.sets.update(list(st.sets)[: max(0, high + 1 - len(pooled.sets))])
+                pooled.tokens.update(list(st.tokens)[: max(0, 4096 - len(pooled.tokens))])
+        return st
 
     def state_size(self) -> int:
         return len(self._states)

@@ -32,7 +32,8 @@ from querywarden.detectors.llm_common import is_actor, subject_evidence, subject
 from querywarden.text.tokens import output_text, system_text, user_text, words
 
 _TARGET = (
-    r"(system|initial|original|hidden|secret|developer|pre-?|first)[ -]?(prompt|message|instructions?|rules)"
+    r"(system|initial|original|hidden|secret|internal|developer|pre-?|first)[ -]?"
+    r"(prompt|message|instructions?|rules|configuration|config|settings|codes?)"
     r"|your (instructions|rules|guidelines|prompt|directives|configuration)"
 )
 _ATTEMPTS = (
@@ -42,8 +43,8 @@ _ATTEMPTS = (
         re.IGNORECASE | re.DOTALL,
     ),
     re.compile(
-        r"\b(reveal|show|print|display|output|repeat|recite|tell me|give me|share|leak|dump|quote"
-        rf"|what (is|are|was|were))\b.{{0,40}}?\b({_TARGET})\b",
+        r"\b(reveal|show|print|display|output|repeat|recite|tell me|give me|share|leak|dump|quote|translate"
+        rf"|summari[sz]e|paraphrase|rewrite|encode|spell out|what (is|are|was|were))\b.{{0,40}}?\b({_TARGET})\b",
         re.IGNORECASE | re.DOTALL,
     ),
     re.compile(
@@ -52,7 +53,12 @@ _ATTEMPTS = (
         re.IGNORECASE | re.DOTALL,
     ),
     re.compile(r"\bstart(ing)? with ['\"“]?you are\b", re.IGNORECASE),
-    re.compile(r"\bwhat (were|are) you (told|instructed|programmed)\b", re.IGNORECASE),
+    re.compile(
+        r"\bwhat (instructions|rules|guidelines) (were|are|have) you (been )?(told|instructed|programmed|given)\b"
+        r"|\bwhat were you (told|instructed|programmed)\b.{0,20}?\b(before|at the start|initially|to say)\b"
+        r"|\b(you were|you've been|you have been) (told|instructed) not to (share|reveal|say|disclose|tell)\b",
+        re.IGNORECASE,
+    ),
     re.compile(r"\b(you are|you're) now (in )?(developer|debug|dan|god|admin|maintenance) mode\b", re.IGNORECASE),
 )
 _LEAK_CACHE = 16

@@ -6,7 +6,10 @@ The seed case: a fintech assistant trained on customer transactions, probed with
 Each prompt goes through a global template miner (``text.templates``); its typed slots
 (names, account ids, dates, amounts, emails, numbers) give the *entity tuple* the prompt
 asked about. Per principal, and per actor once the engine has clustered principals, the
-detector counts the distinct entity tuples sent through each template.
+detector counts the distinct entity tuples sent through each template with the same
+question: the template plus the words its ``<*>`` wildcards took in the prompt. A support
+desk drafting replies names many customers, but each with a different request; enumeration
+asks one question about customer after customer.
 
 Customers do not do this. Many of them ask the same FAQ ("how do I reset my password") in
 varied words, which makes shared templates with no entity slots; one customer asks about
@@ -17,9 +20,11 @@ Prompts whose template only varies in ordinary words (``<*>`` slots) count separ
 against ``min_distinct_terms``, since lower-cased names hide from the entity typing.
 
 Templates are global, so the template id is a fingerprint shared across API keys: once a
-principal has sent ``link_min`` distinct tuples through a template, the signal names the
-other principals enumerating the same template in ``related`` (link evidence), so the keys
-of one campaign merge into one actor and are counted together.
+principal has sent ``link_min`` distinct tuples through a template (and at every second
+new tuple after that, eight times at most), the signal names the other principals
+enumerating the same template in ``related`` with ``link_weight``, so the keys
+of one campaign merge into one actor and are counted together: a principal seen in an
+actor for the first time brings its counts with it.
 
 Technique: AML.T0057 LLM Data Leakage (an assistant trained on customer data is made to
 disclose it); AML.T0024.001 when the slots hold only names or ids and the template asks an
@@ -39,13 +44,20 @@ from querywarden.core.atlas import LLM_LEAKAGE
 from querywarden.core.detector import Calibration, Detector, PrincipalStates
 from querywarden.core.profile import ModelProfile
 from querywarden.core.records import Interaction, Severity, Signal
-from querywarden.detectors.llm_common import is_actor, level, subject_evidence, subjects
+from querywarden.detectors.llm_common import ACTOR_PREFIX, is_actor, level, subject_evidence, subjects
 from querywarden.text.templates import TemplateMiner
 from querywarden.text.tokens import ENTITY_TYPES, TERM, user_text
 
 _MAX_TEMPLATES = 32
 _MAX_LINKED = 16
 _MAX_RELATED = 8
+_MAX_LINK_EMITS = 8
+
+
+def _link_schedule(n: int, link_min: int) -> tuple[int, int]:
+    """Where ``n`` stands on the link schedule (every other count from ``link_min`` on): (offset, emission)."""
+    past = n - link_min
+    return past % 2, past // 2 + 1
 
 
 class _PerTemplate:
@@ -58,10 +70,11 @@ class _PerTemplate:
 
 
 class _State:
-    __slots__ = ("level", "peak", "peak_terms", "templates")
+    __slots__ = ("actor", "level", "peak", "peak_terms", "templates")
 
     def __init__(self) -> None:
         self.templates: OrderedDict[int, _PerTemplate] = OrderedDict()
+        self.actor: str | None = None
         self.level = 0
         self.peak = 0
         self.peak_terms = 0
@@ -84,18 +97,22 @@ class TemplatedEnumerationDetector(Detector):
         min_distinct: int = 20,
         high_distinct: int = 80,
         min_distinct_terms: int = 60,
-        link_min: int = 8,
+        link_min: int = 5,
+        link_weight: float = 1.5,
         similarity: float = 0.5,
         max_templates: int = 4096,
         max_principals: int = 100_000,
     ) -> None:
         super().__init__(profile=profile)
-        if min(min_distinct, high_distinct, min_distinct_terms, link_min) < 1:
-            raise ValueError("llm_templated: min_distinct, high_distinct, min_distinct_terms and link_min must be >= 1")
+        if min(min_distinct, high_distinct, min_distinct_terms, link_min) < 1 or link_weight < 0:
+            raise ValueError(
+                "llm_templated: min_distinct, high_distinct, min_distinct_terms, link_min >= 1, link_weight >= 0"
+            )
         self.min_distinct = min_distinct
         self.high_distinct = high_distinct
         self.min_distinct_terms = min_distinct_terms
         self.link_min = link_min
+        self.link_weight = link_weight
         self.similarity = similarity
         self.max_templates = max_templates
         self.max_principals = max_principals
@@ -110,29 +127,36 @@ class TemplatedEnumerationDetector(Detector):
             return []
         match = self._miner.add(text)
         if match is None or not match.slots:
+            for key in subjects(interaction):
+                self._joined(key, interaction)  # every principal counts in calibration, quiet ones too
             return []
         entity = tuple(f"{k}={v}" for k, v in match.slots if k in ENTITY_TYPES)
         terms = tuple(v for k, v in match.slots if k == TERM)
+        # entities are counted per question: the template plus the words its wildcards took.
+        # A support desk drafting replies names many customers, each with a different request;
+        # enumeration asks one question about customer after customer.
+        slot_key = _digest((str(match.template_id), *terms)) >> 1 if entity and terms else match.template_id
         signals: list[Signal] = []
         for key in subjects(interaction):
-            st = self._states.get(key)
-            per = st.templates.get(match.template_id)
+            st = self._joined(key, interaction)
+            per = st.templates.get(slot_key)
             if per is None:
                 per = _PerTemplate()
-                st.templates[match.template_id] = per
+                st.templates[slot_key] = per
                 if len(st.templates) > _MAX_TEMPLATES:
                     st.templates.popitem(last=False)
             else:
-                st.templates.move_to_end(match.template_id)
+                st.templates.move_to_end(slot_key)
             per.prompts += 1
-            if entity and len(per.entities) < self._cap:
+            before = len(per.entities)
+            if entity and before < self._cap:
                 per.entities.add(_digest(entity))
             if terms and not entity and len(per.terms) < self.min_distinct_terms * 2:
                 per.terms.add(_digest(terms))
             n, n_terms = len(per.entities), len(per.terms)
             st.peak = max(st.peak, n)
             st.peak_terms = max(st.peak_terms, n_terms)
-            related = self._link(match.template_id, key, n) if not is_actor(key) else ()
+            related = self._link(match.template_id, key, n) if n > before and not is_actor(key) else ()
             sev = level(n, self.min_distinct, max(self.high_distinct, self.min_distinct + 1))
             if sev is None and n_terms >= self.min_distinct_terms:
                 sev = Severity.MEDIUM
@@ -142,6 +166,24 @@ class TemplatedEnumerationDetector(Detector):
             elif related:
                 signals.append(self._link_signal(interaction, match.template_id, n, related))
         return signals
+
+    def _joined(self, key: str, interaction: Interaction) -> _State:
+        """The state for ``key``; a principal seen in an actor for the first time brings its counts to the actor."""
+        st = self._states.get(key)
+        actor = interaction.actor
+        if actor and st.actor != actor and not is_actor(key):
+            st.actor = actor
+            pooled = self._states.get(ACTOR_PREFIX + actor)
+            for tid, per in st.templates.items():
+                into = pooled.templates.get(tid)
+                if into is None:
+                    into = pooled.templates[tid] = _PerTemplate()
+                into.prompts += per.prompts
+                into.entities.update(list(per.entities)[: max(0, self._cap - len(into.entities))])
+                into.terms.update(list(per.terms)[: max(0, 2 * self.min_distinct_terms - len(into.terms))])
+            while len(pooled.templates) > _MAX_TEMPLATES:
+                pooled.templates.popitem(last=False)
+        return st
 
     def _link(self, template_id: int, principal: str, n: int) -> tuple[str, ...]:
         """Record ``principal`` as enumerating the template; return its peers when it just reached a power of two."""
@@ -157,7 +199,8 @@ class TemplatedEnumerationDetector(Detector):
         peers.move_to_end(principal)
         if len(peers) > _MAX_LINKED:
             peers.popitem(last=False)
-        if n & (n - 1):  # not a power of two: the link was already reported at this scale
+        step, emitted = _link_schedule(n, self.link_min)
+        if step or emitted > _MAX_LINK_EMITS:
             return ()
         return tuple(p for p in reversed(peers) if p != principal)[:_MAX_RELATED]
 
@@ -187,7 +230,7 @@ class TemplatedEnumerationDetector(Detector):
                 **subject_evidence(key),
             },
             related=related,
-            link_weight=0.6 if related else 0.0,
+            link_weight=self.link_weight if related else 0.0,
         )
 
     def _link_signal(self, interaction: Interaction, template_id: int, n: int, related: tuple[str, ...]) -> Signal:
@@ -201,7 +244,7 @@ class TemplatedEnumerationDetector(Detector):
                 "shared_with": len(related),
             },
             related=related,
-            link_weight=0.6,
+            link_weight=self.link_weight,
         )
 
     def state_size(self) -> int:
