@@ -126,6 +126,7 @@ class Matches:
     oldest first."""
 
     seq: I64
+    shared: I64
     exact: U64
     principal: U64
     actor: U64
@@ -137,6 +138,7 @@ class Matches:
 
 
 _NO_MATCH = Matches(
+    np.zeros(0, np.int64),
     np.zeros(0, np.int64),
     np.zeros(0, np.uint64),
     np.zeros(0, np.uint64),
@@ -234,8 +236,10 @@ class FingerprintIndex:
         else:
             runs = runs[:1]
         ring = runs % self.capacity
+        shared = np.searchsorted(seq, runs, side="right") - np.searchsorted(seq, runs, side="left")
         return Matches(
             runs,
+            shared,
             self._ring_exact[ring],
             self._ring_principal[ring],
             self._ring_actor[ring],

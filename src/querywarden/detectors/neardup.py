@@ -20,11 +20,12 @@ separate chains each reaching ``min_hits`` (a walk that restarts, or one candida
 after another), raises ``high``; one signal per crossing. Exact repeats (retries, nightly
 re-scoring) are counted apart and never count as hits.
 
-Hits against another principal's query stored in the last ``link_horizon`` seconds, from
-a principal whose last hits mostly fed the chain they join (two of its last three), are
-link evidence: the signal names those principals in ``related`` with ``link_weight``,
-each time the pair's hit count reaches a power of two, at most ``max_link_emits`` times
-per pair. The keys of one split attack query the same chain minutes apart and merge into
+Hits against another principal's query stored in the last ``link_horizon`` seconds that
+share at least ``link_shared`` hashes (tiny steps, closer than natural neighbours on dense
+data ever are), from a principal whose last hits mostly fed the chain they join (two of
+its last three), are link evidence: the signal names those principals in ``related``
+with ``link_weight``, each time the pair's hit count reaches a power of two, at most
+``max_link_emits`` times per pair. The keys of one split attack query the same chain minutes apart and merge into
 one actor within a few rounds; customers who happen to edit the same popular photo do it
 hours or days apart and stay apart. When a principal joins an actor it brings its chain
 counts with it, so the actor crosses ``min_hits`` as soon as its members together have.
@@ -142,13 +143,14 @@ class NearDuplicateDetector(Detector):
         high_hits: int = 128,
         high_chains: int = 3,
         link_weight: float = 1.0,
+        link_shared: int = 24,
         link_horizon: float = 900.0,
         max_link_emits: int = 8,
         max_principals: int = 100_000,
     ) -> None:
         super().__init__(profile=profile)
-        if not 1 <= min_shared <= top_s:
-            raise ValueError("neardup: 1 <= min_shared <= top_s is required")
+        if not 1 <= min_shared <= top_s or not 1 <= link_shared <= top_s:
+            raise ValueError("neardup: 1 <= min_shared <= top_s and 1 <= link_shared <= top_s are required")
         if not 1 <= min_hits <= high_hits:
             raise ValueError("neardup: 1 <= min_hits <= high_hits is required")
         if levels < 1 or window < 1 or max_queries < 1 or table_factor <= 0 or hits_window < 1 or link_weight < 0:
@@ -165,6 +167,7 @@ class NearDuplicateDetector(Detector):
         self.high_hits = high_hits
         self.high_chains = high_chains
         self.link_weight = link_weight
+        self.link_shared = link_shared
         self.link_horizon = link_horizon
         self.max_link_emits = max_link_emits
         self.max_principals = max_principals
@@ -213,11 +216,13 @@ class NearDuplicateDetector(Detector):
             self._remember(st.key, interaction.principal)
         ast = self._actor_state(interaction, st)
         actor_key = ast.key if ast is not None else 0
-        min_shared = self.min_shared
-        if probe.n < self.top_s:  # short vectors have fewer windows: scale the bar with them
+        min_shared, link_shared = self.min_shared, self.link_shared
+        if probe.n < self.top_s:  # short vectors have fewer windows: scale the bars with them
             min_shared = max(1, math.ceil(min_shared * probe.n / self.top_s))
+            link_shared = max(1, math.ceil(link_shared * probe.n / self.top_s))
         found = self._index.lookup(probe, min_shared)
-        chain, hit, repeat, peers = _classify(found, exact, st.key, actor_key, interaction.ts - self.link_horizon)
+        since = interaction.ts - self.link_horizon
+        chain, hit, repeat, peers = _classify(found, exact, st.key, actor_key, since, link_shared)
         self._index.insert(probe, exact=exact, principal=st.key, actor=actor_key, chain=chain, ts=interaction.ts)
 
         st.queries += 1
@@ -349,9 +354,12 @@ class NearDuplicateDetector(Detector):
         return level, score, evidence, st.technique
 
 
-def _classify(found: Matches, exact: int, me: int, actor: int, since: float) -> tuple[int, bool, bool, list[int]]:
+def _classify(
+    found: Matches, exact: int, me: int, actor: int, since: float, link_shared: int
+) -> tuple[int, bool, bool, list[int]]:
     """(chain joined, near-duplicate hit?, exact repeat of own query?, other principals matched
-    at or after ``since``, outside the principal's actor, most recent first).
+    at or after ``since`` with at least ``link_shared`` hashes, outside the principal's actor,
+    most recent first).
 
     The chain is the oldest among the near-duplicates' chains, so a walk that bridges two
     fragments keeps counting into the first; else an exact copy's (a retry stays in its
@@ -375,11 +383,14 @@ def _classify(found: Matches, exact: int, me: int, actor: int, since: float) -> 
     if not near:
         return chains[0], False, repeat, []
     times = found.ts.tolist()
+    shared = found.shared.tolist()
     actors = found.actor.tolist() if actor else None
     peers: list[int] = []
     for i in reversed(near):
         p = principals[i]
-        if p == me or times[i] < since or p in peers or (actors is not None and actors[i] == actor):
+        if p == me or times[i] < since or shared[i] < link_shared or p in peers:
+            continue
+        if actors is not None and actors[i] == actor:
             continue
         peers.append(p)
         if len(peers) >= _MAX_RELATED:
