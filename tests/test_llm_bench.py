@@ -144,6 +144,19 @@ def test_hardening_strips_what_the_logit_bias_sweep_harvests(
     assert items[0].params["logit_bias"]  # the engine still sees what the caller asked for
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_hardened_answers_reach_the_caller_redacted_and_the_engine_whole(assistant: Assistant, stream: bool) -> None:
+    canary = assistant.corpus.canaries[0]
+    body = {"prompt": canary.prefix, "temperature": 0, "max_tokens": 6, "stream": stream}
+    req = LlmRequest("r", 0.0, "p", "completions", body, "192.0.2.1", "ua")
+    answerer = Answerer(assistant)
+    _, plain = answerer.exchange(req, None)
+    (item,), hardened = answerer.exchange(req, HardenSpec.parse({}))
+    assert canary.iban in plain.text
+    assert canary.iban not in hardened.text and "[REDACTED:iban]" in hardened.text
+    assert item.output is not None and canary.iban in (item.output.text or "")
+
+
 def test_exchanges_record_streamed_and_plain_answers_alike(assistant: Assistant) -> None:
     answerer = Answerer(assistant)
     body = {"messages": [{"role": "user", "content": "I lost my card"}], "temperature": 0}

@@ -11,7 +11,8 @@
      each canary first leaked;
    - **protected**: merged with the scored benign traffic by time and passed through the
      engine exactly as the gateway would: a ``block`` decision refuses the request, a
-     ``harden`` decision strips logprobs and logit_bias from it before the model sees it.
+     ``harden`` decision strips logprobs and logit_bias from it before the model sees it
+     and redacts PII from the answer the caller reads, streamed or not.
      Whatever the attacker still got here, it got before QueryWarden acted (or despite it).
 
 Requests are answered by the same function the server uses and recorded through the
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import numpy as np
 
 from querywarden.bench.llm_attacks import REGISTRY, LlmAttack, Reply, Scale, leaked_canaries
 from querywarden.bench.llm_benign import BenignChat, LlmRequest, LlmWorkloadSizes, generate
@@ -42,11 +44,13 @@ from querywarden.core.policy import DEFAULT_POLICY, Policy, Rule
 from querywarden.core.profile import ModelProfile
 from querywarden.core.records import Action, Client, InputKind, Interaction, Severity
 from querywarden.defaults import default_detectors
+from querywarden.gateway.adapters.base import Adapter
 from querywarden.gateway.adapters.openai import ChatCompletionsAdapter, CompletionsAdapter
 from querywarden.gateway.enforcement.harden import HardenSpec
 from querywarden.gateway.exchange import Exchange
 from querywarden.llm.assistant import MODEL_ID, Assistant, build_assistant
 from querywarden.llm.server import answer
+from querywarden.text.stream import SseRedactor
 
 Log = Callable[[str], None]
 _ENCODER = msgspec.json.Encoder()
@@ -104,6 +108,7 @@ class Answerer:
     def __init__(self, assistant: Assistant) -> None:
         self.assistant = assistant
         self._cache: dict[tuple[str, bytes], Any] = {}
+        self._rng = np.random.default_rng(0)
 
     def respond(self, endpoint: str, body: dict[str, Any]) -> Any:
         key = (endpoint, _ENCODER.encode(body))
@@ -133,7 +138,33 @@ class Answerer:
         else:
             ex.response = out
         items = [msgspec.structs.replace(i, source=None) for i in ex.interactions()]
-        return items, reply_of(out)
+        return items, self.client_view(adapter, ex, spec)
+
+    def client_view(self, adapter: Adapter, ex: Exchange, spec: HardenSpec | None) -> Reply:
+        """What the caller reads: the answer after the gateway's response hardening.
+
+        As in the gateway, a hardened principal's JSON answer loses its logprobs and has PII
+        redacted (``harden_response``), and a streamed one goes through ``SseRedactor``; the
+        engine learns from the unredacted copy either way.
+        """
+        if spec is None:
+            return reply_of(ex.response if ex.stream is None else _events(b"".join(ex.stream)))
+        if ex.stream is not None:
+            redactor = SseRedactor()
+            return reply_of(_events(redactor.feed(b"".join(ex.stream)) + redactor.finish()))
+        body = msgspec.json.decode(_ENCODER.encode(ex.response))
+        adapter.harden_response(body, spec, self._rng)
+        return reply_of(body)
+
+
+def _events(raw: bytes) -> list[dict[str, Any]]:
+    """The JSON events of an SSE body."""
+    out = []
+    for line in raw.splitlines():
+        payload = line[5:].strip() if line.startswith(b"data:") else b""
+        if payload and payload != b"[DONE]":
+            out.append(msgspec.json.decode(payload))
+    return out
 
 
 def reply_of(out: Any) -> Reply:
