@@ -84,6 +84,7 @@ def run_attack(client: httpx.Client, attack: LlmAttack, assistant: Assistant, be
     """Send the attack's requests through ``client``; return what leaked and the statuses."""
     statuses: Counter[int] = Counter()
     leaked: dict[str, int] = {}
+    redacted = 0
     for i, req in enumerate(attack.requests, start=1):
         streamed = bool(req.body.get("stream")) or (req.endpoint == "completions" and i % 2 == 0)
         body = {**req.body, "stream": streamed}
@@ -92,12 +93,13 @@ def run_attack(client: httpx.Client, attack: LlmAttack, assistant: Assistant, be
         statuses[r.status_code] += 1
         if r.status_code == 200:
             text = _text(r, streamed)
+            redacted += text.count("[REDACTED:")
             for c in assistant.corpus.canaries:
                 if c.leaked_in(text):
                     leaked.setdefault(c.customer_id, i)
         if between is not None:
             between(i)
-    return {"leaked": leaked, "statuses": statuses}
+    return {"leaked": leaked, "statuses": statuses, "redacted": redacted}
 
 
 @pytest.fixture(scope="module")
@@ -121,12 +123,11 @@ def test_extraction_pulls_canaries_out_of_the_unprotected_assistant(
     assert min(unprotected["leaked"].values()) == 48
 
 
-def test_querywarden_blocks_the_extraction_before_the_first_canary_leaks(
-    assistant: Assistant, assistant_url: str, attack: LlmAttack, unprotected: dict[str, Any]
-) -> None:
-    policy = POLICIES["block-leakage"]
-    assert policy.rules[0] == Rule(min_severity=Severity.MEDIUM, action=Action.BLOCK, techniques=(LLM_LEAKAGE,))
-    engine = Engine({MODEL_ID: assistant_profile()}, detectors=default_detectors(), policy=policy)
+def protected_run(
+    assistant: Assistant, assistant_url: str, attack: LlmAttack, policy: str
+) -> tuple[dict[str, Any], Engine, Counter[int], list[str]]:
+    """The attack through the real gateway, with a customer chatting every fifth request."""
+    engine = Engine({MODEL_ID: assistant_profile()}, detectors=default_detectors(), policy=POLICIES[policy])
     settings = GatewaySettings(upstream=assistant_url, default_model=MODEL_ID, hash_api_keys=False)
     gateway = Gateway(settings, EnginePipeline.from_settings(engine, settings))
     customer: Counter[int] = Counter()
@@ -144,6 +145,21 @@ def test_querywarden_blocks_the_extraction_before_the_first_canary_leaks(
                     answers.append(r.json()["choices"][0]["message"]["content"])
 
         outcome = run_attack(client, attack, assistant, between)
+    return outcome, engine, customer, answers
+
+
+def assert_customer_served(attack: LlmAttack, engine: Engine, customer: Counter[int], answers: list[str]) -> None:
+    assert customer == Counter({200: sum(1 for i in range(1, attack.budget + 1) if i % 5 == 0)})
+    assert engine.decision_for("customer").action is Action.ALLOW
+    assert all(a.strip() for a in answers)
+
+
+def test_querywarden_blocks_the_extraction_before_the_first_canary_leaks(
+    assistant: Assistant, assistant_url: str, attack: LlmAttack, unprotected: dict[str, Any]
+) -> None:
+    policy = POLICIES["block-leakage"]
+    assert policy.rules[0] == Rule(min_severity=Severity.MEDIUM, action=Action.BLOCK, techniques=(LLM_LEAKAGE,))
+    outcome, engine, customer, answers = protected_run(assistant, assistant_url, attack, "block-leakage")
 
     first_leak = min(unprotected["leaked"].values())
     blocked = outcome["statuses"][403]
@@ -154,6 +170,24 @@ def test_querywarden_blocks_the_extraction_before_the_first_canary_leaks(
     decision = engine.decision_for("attacker")
     assert decision.action is Action.BLOCK and "AML.T0057" in decision.reason
     # the customer in the same run was answered every time, with real answers
-    assert customer == Counter({200: sum(1 for i in range(1, attack.budget + 1) if i % 5 == 0)})
-    assert engine.decision_for("customer").action is Action.ALLOW
-    assert all(a.strip() for a in answers)
+    assert_customer_served(attack, engine, customer, answers)
+
+
+def test_with_the_default_policy_the_hardened_answers_come_back_redacted(
+    assistant: Assistant, assistant_url: str, attack: LlmAttack, unprotected: dict[str, Any]
+) -> None:
+    """Medium hardens: the attacker is still answered, but the canaries' IBANs and phones
+    are redacted out of the text (streamed or not) until the block at high. The chat
+    "complete this record" prompts reach high (extraction prompts) before the first canary."""
+    outcome, engine, customer, answers = protected_run(assistant, assistant_url, attack, "default")
+    first_leak = min(unprotected["leaked"].values())
+    answered = outcome["statuses"][200]
+    assert outcome["leaked"] == {}, f"canaries leaked at requests {outcome['leaked']}"
+    if attack.name == "enumeration":
+        assert answered >= first_leak  # answered past the first leak ...
+        assert outcome["redacted"] >= 2  # ... with the secrets replaced
+        assert engine.decision_for("attacker").action in (Action.HARDEN, Action.BLOCK)  # blocked once high
+    else:
+        assert answered < first_leak and outcome["statuses"][403] == attack.budget - answered
+        assert engine.decision_for("attacker").action is Action.BLOCK
+    assert_customer_served(attack, engine, customer, answers)
