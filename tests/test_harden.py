@@ -100,7 +100,8 @@ def test_hardening_never_changes_the_top_class(raw: list[float], params: dict[st
     p = np.asarray(raw) / sum(raw)
     hard = harden_probabilities(p, HardenSpec.parse(params), rng())
     assert hard.shape == p.shape and np.isfinite(hard).all() and (hard >= 0).all()
-    assert p[int(hard.argmax())] == p.max()
+    # classes tied to within float rounding (0.4 vs 0.39999999999999997) are the same answer
+    assert p[int(hard.argmax())] >= p.max() - 1e-12
 
 
 @pytest.mark.parametrize(
