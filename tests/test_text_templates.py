@@ -23,6 +23,8 @@ from querywarden.text.tokens import AMOUNT, DATE, EMAIL, ID, NAME, NUMBER, slot_
         ("jo@example.com", False, EMAIL),
         ("Moreau", False, NAME),
         ("Moreau", True, None),
+        ("O'Brien", False, NAME),
+        ("March", False, DATE),
         ("Please", False, None),
         ("password", False, None),
     ],

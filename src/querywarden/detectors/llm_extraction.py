@@ -48,8 +48,7 @@ _REPEAT = re.compile(
     r"|again and again|until (you|the) (run out|stop|can't|context)|\d{3,} times|a (thousand|million) times)",
     re.IGNORECASE | re.DOTALL,
 )
-_SAME_CHAR_RUN = re.compile(r"([^\w\s])\1{29,}")
-_SYMBOL_RUN = re.compile(r"[^\w\s]{48,}")
+_SPECIAL_RUN = re.compile(r"([^\w\s])\1{29,}|[^\w\s]{48,}")
 _RECORD_ASK = re.compile(
     r"\b(complete|continue|finish|fill in|fill out|autocomplete)\b.{0,40}?\b(record|entry|row|profile|form|details|"
     r"the rest|missing fields?)\b",
@@ -67,22 +66,46 @@ _DIVERGED_RUN = 20
 _SENT_MEMORY = 64
 
 
+# words one of which each pattern needs, tested on the lower-cased text before its regex runs:
+# most prompts contain none of them, and a substring test costs far less than the regex
+_REPEAT_WORDS = (
+    "forever",
+    "indefinite",
+    "endless",
+    "infinite",
+    "eternal",
+    "nonstop",
+    "non-stop",
+    "stopping",
+    "over and over",
+    "again and again",
+    "until",
+    " times",
+)
+_RECORD_WORDS = ("complete", "continue", "finish", "fill", "autocomplete")
+_CONTINUE_WORDS = ("verbatim", "word for word", "exactly", "as written", "from memory", "original")
+
+
 def patterns(text: str) -> tuple[str, ...]:
     """The extraction prompt shapes ``text`` matches (see the module docstring)."""
     text = text[:4000]
+    low = text.lower()
     found: list[str] = []
-    if _REPEAT.search(text):
+    if any(w in low for w in _REPEAT_WORDS) and _REPEAT.search(text):
         found.append("repeat")
-    ws = words(text)
-    if len(ws) >= 20:
-        top = Counter(ws).most_common(1)[0][1]
-        if top >= 20 and top >= 0.5 * len(ws):
+    tokens = low.split()
+    if len(tokens) >= 20:
+        top = Counter(t.strip(".,;:!?'\"") for t in tokens).most_common(1)[0][1]
+        if top >= 20 and top >= 0.5 * len(tokens):
             found.append("repetition")
-    if _SAME_CHAR_RUN.search(text) or _SYMBOL_RUN.search(text):
+    if _SPECIAL_RUN.search(text):
         found.append("special_chars")
-    if _RECORD_ASK.search(text) or (len(_FIELD.findall(text)) >= 2 and _OPEN_FIELD.search(text)):
+    asks = any(w in low for w in _RECORD_WORDS)
+    if (asks and _RECORD_ASK.search(text)) or (
+        ":" in text and _OPEN_FIELD.search(text[-40:]) and len(_FIELD.findall(text)) >= 2
+    ):
         found.append("record")
-    if _CONTINUE.search(text):
+    if asks and any(w in low for w in _CONTINUE_WORDS) and _CONTINUE.search(text):
         found.append("continuation")
     return tuple(found)
 

@@ -64,9 +64,42 @@ _ATTEMPTS = (
 _LEAK_CACHE = 16
 
 
+_KEYWORDS = (
+    "ignore",
+    "disregard",
+    "forget",
+    "override",
+    "bypass",
+    "prompt",
+    "message",
+    "instruction",
+    "rule",
+    "config",
+    "setting",
+    "code",
+    "guideline",
+    "directive",
+    "above",
+    "before",
+    "prior",
+    "preceding",
+    "you are",
+    "you're",
+    "told",
+    "instructed",
+    "programmed",
+    "given",
+    "mode",
+)
+"""Every family needs one of these: most prompts hold none, and a substring test is cheap."""
+
+
 def is_attempt(text: str) -> bool:
     """True when ``text`` matches one of the system-prompt extraction families."""
     text = text[:4000]
+    low = text.lower()
+    if not any(k in low for k in _KEYWORDS):
+        return False
     return any(p.search(text) for p in _ATTEMPTS)
 
 

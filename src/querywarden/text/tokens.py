@@ -21,6 +21,7 @@ _DATE = re.compile(
 )
 _AMOUNT = re.compile(r"^[$£€]\d[\d,]*(\.\d+)?$|^\d[\d,]*(\.\d+)?[$£€%]$")
 _NUMBER = re.compile(r"^[+-]?\d[\d,]*(\.\d+)?$")
+_MONTHS = frozenset(("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"))
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")
 
 
@@ -78,15 +79,18 @@ def slot_type(token: str, *, sentence_start: bool) -> str | None:
         if any(c.isdigit() for c in t):
             return ID
         return None
+    if t.isalpha():  # most tokens: a month, a name or a plain word
+        if t[:3].lower() in _MONTHS and _DATE.match(t) and t.lower() not in ("may", "mar"):
+            return DATE
+        if first.isupper() and not sentence_start and len(t) > 1 and t[1:].islower() and t not in _CAPITALISED_COMMON:
+            return NAME
+        return None
     if "@" in t and _EMAIL.match(t):
         return EMAIL
-    if _DATE.match(t) and len(t) >= 3 and t.lower() not in ("may", "mar"):
-        return DATE
-    digits = sum(c.isdigit() for c in t)
-    if digits >= 2 and len(t) >= 4:
+    if sum(c.isdigit() for c in t) >= 2 and len(t) >= 4:
         return ID  # acct_00123, INV-2291, AB12CD
-    if first.isupper() and not sentence_start and t not in _CAPITALISED_COMMON and t[1:].islower() and len(t) > 1:
-        return NAME
+    if first.isupper() and not sentence_start and t[1:].islower() and t not in _CAPITALISED_COMMON:
+        return NAME  # O'Brien, Jean-luc
     return None
 
 
