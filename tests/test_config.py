@@ -151,7 +151,8 @@ def test_reference_from_gzipped_traffic(tmp_path: Path) -> None:
         (M + "[risk]\ndecay = 3\n", 4, "allowed: close_after, half_life, min_severity, max_open"),
         (M + "[store]\nretention = 'some'\n", 4, "allowed: full, sketch, none"),
         (M + "[store]\nurl = 'qw.db'\n", 4, "must be a database URL"),
-        (M + "[gateway]\nport = 1\n", 3, "unknown section; allowed: models, detectors"),
+        (M + "[gateway]\nqueue = 1\n", 4, "gateway.queue: unknown setting; allowed:"),
+        (M + "[gatway]\nport = 1\n", 3, "unknown section; allowed: models, detectors"),
         ("[risk]\nhalf_life = 5\n", None, "at least one [models.<id>] table"),
         ("[models.m]\nn_features = = 2\n", 2, "invalid TOML"),
     ],
@@ -206,3 +207,23 @@ def test_every_setting_is_documented() -> None:
     for s in SETTINGS:
         for value in s.allowed:
             assert value in docs
+
+
+def test_training_digests_from_rows_or_digest_file(tmp_path: Path) -> None:
+    import numpy as np
+
+    from querywarden.core.profile import row_digests
+
+    rows = np.arange(12.0).reshape(4, 3)
+    np.save(tmp_path / "train.npy", rows)
+    np.save(tmp_path / "digests.npy", row_digests(rows)[::-1].copy())
+    for name in ("train.npy", "digests.npy"):
+        cfg_path = tmp_path / f"{name}.toml"
+        cfg_path.write_text(f'[models.m]\nn_features = 3\ntraining_digests = "{name}"\n')
+        profile = load_config(cfg_path).profiles["m"]
+        assert profile.training_digests is not None
+        assert np.array_equal(profile.training_digests, row_digests(rows))
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[models.m]\nn_features = 3\ntraining_digests = "missing.npy"\n')
+    with pytest.raises(ConfigError, match=r"bad\.toml:3: models\.m\.training_digests: cannot read"):
+        load_config(bad)

@@ -22,12 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from querywarden.config_text import KeyPath, locate, write_detector_params
 from querywarden.core import registry
 from querywarden.core.atlas import TECHNIQUES
 from querywarden.core.engine import DetectorSpec, Engine
 from querywarden.core.policy import DEFAULT_POLICY, Policy, Rule
-from querywarden.core.profile import ModelProfile
+from querywarden.core.profile import ModelProfile, row_digests
 from querywarden.core.records import Action, InputKind, Severity
 from querywarden.core.risk import RiskEngine
 from querywarden.defaults import default_detectors
@@ -70,6 +72,12 @@ SETTINGS: tuple[Setting, ...] = (
         "models.<id>.reference",
         None,
         "Benign inputs (.npy, .csv or traffic .jsonl/.jsonl.gz), relative to the config file.",
+    ),
+    Setting(
+        "models.<id>.training_digests",
+        None,
+        "Training rows (.npy/.csv) or their uint64 digests (.npy from querywarden.core.profile.row_digests), "
+        "relative to the config file; lets the membership detector count queries of exact training records.",
     ),
     Setting("detectors.<name>.enabled", True, "false turns the detector off."),
     Setting("detectors.<name>.models", [], "Model ids the detector watches; empty means every model."),
@@ -127,7 +135,7 @@ SETTINGS: tuple[Setting, ...] = (
 _BY_SECTION: dict[str, dict[str, Setting]] = {}
 for _s in SETTINGS:
     _BY_SECTION.setdefault(_s.section, {})[_s.name] = _s
-_TOP = ("models", "detectors", "policy", "risk", "store", "console", "exports", "intel")
+_TOP = ("models", "detectors", "policy", "risk", "store", "gateway", "console", "exports", "intel")
 
 
 def default(key: str) -> Any:
@@ -213,6 +221,8 @@ class _Loader:
         profiles = {mid: self.model(mid, table) for mid, table in models.items()}
         store_url, retention = self.store(data.get("store", {}))
         specs = self.detectors(data.get("detectors"), profiles)
+        if "gateway" in data:
+            self.gateway(data["gateway"])
         if "intel" in data:  # feeds are loaded here, at the edge, and handed to the detector as data
             from querywarden.intel.registry import attach_feeds
 
@@ -226,6 +236,34 @@ class _Loader:
             retention=retention,
             path=self.path,
         )
+
+    def digests(self, raw: Any, where: KeyPath, dim: int | None) -> np.ndarray:
+        """Sorted unique digests from a digest .npy, or computed here from training rows."""
+        if not isinstance(raw, str):
+            raise self.error(where, "must be a file path")
+        path = self.path.parent / raw
+        try:
+            if path.suffix == ".npy":
+                arr = np.load(path, allow_pickle=False)
+                if arr.dtype == np.uint64 and arr.ndim == 1:
+                    return np.unique(arr)
+            return row_digests(load_reference(path, dim))
+        except (OSError, ValueError) as exc:
+            raise self.error(where, f"cannot read {path}: {exc}") from None
+        except QueryWardenError as exc:
+            raise self.error(where, exc.located()) from None
+
+    def gateway(self, table: Any) -> None:
+        """Check the ``[gateway]`` table now, so a typo fails at load, located, not at ``serve``."""
+        if not isinstance(table, dict):
+            raise self.error(("gateway",), "must be a table")
+        from querywarden.gateway.settings import GatewaySettings
+
+        try:
+            GatewaySettings.from_dict(table, source=str(self.path))
+        except ConfigError as exc:
+            key = exc.reason.split(":", 1)[0].removeprefix("gateway.")
+            raise ConfigError(exc.reason, source=str(self.path), line=locate(self.text, ("gateway", key))) from None
 
     def model(self, mid: str, table: Any) -> ModelProfile:
         where: KeyPath = ("models", mid)
@@ -258,8 +296,12 @@ class _Loader:
                 reference = load_reference(self.path.parent / t["reference"], dim)
             except QueryWardenError as exc:
                 raise self.error(ref_where, exc.located()) from None
+        digests = None
+        if "training_digests" in t:
+            digests = self.digests(t["training_digests"], (*where, "training_digests"), dim)
         return ModelProfile(
             id=mid,
+            training_digests=digests,
             input_kind=kind,
             n_features=n_features,
             shape=shape,
