@@ -47,6 +47,9 @@ _COT = re.compile(
     r"|\bbefore (giving|you give|the|your) (final )?answer",
     re.IGNORECASE,
 )
+_COT_WORDS = ("step", "chain", "show", "explain", "reason", "think", "thought", "rationale", "before")
+"""Every cue holds one of these; most prompts hold none, and a substring test is cheap."""
+_PUNCTUATION = ".,;:!?'\"()[]"
 _SENTENCE = re.compile(r"[^.!?\n]*")
 _MAX_WRAPPERS = 4096
 _MAX_LINKED = 16
@@ -56,6 +59,9 @@ _MAX_LINK_EMITS = 8
 
 def cot_cue(text: str) -> str | None:
     """The normalised sentence holding a chain-of-thought cue, or None."""
+    low = text[:4000].lower()
+    if not any(k in low for k in _COT_WORDS):
+        return None
     m = _COT.search(text[:4000])
     if m is None:
         return None
@@ -73,10 +79,11 @@ def topic_key(text: str, cue: str | None) -> int:
     CRC32 of their sorted content words, about five times cheaper, which only feeds the
     ``low`` coverage count.
     """
-    drop = set(cue.split()) if cue else set()
-    content = [w for w in words(text[:2000]) if w not in STOPWORDS and w not in drop]
     if cue is None:
-        return zlib.crc32(" ".join(sorted(set(content))).encode())
+        bag = {w.strip(_PUNCTUATION) for w in text[:2000].lower().split()} - STOPWORDS
+        return zlib.crc32(" ".join(sorted(bag)).encode())
+    drop = set(cue.split())
+    content = [w for w in words(text[:2000]) if w not in STOPWORDS and w not in drop]
     return band_keys(minhash(" ".join(content), 16), 2)[0]
 
 
