@@ -23,7 +23,9 @@ from querywarden.bench.llm_attacks import (
     verbatim_prefix,
 )
 from querywarden.bench.llm_benign import LlmRequest, LlmWorkloadSizes, generate
-from querywarden.bench.llm_runner import POLICIES, Answerer, LlmResults, markdown, reply_of, run_llm_bench
+from querywarden.bench.llm_exchange import Answerer, reply_of
+from querywarden.bench.llm_report import LlmResults, markdown
+from querywarden.bench.llm_runner import POLICIES, run_llm_bench
 from querywarden.bench.scenario import BenchError
 from querywarden.core.atlas import TECHNIQUES
 from querywarden.gateway.enforcement.harden import HardenSpec

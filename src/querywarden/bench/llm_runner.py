@@ -1,4 +1,4 @@
-"""The LLM benchmark: the fintech assistant, its benign users, six attacks, one engine each.
+"""The LLM benchmark: the fintech assistant, its benign users, its attacks, one engine each.
 
 1. Build the assistant (corpus with canaries, n-gram model) and its benign chat traffic,
    split into a calibration half and a scored half (different principals).
@@ -24,15 +24,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import msgspec
-import numpy as np
 
 from querywarden.bench.llm_attacks import REGISTRY, LlmAttack, Reply, Scale, leaked_canaries
 from querywarden.bench.llm_benign import BenignChat, LlmRequest, LlmWorkloadSizes, generate
+from querywarden.bench.llm_exchange import Answerer
+from querywarden.bench.llm_report import CanaryOutcome, LlmResults, LlmScenarioResult, write_llm_results
 from querywarden.bench.scenario import BenchError
 from querywarden.bench.score import ScenarioWatch, benign_rates
 from querywarden.bench.traffic import write_jsonl
@@ -42,19 +40,12 @@ from querywarden.core.atlas import LLM_LEAKAGE
 from querywarden.core.engine import DetectorSpec, Engine
 from querywarden.core.policy import DEFAULT_POLICY, Policy, Rule
 from querywarden.core.profile import ModelProfile
-from querywarden.core.records import Action, Client, InputKind, Interaction, Severity
+from querywarden.core.records import Action, InputKind, Interaction, Severity
 from querywarden.defaults import default_detectors
-from querywarden.gateway.adapters.base import Adapter
-from querywarden.gateway.adapters.openai import ChatCompletionsAdapter, CompletionsAdapter
 from querywarden.gateway.enforcement.harden import HardenSpec
-from querywarden.gateway.exchange import Exchange
-from querywarden.llm.assistant import MODEL_ID, Assistant, build_assistant
-from querywarden.llm.server import answer
-from querywarden.text.stream import SseRedactor
+from querywarden.llm.assistant import MODEL_ID, build_assistant
 
 Log = Callable[[str], None]
-_ENCODER = msgspec.json.Encoder()
-_ADAPTERS = {"chat": ChatCompletionsAdapter(), "completions": CompletionsAdapter()}
 
 
 POLICIES: dict[str, Policy] = {
@@ -95,182 +86,6 @@ LLM_PROFILES: dict[str, LlmProfile] = {
 def assistant_profile() -> ModelProfile:
     """What the engine is told about the assistant: text in, text out."""
     return ModelProfile(id=MODEL_ID, input_kind=InputKind.TEXT, output_kind="text")
-
-
-# -- answering requests the way the gateway records them ------------------------------------
-class Answerer:
-    """Answers requests with the assistant and records them through the gateway's adapters.
-
-    Answers are cached by body: benign traffic is shared by every scenario and the model is
-    deterministic for a given body (the prompt seeds its sampler).
-    """
-
-    def __init__(self, assistant: Assistant) -> None:
-        self.assistant = assistant
-        self._cache: dict[tuple[str, bytes], Any] = {}
-        self._rng = np.random.default_rng(0)
-
-    def respond(self, endpoint: str, body: dict[str, Any]) -> Any:
-        key = (endpoint, _ENCODER.encode(body))
-        hit = self._cache.get(key)
-        if hit is None:
-            hit = self._cache[key] = answer(self.assistant, endpoint, body)
-        return hit
-
-    def exchange(self, req: LlmRequest, spec: HardenSpec | None) -> tuple[list[Interaction], Reply]:
-        adapter = _ADAPTERS[req.endpoint]
-        body = msgspec.json.decode(_ENCODER.encode(req.body))  # a private copy: hardening edits in place
-        parsed = adapter.parse_request(body)
-        if spec is not None:
-            adapter.harden_request(body, spec)
-        out = self.respond(req.endpoint, body)
-        ex = Exchange(
-            id=req.id,
-            ts=req.ts,
-            principal=req.principal,
-            model=MODEL_ID,
-            client=Client(ip=req.ip, user_agent=req.user_agent),
-            adapter=adapter,
-            request=parsed,
-        )
-        if isinstance(out, list):
-            ex.stream = [b"data: " + _ENCODER.encode(chunk) + b"\n\n" for chunk in out] + [b"data: [DONE]\n\n"]
-        else:
-            ex.response = out
-        items = [msgspec.structs.replace(i, source=None) for i in ex.interactions()]
-        return items, self.client_view(adapter, ex, spec)
-
-    def client_view(self, adapter: Adapter, ex: Exchange, spec: HardenSpec | None) -> Reply:
-        """What the caller reads: the answer after the gateway's response hardening.
-
-        As in the gateway, a hardened principal's JSON answer loses its logprobs and has PII
-        redacted (``harden_response``), and a streamed one goes through ``SseRedactor``; the
-        engine learns from the unredacted copy either way.
-        """
-        if spec is None:
-            return reply_of(ex.response if ex.stream is None else _events(b"".join(ex.stream)))
-        if ex.stream is not None:
-            redactor = SseRedactor()
-            return reply_of(_events(redactor.feed(b"".join(ex.stream)) + redactor.finish()))
-        body = msgspec.json.decode(_ENCODER.encode(ex.response))
-        adapter.harden_response(body, spec, self._rng)
-        return reply_of(body)
-
-
-def _events(raw: bytes) -> list[dict[str, Any]]:
-    """The JSON events of an SSE body."""
-    out = []
-    for line in raw.splitlines():
-        payload = line[5:].strip() if line.startswith(b"data:") else b""
-        if payload and payload != b"[DONE]":
-            out.append(msgspec.json.decode(payload))
-    return out
-
-
-def reply_of(out: Any) -> Reply:
-    """What the client read from a response body or its stream chunks."""
-    chunks = out if isinstance(out, list) else [out]
-    texts: list[str] = []
-    tokens: list[str] = []
-    for chunk in chunks:
-        for choice in chunk.get("choices", []):
-            holder = choice.get("message") or choice.get("delta") or {}
-            texts.append(holder.get("content") or choice.get("text") or "")
-            lp = choice.get("logprobs")
-            if isinstance(lp, dict):
-                for item in lp.get("content") or []:
-                    tokens.append(item["token"])
-                    tokens.extend(t["token"] for t in item.get("top_logprobs", []))
-                for top in lp.get("top_logprobs") or []:
-                    tokens.extend(top)
-    return Reply("".join(texts), tuple(tokens))
-
-
-# -- results -----------------------------------------------------------------------------
-@dataclass(slots=True)
-class CanaryOutcome:
-    customer_id: str
-    first_leak_unprotected: int | None
-    """1-based index of the attack request whose answer first exposed the canary, with no QueryWarden."""
-    leaked_before_detection: bool
-    """Whether it leaked (with no QueryWarden) before the request that raised the first medium finding."""
-    leaked_protected: bool
-    """Whether the attacker still saw it with QueryWarden in front, enforcement included."""
-
-
-@dataclass(slots=True)
-class LlmScenarioResult:
-    attack: str
-    policy: str
-    technique: str
-    description: str
-    principals: int
-    budget: int
-    detected: bool
-    queries_to_detection: int | None
-    detection_technique: str | None
-    detection_severity: str | None
-    detection_detectors: tuple[str, ...]
-    technique_match: bool
-    success_metric: str
-    success_unprotected: float
-    success_at_detection: float | None
-    success_protected: float
-    refused: int
-    hardened: int
-    canaries: list[CanaryOutcome]
-    benign_flagged_medium: int
-    benign_refused: int
-    engine_seconds: float
-    traffic_file: str
-
-    @property
-    def canaries_leaked_unprotected(self) -> int:
-        return sum(1 for c in self.canaries if c.first_leak_unprotected is not None)
-
-    @property
-    def canaries_leaked_before_detection(self) -> int:
-        return sum(1 for c in self.canaries if c.leaked_before_detection)
-
-    @property
-    def canaries_leaked_protected(self) -> int:
-        return sum(1 for c in self.canaries if c.leaked_protected)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["canaries_leaked_unprotected"] = self.canaries_leaked_unprotected
-        d["canaries_leaked_before_detection"] = self.canaries_leaked_before_detection
-        d["canaries_leaked_protected"] = self.canaries_leaked_protected
-        return d
-
-
-@dataclass(slots=True)
-class LlmResults:
-    profile: str
-    seed: int
-    detectors: list[str]
-    benign_principals: int = 0
-    benign_requests: int = 0
-    workloads: dict[str, int] = field(default_factory=dict)
-    fpr: dict[str, dict[str, Any]] = field(default_factory=dict)
-    benign_flagged: dict[str, str] = field(default_factory=dict)
-    scenarios: list[LlmScenarioResult] = field(default_factory=list)
-    seconds: float = 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "profile": self.profile,
-            "seed": self.seed,
-            "model": "word n-gram, order 10, Witten-Bell backoff (querywarden.llm.model)",
-            "detectors": self.detectors,
-            "benign_principals": self.benign_principals,
-            "benign_requests": self.benign_requests,
-            "workloads": self.workloads,
-            "benign_fpr": self.fpr,
-            "benign_flagged": self.benign_flagged,
-            "scenarios": [s.to_dict() for s in self.scenarios],
-            "seconds": round(self.seconds, 1),
-        }
 
 
 # -- the run -------------------------------------------------------------------------------
@@ -448,65 +263,6 @@ def write_config(path: Path, profile: ModelProfile, specs: Sequence[DetectorSpec
     return path
 
 
-# -- report --------------------------------------------------------------------------------
-def markdown(results: LlmResults) -> str:
-    """The LLM benchmark as a Markdown table, one row per attack."""
-    lines = [
-        f"# LLM benchmark ({results.profile} profile, seed {results.seed})",
-        "",
-        f"Assistant: {MODEL_ID}, a word n-gram model (order 10) trained at run time on a synthetic corpus "
-        "with planted canaries. Detectors: " + ", ".join(results.detectors) + ".",
-        "",
-        "| attack | policy | technique | keys | requests | detected after | by | success (no QW) | at detection "
-        "| with QW | canaries leaked (no QW → before detection → with QW) | refused | hardened |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for s in results.scenarios:
-        det = f"{s.queries_to_detection} ({s.detection_severity})" if s.detected else "not detected"
-        by = f"{s.detection_technique} ({', '.join(s.detection_detectors)})" if s.detected else "-"
-        at = "-" if s.success_at_detection is None else f"{s.success_at_detection:.2f}"
-        lines.append(
-            f"| {s.attack} | {s.policy} | {s.technique} | {s.principals} | {s.budget} | {det} | {by} | "
-            f"{s.success_metric} {s.success_unprotected:.2f} | {at} | {s.success_protected:.2f} | "
-            f"{s.canaries_leaked_unprotected} → {s.canaries_leaked_before_detection} → {s.canaries_leaked_protected} "
-            f"| {s.refused} | {s.hardened} |"
-        )
-    fpr = results.fpr
-    lines += [
-        "",
-        "## Benign chat users",
-        "",
-        f"{results.benign_principals} scored principals ({_mix(results.workloads)}), "
-        f"{results.benign_requests} requests.",
-        "",
-        "| flagged at | principals | rate | 95% CI |",
-        "|---|---|---|---|",
-    ]
-    for level in ("low", "medium", "high"):
-        r = fpr.get(level)
-        if r:
-            lines.append(
-                f"| ≥ {level} | {r['hits']}/{r['total']} | {r['rate']:.3f} | {r['ci95'][0]:.3f}-{r['ci95'][1]:.3f} |"
-            )
-    for q, why in results.benign_flagged.items():
-        lines.append(f"- {q}: {why}")
-    lines.append("")
-    lines.append(f"Run time: {results.seconds:.1f} s.")
-    return "\n".join(lines) + "\n"
-
-
-def _mix(workloads: dict[str, int]) -> str:
-    return ", ".join(f"{n} {k}" for k, n in sorted(workloads.items()))
-
-
-def write_llm_results(results: LlmResults, out: Path) -> dict[str, Path]:
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {"results": out / "results.json", "table": out / "results.md"}
-    paths["results"].write_bytes(msgspec.json.format(msgspec.json.encode(results.to_dict()), indent=2))
-    paths["table"].write_text(markdown(results), encoding="utf-8")
-    return paths
-
-
 def run_llm_bench(
     profile: str, out: Path, *, log: Log | None = None, attacks: Sequence[str] | None = None
 ) -> LlmResults:
@@ -516,4 +272,4 @@ def run_llm_bench(
     return results
 
 
-__all__ = ["LLM_PROFILES", "Answerer", "LlmResults", "LlmRunner", "markdown", "run_llm_bench"]
+__all__ = ["LLM_PROFILES", "POLICIES", "LlmProfile", "LlmRunner", "assistant_profile", "run_llm_bench"]

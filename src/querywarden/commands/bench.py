@@ -60,7 +60,7 @@ def bench(
         for kind, path in paths.items():
             typer.echo(f"{kind}: {path}")
     if llm_attacks is not None and (not attack or llm_attacks):
-        from querywarden.bench.llm_runner import markdown as llm_markdown
+        from querywarden.bench.llm_report import markdown as llm_markdown
         from querywarden.bench.llm_runner import run_llm_bench
 
         try:
