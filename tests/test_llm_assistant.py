@@ -233,6 +233,7 @@ def test_completions_take_a_batch_of_prompts(client: httpx.Client) -> None:
         ("/v1/completions", {"prompt": "x", "logprobs": 50}, "logprobs"),
         ("/v1/completions", {"prompt": "x", "max_tokens": "many"}, "max_tokens"),
         ("/v1/completions", {"prompt": "x", "temperature": "hot"}, "temperature"),
+        ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "n": 3}, "n"),
     ],
 )
 def test_bad_requests_get_openai_errors_naming_the_parameter(

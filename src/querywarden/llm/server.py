@@ -118,6 +118,8 @@ def options(body: dict[str, Any], *, top_logprobs: int) -> Options:
         raise BadRequest("temperature must be a number", "temperature")
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
         raise BadRequest("seed must be an integer", "seed")
+    if body.get("n", 1) != 1:
+        raise BadRequest("this model returns one choice per prompt: n must be 1", "n")
     try:
         return Options(
             max_tokens=max_tokens,
