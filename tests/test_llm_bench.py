@@ -243,6 +243,22 @@ def test_ci_run_writes_results_traffic_and_a_replayable_config(ci_run: tuple[Llm
     assert SYSTEM_SECRET not in (out / "results.md").read_text()
 
 
+def test_a_scenario_replays_to_the_findings_the_benchmark_counted(ci_run: tuple[LlmResults, Path]) -> None:
+    results, out = ci_run
+    cli = Path(sys.executable).parent / "querywarden"
+    for s in results.scenarios:
+        if s.attack != "enumeration":
+            continue
+        findings = out / f"{s.attack}-{s.policy}.findings.jsonl"
+        config = out / "traffic" / "config.toml"
+        args = [str(cli), "replay", str(out / s.traffic_file), "--config", str(config), "--findings", str(findings)]
+        done = subprocess.run(args, capture_output=True, text=True, timeout=300, check=False)
+        assert done.returncode == 0, done.stderr
+        lines = [json.loads(ln) for ln in findings.read_text().splitlines() if ln.strip()]
+        assert len(lines) == s.finding_events > 0
+        assert any(f["technique"]["id"] == s.technique and f["severity"] == s.detection_severity for f in lines)
+
+
 def test_querywarden_bench_runs_the_llm_suite(tmp_path: Path) -> None:
     cli = Path(sys.executable).parent / "querywarden"
     done = subprocess.run(

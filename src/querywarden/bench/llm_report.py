@@ -45,6 +45,7 @@ class LlmScenarioResult:
     canaries: list[CanaryOutcome]
     benign_flagged_medium: int
     benign_refused: int
+    finding_events: int
     engine_seconds: float
     traffic_file: str
 

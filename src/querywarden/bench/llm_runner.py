@@ -97,6 +97,8 @@ class _Run:
     replies: dict[str, Reply] = field(default_factory=dict)
     refused: set[str] = field(default_factory=set)
     hardened: set[str] = field(default_factory=set)
+    finding_events: int = 0
+    """Finding events the engine emitted, flush included: what ``replay`` of the traffic file writes."""
 
 
 class LlmRunner:
@@ -168,10 +170,12 @@ class LlmRunner:
             for it in items:
                 run.interactions.append(it)
                 step = engine.process(it)
+                run.finding_events += len(step.findings)
                 for f in step.findings:
                     actors = {a for q in watch.attackers if (a := engine.actors.actor_of(q)) is not None}
                     watch.observe(f, sent, actors)
         for f in engine.flush():
+            run.finding_events += 1
             watch.observe(f, sent, set())
         return run
 
@@ -236,6 +240,7 @@ class LlmRunner:
             ],
             benign_flagged_medium=sum(1 for s in watch.benign_worst.values() if s >= Severity.MEDIUM),
             benign_refused=sum(1 for r in background if r.id in run.refused),
+            finding_events=run.finding_events,
             engine_seconds=round(seconds, 3),
             traffic_file=str(file.relative_to(self.out)),
         )
