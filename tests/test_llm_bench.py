@@ -197,6 +197,10 @@ def test_ci_run_detects_every_attack_with_the_right_technique(ci_run: tuple[LlmR
         assert s.technique_match, (s.attack, s.detection_technique)
         assert s.success_protected <= s.success_unprotected
         assert s.refused + s.hardened > 0  # the policy acted on the attacker
+        assert s.share_of_budget == round((s.queries_to_detection or 0) / s.budget, 4)
+        assert s.seconds_to_detection is not None and s.seconds_to_detection >= 0
+        # keys split over one campaign end up in one actor
+        assert s.grouped and s.largest_group == s.principals, s.attack
 
 
 def test_ci_run_reports_canaries_against_detection(ci_run: tuple[LlmResults, Path]) -> None:
@@ -240,6 +244,9 @@ def test_ci_run_writes_results_traffic_and_a_replayable_config(ci_run: tuple[Llm
     for s in results.scenarios:
         assert (out / s.traffic_file).stat().st_size > 0
     assert "LLM benchmark" in markdown(results)
+    assert f"Detected with the right technique: {len(llm_attack_names())}/{len(llm_attack_names())}" in markdown(
+        results
+    )
     assert SYSTEM_SECRET not in (out / "results.md").read_text()
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import msgspec
 
+from querywarden.bench.score import wilson
 from querywarden.llm.assistant import MODEL_ID
 
 
@@ -32,10 +33,15 @@ class LlmScenarioResult:
     budget: int
     detected: bool
     queries_to_detection: int | None
+    share_of_budget: float | None
+    seconds_to_detection: float | None
     detection_technique: str | None
     detection_severity: str | None
     detection_detectors: tuple[str, ...]
     technique_match: bool
+    grouped: bool
+    """Whether the engine put all the attacker's keys in one actor (trivially true for one key)."""
+    largest_group: int
     success_metric: str
     success_unprotected: float
     success_at_detection: float | None
@@ -120,6 +126,12 @@ def markdown(results: LlmResults) -> str:
             f"{s.canaries_leaked_unprotected} → {s.canaries_leaked_before_detection} → {s.canaries_leaked_protected} "
             f"| {s.refused} | {s.hardened} |"
         )
+    detected = [s for s in results.scenarios if s.policy == "default"]
+    rate = wilson(sum(1 for s in detected if s.detected and s.technique_match), len(detected))
+    lines += [
+        "",
+        f"Detected with the right technique: {rate.hits}/{rate.total} attacks (95% CI {rate.low:.2f}-{rate.high:.2f}).",
+    ]
     fpr = results.fpr
     lines += [
         "",

@@ -32,7 +32,7 @@ from querywarden.bench.llm_benign import BenignChat, LlmRequest, LlmWorkloadSize
 from querywarden.bench.llm_exchange import Answerer
 from querywarden.bench.llm_report import CanaryOutcome, LlmResults, LlmScenarioResult, write_llm_results
 from querywarden.bench.scenario import BenchError
-from querywarden.bench.score import ScenarioWatch, benign_rates
+from querywarden.bench.score import ScenarioWatch, benign_rates, grouped
 from querywarden.bench.traffic import write_jsonl
 from querywarden.calibrate import calibrate
 from querywarden.config_text import toml_value
@@ -201,7 +201,8 @@ class LlmRunner:
         benign = frozenset(traffic.principals("scored"))
         watch = ScenarioWatch(attackers=attack.principals, benign=benign)
         t0 = time.perf_counter()
-        run = self.closed_loop(Engine(profiles, detectors=specs, policy=POLICIES[policy]), stream, answerer, watch)
+        engine = Engine(profiles, detectors=specs, policy=POLICIES[policy])
+        run = self.closed_loop(engine, stream, answerer, watch)
         seconds = time.perf_counter() - t0
         protected = [run.replies[r.id] for r in attack.requests]
         leaked_protected = {cid for reply in protected for cid in leaked_canaries(assistant, reply)}
@@ -210,6 +211,8 @@ class LlmRunner:
 
         det = watch.detection
         k = det.attack_queries if det else None
+        start = attack.requests[0].ts if attack.requests else 0.0
+        is_grouped, largest = grouped({q: engine.actors.actor_of(q) for q in attack.principals})
         result = LlmScenarioResult(
             attack=attack.name,
             policy=policy,
@@ -219,10 +222,14 @@ class LlmRunner:
             budget=attack.budget,
             detected=det is not None,
             queries_to_detection=k,
+            share_of_budget=None if k is None else round(k / attack.budget, 4),
+            seconds_to_detection=None if det is None else round(det.ts - start, 3),
             detection_technique=det.technique if det else None,
             detection_severity=det.severity.label if det else None,
             detection_detectors=det.detectors if det else (),
             technique_match=bool(det and det.technique == attack.technique),
+            grouped=is_grouped,
+            largest_group=largest,
             success_metric=attack.primary,
             success_unprotected=round(attack.scorer(unprotected)[attack.primary], 4),
             success_at_detection=None if k is None else round(attack.scorer(unprotected[:k])[attack.primary], 4),
