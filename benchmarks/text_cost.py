@@ -108,8 +108,9 @@ def main(argv: list[str] | None = None) -> int:
         benign = time_calls(det.update, timed)  # type: ignore[arg-type]
         attack = time_calls(det.update, [_long(it, rng) for it in attacks(name)[: args.calls]])  # type: ignore[arg-type]
         skip = time_calls(det.update, [numeric] * 2000)  # type: ignore[arg-type]
-        rows.append((name, benign, attack, skip))
-        print(name, benign, attack, skip, flush=True)
+        per_principal = len(det.snapshot()) / max(1, det.state_size())
+        rows.append((name, benign, attack, skip, per_principal))
+        print(name, benign, attack, skip, per_principal, flush=True)
     prompts: list[object] = [it.messages[-1]["content"] for it in timed if it.messages]
     answers: list[object] = [it.output.text for it in timed if it.output]
     miner = TemplateMiner()
@@ -123,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     layers.append(("streaming redactor, per 20-character chunk", time_calls(redactor.feed, chunks)))  # type: ignore[arg-type]
     for label, (med, p99) in layers:
         print(label, med, p99)
-    worst = max(max(b[0], a[0]) for _, b, a, _ in rows)
+    worst = max(max(b[0], a[0]) for _, b, a, _, _ in rows)
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         SECTION,
@@ -135,13 +136,15 @@ def main(argv: list[str] | None = None) -> int:
         f"customers, then {args.calls:,} single `update` calls timed on ~200-character prompts with ~200-character",
         "answers: benign chat (the common path) and the detector's own attack (its expensive branches). The skip",
         "column is a features-only interaction: what a text detector costs an engine protecting a classifier.",
-        "CPU time is the thread's own time per call.",
+        "CPU time is the thread's own time per call. State is the snapshot's size over the principals and actors",
+        "held after all of it (global indexes included), a proxy for memory per principal.",
         "",
-        "| detector | benign median µs | benign p99 µs | attack median µs | attack p99 µs | skip µs |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| detector | benign median µs | benign p99 µs | attack median µs | attack p99 µs | skip µs | state B/principal"
+        " |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for name, (bm, bp), (am, ap_), (sm, _) in rows:
-        lines.append(f"| `{name}` | {bm:.1f} | {bp:.1f} | {am:.1f} | {ap_:.1f} | {sm:.2f} |")
+    for name, (bm, bp), (am, ap_), (sm, _), size in rows:
+        lines.append(f"| `{name}` | {bm:.1f} | {bp:.1f} | {am:.1f} | {ap_:.1f} | {sm:.2f} | {size:,.0f} |")
     lines += ["", "| text layer | median µs | p99 µs |", "|---|---:|---:|"]
     for label, (med, p99) in layers:
         lines.append(f"| {label} | {med:.1f} | {p99:.1f} |")

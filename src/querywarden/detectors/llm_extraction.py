@@ -15,8 +15,9 @@ what makes a model leave its aligned behaviour and emit memorised text:
   prefix, e.g. a transcript opening, and keep the likeliest: verbatim-prefix extraction
   needs no instruction at all, but it needs many samples. A prompt counts from its
   ``resample_min``-th send, or earlier, from its ``resample_min // 2``-th send with
-  different request options (a new ``seed`` or ``temperature`` each time), within the
-  principal's last 64 distinct prompts. Retries resend the identical body two to four times.
+  request options that changed since the previous send (a new ``seed`` each time), among
+  the principal's 16 most recently sent distinct prompts. Retries resend the identical
+  body two to four times.
 
 Each of these is also, rarely, something a customer types once ("continue the story").
 So one such prompt is ``low``; ``min_hits`` of them within the principal's last
@@ -63,7 +64,7 @@ _CONTINUE = re.compile(
     re.IGNORECASE | re.DOTALL,
 )
 _DIVERGED_RUN = 20
-_SENT_MEMORY = 64
+_SENT_MEMORY = 16
 
 
 # words one of which each pattern needs, tested on the lower-cased text before its regex runs:
@@ -125,8 +126,8 @@ class _State:
     __slots__ = ("diverged", "hits", "kinds", "level", "n", "peak", "sent")
 
     def __init__(self) -> None:
-        self.sent: OrderedDict[int, list[int]] = OrderedDict()
-        """prompt digest -> [sends, distinct option sets (up to 8 digests)...]"""
+        self.sent: OrderedDict[int, tuple[int, int, int]] = OrderedDict()
+        """prompt digest -> (sends, sends whose options differed from the previous send, last options digest)"""
         self.n = 0
         self.hits: deque[int] = deque(maxlen=64)
         self.kinds: set[str] = set()
@@ -172,17 +173,12 @@ class ExtractionPromptDetector(Detector):
         for key in subjects(interaction):
             st = self._states.get(key)
             st.n += 1
-            entry = st.sent.get(digest)
-            if entry is None:
-                entry = st.sent[digest] = [0]
-                if len(st.sent) > _SENT_MEMORY:
-                    st.sent.popitem(last=False)
-            else:
-                st.sent.move_to_end(digest)
-            entry[0] += 1
-            if options not in entry[1:] and len(entry) <= 8:
-                entry.append(options)
-            resampled = entry[0] >= self.resample_min or len(entry) - 1 >= max(2, self.resample_min // 2)
+            sends, varied, last = st.sent.pop(digest, (0, 0, -1))
+            sends, varied = sends + 1, varied + (options != last)
+            st.sent[digest] = (sends, varied, options)  # re-inserted last: the least recently sent go first
+            if len(st.sent) > _SENT_MEMORY:
+                st.sent.popitem(last=False)
+            resampled = sends >= self.resample_min or varied >= max(2, self.resample_min // 2)
             found = (*base, "resampling") if resampled else base
             if not found:
                 continue
