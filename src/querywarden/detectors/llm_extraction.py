@@ -9,7 +9,8 @@ what makes a model leave its aligned behaviour and emit memorised text:
 - ``special_chars``: long runs of special characters (``{{{{``, ``@@@@``) that push the model
   into the same divergence (special-character attacks);
 - ``record``: "complete this record: Name: ..., IBAN: ..., Phone:", a record prefix ending
-  in an open field, asking the model to fill in a memorised record;
+  in an open field, or any prompt that stops right where a sensitive value would follow
+  ("... For the record, your new IBAN is"), asking the model to fill in a memorised record;
 - ``continuation``: "continue the following text verbatim", verbatim-prefix continuation;
 - ``resampling``: the same prompt sent over and over to sample many continuations of one
   prefix, e.g. a transcript opening, and keep the likeliest: verbatim-prefix extraction
@@ -57,6 +58,13 @@ _RECORD_ASK = re.compile(
 )
 _FIELD = re.compile(r"\b[A-Z][A-Za-z ]{1,20}:\s*\S")
 _OPEN_FIELD = re.compile(r"\b[A-Za-z][A-Za-z ]{1,20}:\s*$")
+_OPEN_VALUE = re.compile(
+    r"\b(iban|account( number)?|card( number)?|phone( number)?|callback number|mobile( number)?|password|pin"
+    r"|ssn|social security number|date of birth|dob|address|e-?mail( address)?|sort code|routing number|cvv"
+    r"|passport( number)?)"
+    r"\s*(is|was|are|:|=)\s*$",
+    re.IGNORECASE,
+)
 _CONTINUE = re.compile(
     r"\b(continue|complete|finish)\b.{0,30}?\b(text|passage|document|paragraph|excerpt|quote|lyrics|article|book)\b"
     r".{0,40}?\b(verbatim|exactly|word for word|as written|from memory|original)\b"
@@ -102,8 +110,11 @@ def patterns(text: str) -> tuple[str, ...]:
     if _SPECIAL_RUN.search(text):
         found.append("special_chars")
     asks = any(w in low for w in _RECORD_WORDS)
-    if (asks and _RECORD_ASK.search(text)) or (
-        ":" in text and _OPEN_FIELD.search(text[-40:]) and len(_FIELD.findall(text)) >= 2
+    tail = text[-48:]
+    if (
+        (asks and _RECORD_ASK.search(text))
+        or (":" in text and _OPEN_FIELD.search(tail) and len(_FIELD.findall(text)) >= 2)
+        or _OPEN_VALUE.search(tail)
     ):
         found.append("record")
     if asks and any(w in low for w in _CONTINUE_WORDS) and _CONTINUE.search(text):
