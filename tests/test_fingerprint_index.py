@@ -73,6 +73,9 @@ def test_lookup_finds_stored_near_duplicates_and_forgets_evicted_ones() -> None:
     found = index.lookup(index.probe(fp.fingerprint(nudged)), 12)
     assert len(found) == 1
     assert found.principal.tolist() == [7] and found.chain.tolist() == [1] and found.ts.tolist() == [10.0]
+    assert 12 <= int(found.shared()[0]) < 32  # one pixel crossed a bin: some windows changed
+    same = index.lookup(first, 12)
+    assert same.shared().tolist() == [32]
     for i in range(1, 60):  # push the first query out of the ring
         index.insert(index.probe(fp.fingerprint(x[i] + 100.0)), exact=0.0, principal=8, actor=0, chain=0, ts=11.0)
     assert len(index) == 50

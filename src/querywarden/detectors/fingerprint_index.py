@@ -126,7 +126,8 @@ class Matches:
     oldest first."""
 
     seq: I64
-    shared: I64
+    valid: I64
+    """Every valid table entry's sequence number, sorted: what ``shared`` counts from."""
     exact: U64
     principal: U64
     actor: U64
@@ -135,6 +136,10 @@ class Matches:
 
     def __len__(self) -> int:
         return int(self.seq.shape[0])
+
+    def shared(self) -> I64:
+        """How many of the probe's hashes each match shares (computed only when asked)."""
+        return self.valid.searchsorted(self.seq, side="right") - self.valid.searchsorted(self.seq, side="left")
 
 
 _NO_MATCH = Matches(
@@ -236,10 +241,9 @@ class FingerprintIndex:
         else:
             runs = runs[:1]
         ring = runs % self.capacity
-        shared = np.searchsorted(seq, runs, side="right") - np.searchsorted(seq, runs, side="left")
         return Matches(
             runs,
-            shared,
+            seq,
             self._ring_exact[ring],
             self._ring_principal[ring],
             self._ring_actor[ring],

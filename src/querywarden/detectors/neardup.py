@@ -383,14 +383,15 @@ def _classify(
     if not near:
         return chains[0], False, repeat, []
     times = found.ts.tolist()
-    shared = found.shared.tolist()
+    candidates = [i for i in near if principals[i] != me and times[i] >= since]
+    if not candidates:
+        return chain, True, repeat, []
+    shared = found.shared().tolist()
     actors = found.actor.tolist() if actor else None
     peers: list[int] = []
-    for i in reversed(near):
+    for i in reversed(candidates):
         p = principals[i]
-        if p == me or times[i] < since or shared[i] < link_shared or p in peers:
-            continue
-        if actors is not None and actors[i] == actor:
+        if shared[i] < link_shared or p in peers or (actors is not None and actors[i] == actor):
             continue
         peers.append(p)
         if len(peers) >= _MAX_RELATED:
