@@ -308,24 +308,34 @@ def small_run(tmp_path_factory: pytest.TempPathFactory, cancer: Victim) -> tuple
     return runner, results, run
 
 
-def test_scenarios_replay_from_their_files_to_the_same_findings(
+def test_benign_and_scenario_files_replay_to_the_same_findings(
     small_run: tuple[Runner, BenchResults, AttackRun],
 ) -> None:
     runner, results, _ = small_run
     from querywarden.bench.runner import ScenarioWatch, _Trace, drive, finish
 
-    for scen in results.scenarios:
-        file = runner.out / scen.traffic_file
+    victim_result = results.victims[0]
+    checks = [
+        (
+            f"traffic/{victim_result.victim}/benign-scored.jsonl",
+            victim_result.finding_events,
+            victim_result.findings_digest,
+            victim_result.scored_interactions,
+        )
+    ]
+    checks += [(s.traffic_file, s.finding_events, s.findings_digest, s.interactions) for s in results.scenarios]
+    for traffic_file, events, digest, count in checks:
+        file = runner.out / traffic_file
         cfg = load_config(file.parent / "config.toml")
         engine = cfg.engine()
-        victim = load_victim(scen.victim, 4)
+        victim = load_victim(victim_result.victim, 4)
         watch = ScenarioWatch(attackers=frozenset(), benign=frozenset())
         trace = _Trace()
         stream = list(read_jsonl(file, [victim]))
-        assert len(stream) == scen.interactions
+        assert len(stream) == count
         drive(engine, stream, watch, trace)
         finish(engine, watch, trace, 0)
-        assert (trace.events, trace.digest.hexdigest()) == (scen.finding_events, scen.findings_digest)
+        assert (trace.events, trace.digest.hexdigest()) == (events, digest)
 
 
 def test_querywarden_replay_on_a_scenario_file_gives_the_counted_findings(

@@ -62,6 +62,8 @@ def load_results(path: Path) -> BenchResults:
                 calibrated=v["calibrated"],
                 thresholds=list(v["thresholds"]),
                 engine_seconds=v["engine_seconds"],
+                finding_events=v.get("finding_events", 0),
+                findings_digest=v.get("findings_digest", ""),
             )
         )
     return results

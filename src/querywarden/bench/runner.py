@@ -303,6 +303,8 @@ class Runner:
             kind_of=kind_of,
             thresholds=threshold_rows(cal),
             engine_seconds=seconds,
+            finding_events=trace.events,
+            findings_digest=trace.digest.hexdigest(),
         )
         background = _Background(victim, specs, scored, prefix_len, snapshot, prefix_worst, prefix_trace, benign)
         return background, outcome
@@ -402,6 +404,8 @@ class _BenignOutcome:
     kind_of: dict[str, str]
     thresholds: list[dict[str, object]]
     engine_seconds: float
+    finding_events: int
+    findings_digest: str
 
     def result(self, with_attacks: dict[str, Rate]) -> VictimResult:
         return VictimResult(
@@ -420,4 +424,6 @@ class _BenignOutcome:
             calibrated=bool(self.thresholds),
             thresholds=self.thresholds,
             engine_seconds=self.engine_seconds,
+            finding_events=self.finding_events,
+            findings_digest=self.findings_digest,
         )

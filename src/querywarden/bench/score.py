@@ -211,6 +211,9 @@ class VictimResult:
     calibrated: bool
     thresholds: list[dict[str, object]]
     engine_seconds: float
+    finding_events: int = 0
+    findings_digest: str = ""
+    """Replaying ``benign-scored.jsonl`` with the victim's config must reproduce these."""
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -226,6 +229,8 @@ class VictimResult:
             "calibrated": self.calibrated,
             "thresholds": list(self.thresholds),
             "engine_seconds": round(self.engine_seconds, 3),
+            "finding_events": self.finding_events,
+            "findings_digest": self.findings_digest,
         }
 
 
