@@ -98,6 +98,7 @@ _SEEN: dict[int, list[Interaction]] = {}
 @pytest.fixture(autouse=True)
 def _record_interactions(monkeypatch: pytest.MonkeyPatch) -> None:
     original = EnginePipeline.process
+    _SEEN.clear()  # keyed by id(): a collected pipeline's id can come back in a later test
 
     def process(self: EnginePipeline, interaction: Interaction) -> Any:
         _SEEN.setdefault(id(self), []).append(interaction)
