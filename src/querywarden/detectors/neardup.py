@@ -142,7 +142,7 @@ class NearDuplicateDetector(Detector):
         min_hits: int = 32,
         high_hits: int = 128,
         high_chains: int = 3,
-        link_weight: float = 1.0,
+        link_weight: float = 1.5,
         link_shared: int = 24,
         link_horizon: float = 900.0,
         max_link_emits: int = 8,
