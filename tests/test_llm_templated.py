@@ -94,3 +94,23 @@ def test_a_support_desk_naming_many_customers_with_different_requests_is_not_enu
     ]
     loud = [(i, s.severity) for i, it in enumerate(same, 1) for s in det.update(it) if s.severity >= Severity.MEDIUM]
     assert loud[:1] == [(20, Severity.MEDIUM)]
+
+
+def test_a_question_that_is_a_minor_share_of_the_principals_requests_does_not_count() -> None:
+    """Eight names through one question, but among three times as many other requests: a desk, not a walk."""
+    det = TemplatedEnumerationDetector(profile=PROFILE, min_distinct=8, min_share=0.34)
+    names = [f"{f} {last}" for f in chat.FIRST for last in chat.LAST[:2]]
+    stream = []
+    for i, n in enumerate(names[:32]):
+        others = [
+            "my debit card is missing",
+            "what is my daily transfer limit",
+            "are there fees abroad",
+            "I was charged twice",
+            "how do I reset my password",
+            "I need 3 months of statements",
+        ]
+        ask = "I lost my card" if i % 4 == 0 else others[i % len(others)]
+        stream.append(chat.interaction(f"d{i}", float(i), "desk", f"Customer: Hello, this is {n}. {ask}. Agent:", ""))
+    assert not [s for it in stream for s in det.update(it) if s.severity >= Severity.MEDIUM]
+    assert max(det.calibration()["min_distinct"].values) < 4  # only the first prompts, while any share is large

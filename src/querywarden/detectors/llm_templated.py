@@ -9,7 +9,9 @@ asked about. Per principal, and per actor once the engine has clustered principa
 detector counts the distinct entity tuples sent through each template with the same
 question: the template plus the words its ``<*>`` wildcards took in the prompt. A support
 desk drafting replies names many customers, but each with a different request; enumeration
-asks one question about customer after customer.
+asks one question about customer after customer. So a question counts only while it holds
+at least ``min_share`` of the principal's (or actor's) prompts that name entities: a desk's
+busiest request is a tenth of its traffic, an enumeration's question nearly all of it.
 
 Customers do not do this. Many of them ask the same FAQ ("how do I reset my password") in
 varied words, which makes shared templates with no entity slots; one customer asks about
@@ -70,9 +72,10 @@ class _PerTemplate:
 
 
 class _State:
-    __slots__ = ("actor", "level", "peak", "peak_terms", "templates")
+    __slots__ = ("actor", "entity_prompts", "level", "peak", "peak_terms", "templates")
 
     def __init__(self) -> None:
+        self.entity_prompts = 0
         self.templates: OrderedDict[int, _PerTemplate] = OrderedDict()
         self.actor: str | None = None
         self.level = 0
@@ -97,6 +100,7 @@ class TemplatedEnumerationDetector(Detector):
         min_distinct: int = 20,
         high_distinct: int = 80,
         min_distinct_terms: int = 60,
+        min_share: float = 0.34,
         link_min: int = 5,
         link_weight: float = 1.5,
         similarity: float = 0.5,
@@ -104,7 +108,11 @@ class TemplatedEnumerationDetector(Detector):
         max_principals: int = 100_000,
     ) -> None:
         super().__init__(profile=profile)
-        if min(min_distinct, high_distinct, min_distinct_terms, link_min) < 1 or link_weight < 0:
+        if (
+            min(min_distinct, high_distinct, min_distinct_terms, link_min) < 1
+            or link_weight < 0
+            or not 0 <= min_share <= 1
+        ):
             raise ValueError(
                 "llm_templated: min_distinct, high_distinct, min_distinct_terms, link_min >= 1, link_weight >= 0"
             )
@@ -112,6 +120,7 @@ class TemplatedEnumerationDetector(Detector):
         self.high_distinct = high_distinct
         self.min_distinct_terms = min_distinct_terms
         self.link_min = link_min
+        self.min_share = min_share
         self.link_weight = link_weight
         self.similarity = similarity
         self.max_templates = max_templates
@@ -149,14 +158,20 @@ class TemplatedEnumerationDetector(Detector):
                 st.templates.move_to_end(slot_key)
             per.prompts += 1
             before = len(per.entities)
-            if entity and before < self._cap:
-                per.entities.add(_digest(entity))
+            if entity:
+                st.entity_prompts += 1
+                if before < self._cap:
+                    per.entities.add(_digest(entity))
             if terms and not entity and len(per.terms) < self.min_distinct_terms * 2:
                 per.terms.add(_digest(terms))
-            n, n_terms = len(per.entities), len(per.terms)
+            # a question that holds a minor share of the principal's entity prompts is one of many
+            # requests it makes about customers (a support desk), not a walk through them
+            n = len(per.entities) if per.prompts >= self.min_share * st.entity_prompts else 0
+            n_terms = len(per.terms)
             st.peak = max(st.peak, n)
             st.peak_terms = max(st.peak_terms, n_terms)
-            related = self._link(match.template_id, key, n) if n > before and not is_actor(key) else ()
+            grew = len(per.entities) > before
+            related = self._link(match.template_id, key, n) if n and grew and not is_actor(key) else ()
             sev = level(n, self.min_distinct, max(self.high_distinct, self.min_distinct + 1))
             if sev is None and n_terms >= self.min_distinct_terms:
                 sev = Severity.MEDIUM
@@ -179,6 +194,7 @@ class TemplatedEnumerationDetector(Detector):
                 if into is None:
                     into = pooled.templates[tid] = _PerTemplate()
                 into.prompts += per.prompts
+                pooled.entity_prompts += per.prompts if per.entities else 0
                 into.entities.update(list(per.entities)[: max(0, self._cap - len(into.entities))])
                 into.terms.update(list(per.terms)[: max(0, 2 * self.min_distinct_terms - len(into.terms))])
             while len(pooled.templates) > _MAX_TEMPLATES:
