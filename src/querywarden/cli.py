@@ -15,6 +15,7 @@ import querywarden
 from querywarden.commands.bench import bench
 from querywarden.commands.calibrate import calibrate_command
 from querywarden.commands.console import console_command
+from querywarden.commands.demo import demo_command
 from querywarden.commands.profile import profile_command
 from querywarden.commands.replay import replay_command
 from querywarden.commands.serve import serve_command
@@ -32,6 +33,7 @@ app.command("replay")(replay_command)
 app.command("profile")(profile_command)
 app.command("bench")(bench)
 app.command("calibrate")(calibrate_command)
+app.command("demo")(demo_command)
 app.command("serve")(serve_command)
 app.command("console")(console_command)
 app.command("stix")(stix_command)
