@@ -4,14 +4,9 @@ The seed case: a fintech assistant trained on customer transactions, probed with
 "structured, repetitive, intentional" questions ("What did Alice Moreau spend at Tesco on
 2026-03-02?", then the next customer, the next date...) until it gives customers away.
 Each prompt goes through a global template miner (``text.templates``); its typed slots
-(names, account ids, dates, amounts, emails, numbers) give the *entity tuple* the prompt
-asked about. Per principal, and per actor once the engine has clustered principals, the
-detector counts the distinct entity tuples sent through each template with the same
-question: the template plus the words its ``<*>`` wildcards took in the prompt. A support
-desk drafting replies names many customers, but each with a different request; enumeration
-asks one question about customer after customer. So a question counts only while it holds
-at least ``min_share`` of the principal's (or actor's) prompts that name entities: a desk's
-busiest request is a tenth of its traffic, an enumeration's question nearly all of it.
+(names, account ids, dates, amounts, emails) give the *entity tuple* the prompt asked
+about. Per principal, and per actor once the engine has clustered principals, the
+detector counts the distinct entity tuples sent through each template.
 
 Customers do not do this. Many of them ask the same FAQ ("how do I reset my password") in
 varied words, which makes shared templates with no entity slots; one customer asks about
@@ -21,20 +16,27 @@ template (calibrated on benign chat) raises ``medium``; ``high_distinct`` raises
 Prompts whose template only varies in ordinary words (``<*>`` slots) count separately,
 against ``min_distinct_terms``, since lower-cased names hide from the entity typing.
 
+A support desk drafting replies also names many customers, but each with a different
+request. So entities are counted per *question*: the template plus the words its ``<*>``
+wildcards took in the prompt; and a question counts only while it holds at least
+``min_share`` of the principal's (or actor's) prompts that name entities: a desk's busiest
+request is about a tenth of its traffic, an enumeration's question nearly all of it.
+
 Templates are global, so the template id is a fingerprint shared across API keys: once a
 principal has sent ``link_min`` distinct tuples through a template (and at every second
 new tuple after that, eight times at most), the signal names the other principals
-enumerating the same template in ``related`` with ``link_weight``, so the keys
-of one campaign merge into one actor and are counted together: a principal seen in an
-actor for the first time brings its counts with it.
+enumerating the same template in ``related`` with ``link_weight``, so the keys of one
+campaign merge into one actor and are counted together: a principal seen in an actor for
+the first time brings its counts with it.
 
-Technique: AML.T0057 LLM Data Leakage (an assistant trained on customer data is made to
-disclose it); AML.T0024.001 when the slots hold only names or ids and the template asks an
-attribute of them (inversion-like probing) is not separated: both end in the same response.
+Technique: AML.T0057 LLM Data Leakage, an assistant trained on customer data made to
+disclose it. (Asking a model for attributes of named people is also inversion-like,
+AML.T0024.001; on an LLM endpoint both end in the same disclosure, so one is reported.)
 
-Blind spots: an attacker who rephrases every prompt so no two share a template (costly at
-scale, and the paraphrases then share entities with no template: the leakage detector sees
-the answers); enumeration slower than the template's eviction from a busy miner.
+Blind spots: rephrasing every prompt so no two share a template, or rotating three or
+more phrasings of the question (each then holds under ``min_share``, like a desk); both
+cost the attacker, and the answers still carry the data (``llm_leakage`` reads them);
+enumeration slower than the template's eviction from a busy miner.
 """
 
 from __future__ import annotations
