@@ -23,16 +23,15 @@ import sys
 import time
 import tracemalloc
 from datetime import UTC, datetime
-from pathlib import Path
 
 import numpy as np
 from sklearn.datasets import load_digits
 
+from perfdoc import DOCS, pin_one_core, write_section
 from querywarden.core.profile import ModelProfile
 from querywarden.core.records import InputKind, Interaction, Output
 from querywarden.detectors.neardup import NearDuplicateDetector
 
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "performance.md"
 SECTION = "## Near-duplicate index"
 BUDGET_US = 25.0
 BUDGET_BYTES = 2048
@@ -123,27 +122,6 @@ def principal_bytes(size: int, pool: np.ndarray) -> float:
     return used / size
 
 
-def pin_one_core() -> str:
-    if hasattr(os, "sched_setaffinity"):
-        cpu = min(os.sched_getaffinity(0))
-        os.sched_setaffinity(0, {cpu})
-        return f"pinned to CPU {cpu}"
-    return "not pinned (no sched_setaffinity)"
-
-
-def write_docs(text: str) -> None:
-    """Replace (or add) the section, keeping every other section of the file as it is."""
-    current = DOCS.read_text(encoding="utf-8") if DOCS.exists() else "# Performance\n"
-    start = current.find(SECTION)
-    if start < 0:
-        new = current.rstrip("\n") + "\n\n" + text
-    else:
-        nxt = current.find("\n## ", start + len(SECTION))
-        new = current[:start] + text + (current[nxt + 1 :] if nxt >= 0 else "")
-    DOCS.parent.mkdir(parents=True, exist_ok=True)
-    DOCS.write_text(new.rstrip("\n") + "\n", encoding="utf-8")
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
@@ -207,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     text = "\n".join(lines)
     print(text)
     if not args.no_docs:
-        write_docs(text)
+        write_section(SECTION, text)
         print(f"updated {DOCS}")
     return 0
 

@@ -26,6 +26,7 @@ from pathlib import Path
 import msgspec
 import numpy as np
 
+from perfdoc import DOCS, pin_one_core, write_section
 from querywarden.core.engine import DetectorSpec, Engine
 from querywarden.core.profile import ModelProfile
 from querywarden.core.records import Interaction, Output
@@ -34,7 +35,6 @@ from querywarden.findings_out import FindingsWriter
 from querywarden.plugins import load_detectors
 from querywarden.replay import replay
 
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "performance.md"
 SECTION = "## Replay throughput"
 TARGET = 50_000
 N_FEATURES = 30
@@ -83,27 +83,6 @@ def time_baseline(path: Path) -> tuple[float, float]:
         for line in fh:
             decode(line)
     return time.perf_counter() - wall, time.process_time() - cpu
-
-
-def pin_one_core() -> str:
-    if hasattr(os, "sched_setaffinity"):
-        cpu = min(os.sched_getaffinity(0))
-        os.sched_setaffinity(0, {cpu})
-        return f"pinned to CPU {cpu}"
-    return "not pinned (no sched_setaffinity)"
-
-
-def write_docs(text: str) -> None:
-    """Replace (or add) the section, keeping every other section of the file as it is."""
-    current = DOCS.read_text(encoding="utf-8") if DOCS.exists() else "# Performance\n"
-    start = current.find(SECTION)
-    if start < 0:
-        new = current.rstrip("\n") + "\n\n" + text
-    else:
-        nxt = current.find("\n## ", start + len(SECTION))
-        new = current[:start] + text + (current[nxt + 1 :] if nxt >= 0 else "")
-    DOCS.parent.mkdir(parents=True, exist_ok=True)
-    DOCS.write_text(new.rstrip("\n") + "\n", encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -159,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     text = "\n".join(lines)
     print(text)
     if not args.no_docs:
-        write_docs(text)
+        write_section(SECTION, text)
         print(f"updated {DOCS}")
     return 0
 

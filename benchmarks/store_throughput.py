@@ -27,15 +27,14 @@ import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 
 import numpy as np
 
+from perfdoc import write_section
 from querywarden.core.engine import Step
 from querywarden.core.records import Client, Interaction, Output
 from querywarden.store import Store, open_store
 
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "performance.md"
 SECTION = "## Store throughput"
 TARGET = 20_000
 N_FEATURES = 30
@@ -94,19 +93,6 @@ def measure(
     return len(items) / wall, len(items) / cpu
 
 
-def write_docs(text: str) -> None:
-    """Replace (or add) this section, leaving every other section as it is."""
-    current = DOCS.read_text(encoding="utf-8") if DOCS.exists() else "# Performance\n"
-    start = current.find(SECTION)
-    if start < 0:
-        new = current.rstrip("\n") + "\n\n" + text
-    else:
-        end = current.find("\n## ", start + len(SECTION))
-        new = current[:start] + text + ("\n" + current[end + 1 :] if end >= 0 else "")
-    DOCS.parent.mkdir(parents=True, exist_ok=True)
-    DOCS.write_text(new.rstrip("\n") + "\n", encoding="utf-8")
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     ap.add_argument("--n", type=int, default=200_000, help="interactions per measurement")
@@ -160,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         f"this run {verdict} it ({replay_sketch:,.0f}/s of CPU time).",
         "",
     ]
-    write_docs("\n".join(lines))
+    write_section(SECTION, "\n".join(lines))
     return 0
 
 
