@@ -30,7 +30,7 @@ from perfdoc import DOCS, pin_one_core, write_section
 from querywarden.core.engine import DetectorSpec, Engine
 from querywarden.core.profile import ModelProfile
 from querywarden.core.records import Interaction, Output
-from querywarden.core.traffic import encode
+from querywarden.core.traffic_encode import encode
 from querywarden.findings_out import FindingsWriter
 from querywarden.plugins import load_detectors
 from querywarden.replay import replay

@@ -12,7 +12,7 @@ import pytest
 from querywarden.config import SETTINGS, Config, load_config, write_detector_params
 from querywarden.config_text import locate
 from querywarden.core.records import Action, InputKind, Severity
-from querywarden.core.traffic import encode
+from querywarden.core.traffic_encode import encode
 from querywarden.defaults import default_detectors
 from querywarden.errors import ConfigError
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from querywarden.config import load_config
 from querywarden.core.records import InputKind, Interaction, Output
-from querywarden.core.traffic import encode
+from querywarden.core.traffic_encode import encode
 from querywarden.profiling import ProfileDrafter, infer_profiles, render_toml
 
 MIXED = Path(__file__).parent / "data" / "replay" / "mixed.jsonl"

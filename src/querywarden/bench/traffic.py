@@ -4,7 +4,7 @@ Benign workloads and attack variants both produce :class:`Request` objects: who 
 which rows, when, and from where. This module asks the victim for its answers (one
 vectorized call per stream, so a batch job of 50,000 rows costs one ``predict_proba``),
 turns every row into an :class:`Interaction`, and writes the stream as traffic records
-with :func:`querywarden.core.traffic.encode`. A request with several rows becomes one
+with :func:`querywarden.core.traffic_encode.encode`. A request with several rows becomes one
 interaction per row, with ids ``req#0``, ``req#1``, ... as DESIGN.md says for batches.
 
 Because ``parse(encode(i))`` gives back ``i``, the interactions the benchmark scores are
@@ -23,7 +23,8 @@ import numpy as np
 
 from querywarden.bench.scenario import Matrix, Victim
 from querywarden.core.records import Client, Interaction, Output
-from querywarden.core.traffic import TrafficParser, encode
+from querywarden.core.traffic import TrafficParser
+from querywarden.core.traffic_encode import encode
 from querywarden.reference import open_text_or_gzip
 
 

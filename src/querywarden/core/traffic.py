@@ -8,6 +8,9 @@ Speed matters: ``replay`` must sustain tens of thousands of lines per second on 
 The line is decoded by msgspec straight into small typed wire structs (no intermediate
 dict of dicts), and model profiles are resolved once per parser, not once per line.
 
+Writing traffic (``to_record``, ``encode``) lives in ``traffic_encode`` and is re-exported
+here.
+
 Every rejection is a ``TrafficError`` located at ``source:line`` so a person can open the
 file at the bad record. A caller that streams a file counts and reports rejects and goes
 on; the parser itself never skips anything silently.
@@ -26,6 +29,7 @@ import numpy as np
 
 from querywarden.core.profile import ModelProfile
 from querywarden.core.records import Client, InputKind, Interaction, Output, Vector
+from querywarden.core.traffic_encode import encode, to_record  # the writer, re-exported for older imports
 from querywarden.errors import TrafficError
 
 DEFAULT_MODEL = "default"
@@ -519,51 +523,6 @@ def _split(raw: Any, n: int, what: str) -> list[Any]:
         for v in raw:
             _check_label(v)
     return raw
-
-
-# -- the inverse: writing traffic --------------------------------------------------------------
-def to_record(interaction: Interaction) -> dict[str, Any]:
-    """The traffic record of one interaction, ready for ``msgspec.json.encode``.
-
-    ``parse(encode(to_record(i)))`` gives back an equal interaction (its ``source`` aside).
-    Time is written as epoch seconds so it round-trips exactly.
-    """
-    rec: dict[str, Any] = {"id": interaction.id, "ts": interaction.ts, "principal": interaction.principal}
-    rec["model"] = interaction.model
-    client = interaction.client
-    if client.ip is not None or client.user_agent is not None:
-        rec["client"] = {k: v for k, v in (("ip", client.ip), ("user_agent", client.user_agent)) if v is not None}
-    if interaction.features is not None:
-        rec["input"] = {"features": interaction.features.tolist()}
-    elif interaction.messages is not None:
-        rec["input"] = {"messages": [dict(m) for m in interaction.messages]}
-    else:
-        rec["input"] = {"prompt": interaction.prompt or ""}
-    out = interaction.output
-    if out is not None:
-        o: dict[str, Any] = {}
-        if out.probabilities is not None:
-            o["probabilities"] = out.probabilities.tolist()
-        if out.scores is not None:
-            o["scores"] = out.scores.tolist()
-        if out.label is not None:
-            o["label"] = out.label
-        if out.text is not None:
-            o["text"] = out.text
-        if out.logprobs is not None:
-            o["logprobs"] = out.logprobs
-        rec["output"] = o
-    if interaction.params:
-        rec["params"] = dict(interaction.params)
-    return rec
-
-
-_ENCODER = msgspec.json.Encoder()
-
-
-def encode(interaction: Interaction) -> bytes:
-    """One traffic line (without the newline) for ``interaction``."""
-    return _ENCODER.encode(to_record(interaction))
 
 
 __all__ = ["DEFAULT_MODEL", "TrafficParser", "encode", "to_record"]

@@ -28,7 +28,7 @@ import msgspec
 from querywarden.core.engine import Engine, Step
 from querywarden.core.profile import ModelProfile
 from querywarden.core.records import ALLOW_ALL, Decision, Finding, InputKind, Interaction
-from querywarden.core.traffic import encode
+from querywarden.core.traffic_encode import encode
 from querywarden.gateway.settings import GatewaySettings
 
 log = logging.getLogger("querywarden.gateway")
