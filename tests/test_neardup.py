@@ -377,13 +377,26 @@ def test_odd_inputs_are_skipped(digits: tuple) -> None:
     assert det.stored_queries() == 4
 
 
-def test_profile_without_ranges_falls_back_to_reference_then_unit_range(digits: tuple) -> None:
+def test_profile_without_ranges_falls_back_to_reference_then_learns_the_scale(digits: tuple) -> None:
     _, pool, _ = digits
     with_ref = NearDuplicateDetector(profile=ModelProfile(id="r", n_features=64, reference=pool[:200]))
-    bare = NearDuplicateDetector(profile=ModelProfile(id="b"))
+    bare = NearDuplicateDetector(profile=ModelProfile(id="b"), scale_warmup=3)
     assert with_ref._fp is not None and bare._fp is None
-    bare.update(Interaction(id="1", ts=T0, principal="p", model="b", features=np.linspace(0, 1, 10)))
+    for i in range(3):
+        bare.update(Interaction(id=f"{i}", ts=T0 + i, principal="p", model="b", features=np.linspace(0, 1 + i, 10)))
     assert bare._fp is not None and bare._fp.dim == 10
+
+
+def test_scale_learned_from_traffic_keeps_natural_images_quiet_and_still_catches_a_walk(digits: tuple) -> None:
+    """A model watched with no profile at all (the SDK's or gateway's zero-config path)."""
+    _, pool, model = digits
+    bare = ModelProfile(id="m", n_features=64)
+    det = NearDuplicateDetector(profile=bare)
+    natural = interactions(pool[:600], ["browser"], model)
+    assert loud(run(det, natural)) == []
+    rows = walk(model, pool[5], 600, seed=1)
+    at = first_at(det, interactions(rows, ["prober"], model, start=600), "prober", Severity.MEDIUM)
+    assert at is not None and at <= 120, at
 
 
 def test_parameters_are_checked(digits: tuple) -> None:

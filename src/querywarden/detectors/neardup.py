@@ -51,8 +51,9 @@ import numpy as np
 from querywarden.core.atlas import ADVERSARIAL, EXTRACTION, INVERSION
 from querywarden.core.detector import Calibration, Detector, PrincipalStates
 from querywarden.core.profile import ModelProfile
-from querywarden.core.records import Evidence, InputKind, Interaction, Severity, Signal
+from querywarden.core.records import Evidence, InputKind, Interaction, Severity, Signal, Vector
 from querywarden.detectors.fingerprint_index import Fingerprinter, FingerprintIndex, Matches, stable_hash
+from querywarden.errors import DetectorError
 
 _MAX_RELATED = 8
 _MAX_LINK_PEERS = 32
@@ -147,6 +148,7 @@ class NearDuplicateDetector(Detector):
         link_horizon: float = 900.0,
         max_link_emits: int = 8,
         max_principals: int = 100_000,
+        scale_warmup: int = 256,
     ) -> None:
         super().__init__(profile=profile)
         if not 1 <= min_shared <= top_s or not 1 <= link_shared <= top_s:
@@ -171,16 +173,45 @@ class NearDuplicateDetector(Detector):
         self.link_horizon = link_horizon
         self.max_link_emits = max_link_emits
         self.max_principals = max_principals
+        self.scale_warmup = scale_warmup
         self._dim = profile.expected_dim()
-        self._fp: Fingerprinter | None = self._fingerprinter(self._dim) if self._dim else None
+        self._warm: list[Vector] = []
+        self._fp: Fingerprinter | None = (
+            self._fingerprinter(self._dim) if self._dim and self._has_scale(self._dim) else None
+        )
         self._index = FingerprintIndex(capacity=max_queries, top_s=top_s, table_factor=table_factor)
         self._principals: PrincipalStates[_Chains] = PrincipalStates(_Chains, max_principals)
         self._actors: PrincipalStates[_Chains] = PrincipalStates(_Chains, max(1, max_principals // 10))
         self._names: dict[int, str] = {}
 
     # -- set-up -------------------------------------------------------------------------
+    def _has_scale(self, dim: int) -> bool:
+        bounds = self.profile.bounds()
+        ref = self.profile.reference
+        return (bounds is not None and bounds[0].shape[0] == dim) or (
+            ref is not None and ref.ndim == 2 and ref.shape[1] == dim and ref.shape[0] > 0
+        )
+
+    def _learn_scale(self, x: Vector) -> Fingerprinter | None:
+        """A model with neither ranges nor reference: take the scale from the first queries.
+
+        Guessing a scale is worse than waiting: with [0, 1] assumed, pixel values of 0-16
+        all clip into one bin and every image looks like every other. The first
+        ``scale_warmup`` queries (all principals together) set each feature's range from
+        its 1st to 99th percentile; they are not fingerprinted. A principal that floods the
+        warm-up can only widen the bins, which makes near-duplicates easier to see.
+        """
+        self._warm.append(np.array(x, dtype=np.float64))
+        if len(self._warm) < self.scale_warmup:
+            return None
+        rows = np.vstack(self._warm)
+        self._warm = []
+        lo, hi = np.quantile(rows, 0.01, axis=0), np.quantile(rows, 0.99, axis=0)
+        pad = 0.05 * np.maximum(hi - lo, 1e-9)
+        return self._build_fingerprinter(self._dim or rows.shape[1], lo - pad, hi + pad)
+
     def _fingerprinter(self, dim: int) -> Fingerprinter:
-        """Quantisation steps from the profile's ranges, else its reference sample, else [0, 1]."""
+        """Quantisation steps from the profile's ranges, else its reference sample."""
         bounds = self.profile.bounds()
         ref = self.profile.reference
         if bounds is not None and bounds[0].shape[0] == dim:
@@ -188,7 +219,10 @@ class NearDuplicateDetector(Detector):
         elif ref is not None and ref.ndim == 2 and ref.shape[1] == dim and ref.shape[0] > 0:
             lo, hi = ref.min(axis=0).astype(np.float64), ref.max(axis=0).astype(np.float64)
         else:
-            lo, hi = np.zeros(dim), np.ones(dim)
+            raise DetectorError("neardup: no feature scale; _learn_scale should have been used")
+        return self._build_fingerprinter(dim, lo, hi)
+
+    def _build_fingerprinter(self, dim: int, lo: Vector, hi: Vector) -> Fingerprinter:
         width = hi - lo
         step = np.where(width > 0, width, 1.0) / self.levels
         window = self.window
@@ -203,8 +237,13 @@ class NearDuplicateDetector(Detector):
         if x is None or x.ndim != 1 or x.shape[0] == 0:
             return []
         if self._fp is None:
-            self._dim = int(x.shape[0])
-            self._fp = self._fingerprinter(self._dim)
+            if self._dim is None:
+                self._dim = int(x.shape[0])
+            if x.shape[0] != self._dim:
+                return []
+            self._fp = self._fingerprinter(self._dim) if self._has_scale(self._dim) else self._learn_scale(x)
+            if self._fp is None:
+                return []  # still learning the feature scale from the first queries
         fp = self._fp
         if x.shape[0] != self._dim:
             return []
