@@ -10,27 +10,19 @@ positive: 30 customers from 198.51.100.0/24 and one principal, ``scraper``, call
 
 from __future__ import annotations
 
-import json
+import sys
 from pathlib import Path
 
 import numpy as np
 
 HERE = Path(__file__).parent
-T0 = 1_764_320_000.0
+sys.path.insert(0, str(HERE.parent))
+
+from _kit import T0, credit, record, rounded  # noqa: E402
 
 
 def _line(rid: str, ts: float, principal: str, ip: str, x: np.ndarray) -> str:
-    p1 = float(1 / (1 + np.exp(-x.sum())))
-    rec = {
-        "id": rid,
-        "ts": round(ts, 3),
-        "principal": principal,
-        "model": "credit",
-        "client": {"ip": ip},
-        "input": {"features": [round(float(v), 3) for v in x]},
-        "output": {"probabilities": [round(1 - p1, 4), round(p1, 4)]},
-    }
-    return json.dumps(rec, separators=(",", ":"))
+    return record(rid, ts, principal, "credit", rounded(x, 3), credit(x), {"ip": ip})
 
 
 def _write(name: str, odd_one: str, odd_ip: str, seed: int) -> None:

@@ -12,27 +12,20 @@ negative: the same customers, a photo app sending 40 mildly edited copies of one
 
 from __future__ import annotations
 
-import json
+import sys
 from pathlib import Path
 
 import numpy as np
-from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
 
 HERE = Path(__file__).parent
-T0 = 1_764_320_000.0
+sys.path.insert(0, str(HERE.parent))
+
+from _kit import T0, customers, digits_victim, held_out, record, rounded, write_samples  # noqa: E402
 
 
 def _line(rid: str, ts: float, principal: str, x: np.ndarray, p: np.ndarray) -> str:
-    rec = {
-        "id": rid,
-        "ts": round(ts, 3),
-        "principal": principal,
-        "model": "digits",
-        "input": {"features": [round(float(v), 4) for v in x]},
-        "output": {"probabilities": [round(float(v), 6) for v in p]},
-    }
-    return json.dumps(rec, separators=(",", ":"))
+    return record(rid, ts, principal, "digits", rounded(x, 4), {"probabilities": rounded(p, 6)})
 
 
 def _miface(model: LogisticRegression, target: int, steps: int) -> np.ndarray:
@@ -52,15 +45,10 @@ def _miface(model: LogisticRegression, target: int, steps: int) -> np.ndarray:
 
 
 def main() -> None:
-    x, y = load_digits(return_X_y=True)
-    model = LogisticRegression(max_iter=500).fit(x[:1000], y[:1000])
-    np.save(HERE / "reference.npy", x[1000:1200])
-    pool = x[1200:]
+    model, x, _ = digits_victim()
+    pool = held_out(HERE, x, 200)
     rng = np.random.default_rng(11)
-    customers = []
-    for c in range(30):
-        for t in rng.uniform(0, 3600, int(rng.integers(3, 9))):
-            customers.append((T0 + float(t), f"cust-{c:02d}", pool[int(rng.integers(len(pool)))]))
+    crowd = customers(rng, pool)
     attack = [(T0 + 600 + i * 0.2, "inverter", row) for i, row in enumerate(_miface(model, 3, 2))]
     photo = pool[7].reshape(8, 8)
     edits = []
@@ -72,11 +60,7 @@ def main() -> None:
         for retry in range(2):
             edits.append((T0 + 300 + i * 20.0 + retry * 2.0, "photo-app", np.clip(img, 0, 16).ravel()))
     batch = [(T0 + 1200 + i * 0.5, "batch-job", pool[i % len(pool)]) for i in range(150)]
-    for name, rows in (("positive", customers + attack), ("negative", customers + edits + batch)):
-        rows.sort(key=lambda r: r[0])
-        probs = model.predict_proba(np.array([r[2] for r in rows]))
-        text = "\n".join(_line(f"{name[:3]}-{i}", ts, p, xr, probs[i]) for i, (ts, p, xr) in enumerate(rows))
-        (HERE / f"{name}.jsonl").write_text(text + "\n")
+    write_samples(HERE, (("positive", crowd + attack), ("negative", crowd + edits + batch)), _line, model.predict_proba)
 
 
 if __name__ == "__main__":

@@ -14,36 +14,27 @@ only one weak client link per NAT pair, never enough to merge anyone.
 
 from __future__ import annotations
 
-import json
+import sys
 from pathlib import Path
 
 import numpy as np
-from sklearn.datasets import load_digits
-from sklearn.linear_model import LogisticRegression
 
 HERE = Path(__file__).parent
-T0 = 1_764_320_000.0
+sys.path.insert(0, str(HERE.parent))
+
+from _kit import T0, digits_victim, held_out, record, rounded, write_samples  # noqa: E402
+
 NAT_AGENT = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Edg/131.0.0.0"
 
 
 def _line(rid: str, ts: float, who: tuple[str, str, str], x: np.ndarray, p: np.ndarray) -> str:
-    rec = {
-        "id": rid,
-        "ts": round(ts, 3),
-        "principal": who[0],
-        "model": "digits",
-        "client": {"ip": who[1], "user_agent": who[2]},
-        "input": {"features": [round(float(v), 2) for v in x]},
-        "output": {"probabilities": [round(float(v), 4) for v in p]},
-    }
-    return json.dumps(rec, separators=(",", ":"))
+    client = {"ip": who[1], "user_agent": who[2]}
+    return record(rid, ts, who[0], "digits", rounded(x, 2), {"probabilities": rounded(p, 4)}, client)
 
 
 def main() -> None:
-    x, y = load_digits(return_X_y=True)
-    model = LogisticRegression(max_iter=500).fit(x[:1000], y[:1000])
-    np.save(HERE / "reference.npy", x[1000:1200])
-    pool = x[1200:]
+    model, x, _ = digits_victim()
+    pool = held_out(HERE, x, 200)
     rng = np.random.default_rng(17)
     nat = []
     for c in range(15):
@@ -60,11 +51,7 @@ def main() -> None:
         (f"sybil-{k:02d}", f"{23 + 11 * k}.{(k * 37) % 250}.{k + 1}.{k + 9}", f"client/{k}.{k % 3}") for k in range(20)
     ]
     attack = [(T0 + 900 + i * 1.5, keys[i % 20], rng.uniform(0, 16, 64)) for i in range(320)]
-    for name, rows in (("positive", nat + attack), ("negative", nat + others)):
-        rows.sort(key=lambda r: r[0])
-        probs = model.predict_proba(np.array([r[2] for r in rows]))
-        text = "\n".join(_line(f"{name[:3]}-{i}", ts, who, xr, probs[i]) for i, (ts, who, xr) in enumerate(rows))
-        (HERE / f"{name}.jsonl").write_text(text + "\n")
+    write_samples(HERE, (("positive", nat + attack), ("negative", nat + others)), _line, model.predict_proba)
 
 
 if __name__ == "__main__":

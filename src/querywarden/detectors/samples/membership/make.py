@@ -12,39 +12,26 @@ app sending edited copies of two photos (each sent twice), and a batch job.
 
 from __future__ import annotations
 
-import json
+import sys
 from pathlib import Path
 
 import numpy as np
-from sklearn.datasets import load_digits
-from sklearn.linear_model import LogisticRegression
 
 HERE = Path(__file__).parent
-T0 = 1_764_320_000.0
+sys.path.insert(0, str(HERE.parent))
+
+from _kit import T0, customers, digits_victim, held_out, record, rounded, write_samples  # noqa: E402
 
 
-def _line(rid: str, ts: float, principal: str, x: np.ndarray, label: int) -> str:
-    rec = {
-        "id": rid,
-        "ts": round(ts, 3),
-        "principal": principal,
-        "model": "digits",
-        "input": {"features": [round(float(v), 3) for v in x]},
-        "output": {"label": label},
-    }
-    return json.dumps(rec, separators=(",", ":"))
+def _line(rid: str, ts: float, principal: str, x: np.ndarray, label: np.integer) -> str:
+    return record(rid, ts, principal, "digits", rounded(x, 3), {"label": int(label)})
 
 
 def main() -> None:
-    x, y = load_digits(return_X_y=True)
-    model = LogisticRegression(max_iter=500).fit(x[:1000], y[:1000])
-    np.save(HERE / "reference.npy", x[1000:1200])
-    pool = x[1200:]
+    model, x, _ = digits_victim()
+    pool = held_out(HERE, x, 200)
     rng = np.random.default_rng(12)
-    customers = []
-    for c in range(30):
-        for t in rng.uniform(0, 3600, int(rng.integers(3, 9))):
-            customers.append((T0 + float(t), f"cust-{c:02d}", pool[int(rng.integers(len(pool)))]))
+    crowd = customers(rng, pool)
     candidates = np.vstack([x[:4], pool[:4]])[rng.permutation(8)]
     probes = []
     for c in candidates:
@@ -60,11 +47,7 @@ def main() -> None:
                 ts = T0 + 300 + k * 900 + i * 20.0 + retry * 2.0
                 edits.append((ts, "photo-app", np.clip(edit, 0, 16).ravel()))
     batch = [(T0 + 1200 + i * 0.5, "batch-job", pool[i % len(pool)]) for i in range(150)]
-    for name, rows in (("positive", customers + attack), ("negative", customers + edits + batch)):
-        rows.sort(key=lambda r: r[0])
-        labels = model.predict(np.array([r[2] for r in rows]))
-        text = "\n".join(_line(f"{name[:3]}-{i}", ts, p, xr, int(labels[i])) for i, (ts, p, xr) in enumerate(rows))
-        (HERE / f"{name}.jsonl").write_text(text + "\n")
+    write_samples(HERE, (("positive", crowd + attack), ("negative", crowd + edits + batch)), _line, model.predict)
 
 
 if __name__ == "__main__":

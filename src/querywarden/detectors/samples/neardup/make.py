@@ -14,28 +14,21 @@ once; a batch job scoring 200 natural digits and then re-scoring the first 100.
 
 from __future__ import annotations
 
-import json
+import sys
 from pathlib import Path
 
 import numpy as np
-from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
 
 HERE = Path(__file__).parent
-T0 = 1_764_320_000.0
+sys.path.insert(0, str(HERE.parent))
+
+from _kit import T0, customers, digits_victim, record, rounded, write_samples  # noqa: E402
 
 
 def _line(rid: str, ts: float, principal: str, x: np.ndarray, p: np.ndarray) -> str:
-    rec = {
-        "id": rid,
-        "ts": round(ts, 3),
-        "principal": principal,
-        "model": "digits",
-        "client": {"ip": f"198.51.100.{sum(principal.encode()) % 200 + 1}", "user_agent": "python-httpx/0.28.1"},
-        "input": {"features": [round(float(v), 3) for v in x]},
-        "output": {"probabilities": [round(float(v), 5) for v in p]},
-    }
-    return json.dumps(rec, separators=(",", ":"))
+    client = {"ip": f"198.51.100.{sum(principal.encode()) % 200 + 1}", "user_agent": "python-httpx/0.28.1"}
+    return record(rid, ts, principal, "digits", rounded(x, 3), {"probabilities": rounded(p, 5)}, client)
 
 
 def boundary_walk(model: LogisticRegression, target: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -89,14 +82,10 @@ def edit(photo: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def main() -> None:
-    x, y = load_digits(return_X_y=True)
-    model = LogisticRegression(max_iter=500).fit(x[:1000], y[:1000])
+    model, x, _ = digits_victim()
     pool = x[1200:]
     rng = np.random.default_rng(5)
-    customers = []
-    for c in range(30):
-        for t in rng.uniform(0, 3600, int(rng.integers(3, 7))):
-            customers.append((T0 + float(t), f"cust-{c:02d}", pool[int(rng.integers(len(pool)))]))
+    crowd = customers(rng, pool, most=7)
     walk = boundary_walk(model, pool[3], 280, rng)
     attack = [(T0 + 600 + i * 0.2, "prober", row) for i, row in enumerate(walk)]
     edits = []
@@ -109,11 +98,7 @@ def main() -> None:
                 edits.append((t + i * 20.0 + retry * 2.0, "photo-app", img))
     batch = [(T0 + 1200 + i * 0.5, "batch-job", pool[100 + i]) for i in range(200)]
     batch += [(T0 + 2000 + i * 0.5, "batch-job", pool[100 + i]) for i in range(100)]
-    for name, rows in (("positive", customers + attack), ("negative", customers + edits + batch)):
-        rows.sort(key=lambda r: r[0])
-        probs = model.predict_proba(np.array([r[2] for r in rows]))
-        text = "\n".join(_line(f"{name[:3]}-{i}", ts, p, xr, probs[i]) for i, (ts, p, xr) in enumerate(rows))
-        (HERE / f"{name}.jsonl").write_text(text + "\n")
+    write_samples(HERE, (("positive", crowd + attack), ("negative", crowd + edits + batch)), _line, model.predict_proba)
 
 
 if __name__ == "__main__":

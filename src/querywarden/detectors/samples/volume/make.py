@@ -8,26 +8,19 @@ batch job that scores a burst once (one window over the bar is exposure, ``low``
 
 from __future__ import annotations
 
-import json
+import sys
 from pathlib import Path
 
 import numpy as np
 
 HERE = Path(__file__).parent
-T0 = 1_764_320_000.0
+sys.path.insert(0, str(HERE.parent))
+
+from _kit import T0, credit, record, rounded, write_samples  # noqa: E402
 
 
-def _line(rid: str, ts: float, principal: str, x: np.ndarray) -> str:
-    p1 = float(1 / (1 + np.exp(-x.sum())))
-    rec = {
-        "id": rid,
-        "ts": round(ts, 3),
-        "principal": principal,
-        "model": "credit",
-        "input": {"features": [round(float(v), 3) for v in x]},
-        "output": {"probabilities": [round(1 - p1, 4), round(p1, 4)]},
-    }
-    return json.dumps(rec, separators=(",", ":"))
+def _line(rid: str, ts: float, principal: str, x: np.ndarray, _: None) -> str:
+    return record(rid, ts, principal, "credit", rounded(x, 3), credit(x))
 
 
 def _customers(rng: np.random.Generator) -> list[tuple[float, str, np.ndarray]]:
@@ -43,10 +36,7 @@ def main() -> None:
     base = _customers(rng)
     flood = [(T0 + w * 600 + i * 3.5, "scraper", rng.normal(0, 1, 3)) for w in range(3) for i in range(150)]
     batch = [(T0 + 900 + i * 1.0, "batch-job", rng.normal(0, 1, 3)) for i in range(150)]
-    for name, rows in (("positive", base + flood), ("negative", base + batch)):
-        rows.sort(key=lambda r: r[0])
-        text = "\n".join(_line(f"{name[:3]}-{i}", ts, p, x) for i, (ts, p, x) in enumerate(rows))
-        (HERE / f"{name}.jsonl").write_text(text + "\n")
+    write_samples(HERE, (("positive", base + flood), ("negative", base + batch)), _line)
 
 
 if __name__ == "__main__":
