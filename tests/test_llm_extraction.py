@@ -97,3 +97,17 @@ def test_sampling_with_a_new_seed_each_time_counts_sooner() -> None:
     ]
     levels = [(i, s.severity) for i, it in enumerate(samples, 1) for s in det.update(it)]
     assert levels == [(4, Severity.LOW), (6, Severity.MEDIUM)]
+
+
+def test_keys_sending_the_same_shape_are_linked() -> None:
+    det = ExtractionPromptDetector(profile=PROFILE, link_horizon=600.0)
+    stream = [
+        chat.interaction(f"k{i}", 100.0 + i, f"key{i % 3}", f"For the record, {name}, your new IBAN is", "DE89...")
+        for i, name in enumerate(["Rosa Keller", "Hiro Tanaka", "Ines Silva", "Liam Byrne", "Mona Weber", "Zoe Costa"])
+    ]
+    signals = [s for it in stream for s in det.update(it)]
+    links = {(s.principal, p) for s in signals for p in s.related}
+    assert {("key1", "key0"), ("key2", "key1"), ("key0", "key2")} <= links
+    assert all(s.link_weight == 1.0 for s in signals if s.related)
+    late = chat.interaction("late", 5000.0, "key9", "For the record, Vera Rossi, your new IBAN is", "x")
+    assert all(not s.related for s in det.update(late))  # past the horizon

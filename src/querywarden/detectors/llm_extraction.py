@@ -20,6 +20,12 @@ what makes a model leave its aligned behaviour and emit memorised text:
   the principal's 16 most recently sent distinct prompts. Retries resend the identical
   body two to four times.
 
+Campaigns split over many keys send the same shapes from every key. A global index maps
+the masked shape of each pattern prompt (entities replaced by typed slots, as the template
+miner does) to the principals that sent it within ``link_horizon`` seconds; the signal names
+them in ``related`` with ``link_weight`` (at most eight times per principal), so the keys
+merge into one actor even when each is blocked after a couple of prompts.
+
 Each of these is also, rarely, something a customer types once ("continue the story").
 So one such prompt is ``low``; ``min_hits`` of them within the principal's last
 ``window`` queries (calibrated on benign chat) is ``medium``; ``high_hits``, or an answer
@@ -42,6 +48,7 @@ from querywarden.core.detector import Calibration, Detector, PrincipalStates
 from querywarden.core.profile import ModelProfile
 from querywarden.core.records import Interaction, Severity, Signal
 from querywarden.detectors.llm_common import is_actor, subject_evidence, subjects
+from querywarden.text.templates import mask, template_hash
 from querywarden.text.tokens import output_text, user_text, words
 
 _REPEAT = re.compile(
@@ -73,6 +80,9 @@ _CONTINUE = re.compile(
 )
 _DIVERGED_RUN = 20
 _SENT_MEMORY = 16
+_MAX_LINK_EMITS = 8
+_MAX_RELATED = 16
+_MAX_SHAPE_PRINCIPALS = 16
 
 
 # words one of which each pattern needs, tested on the lower-cased text before its regex runs:
@@ -134,9 +144,10 @@ def diverged(answer: str) -> bool:
 
 
 class _State:
-    __slots__ = ("diverged", "hits", "kinds", "level", "n", "peak", "sent")
+    __slots__ = ("diverged", "hits", "kinds", "level", "links", "n", "peak", "sent")
 
     def __init__(self) -> None:
+        self.links = 0
         self.sent: OrderedDict[int, tuple[int, int, int]] = OrderedDict()
         """prompt digest -> (sends, sends whose options differed from the previous send, last options digest)"""
         self.n = 0
@@ -161,17 +172,32 @@ class ExtractionPromptDetector(Detector):
         high_hits: int = 12,
         window: int = 256,
         resample_min: int = 8,
+        link_horizon: float = 3600.0,
+        link_weight: float = 1.0,
+        max_shapes: int = 4096,
         max_principals: int = 100_000,
     ) -> None:
         super().__init__(profile=profile)
-        if min(min_hits, high_hits, window, resample_min) < 1:
-            raise ValueError("llm_extraction: min_hits, high_hits, window and resample_min must be >= 1")
+        if (
+            min(min_hits, high_hits, window, resample_min, max_shapes) < 1
+            or link_horizon < 0
+            or not 0 <= link_weight <= 1
+        ):
+            raise ValueError(
+                "llm_extraction: min_hits, high_hits, window, resample_min and max_shapes must be >= 1, "
+                "link_horizon and 0 <= link_weight <= 1"
+            )
+        self.link_horizon = link_horizon
+        self.link_weight = link_weight
+        self.max_shapes = max_shapes
         self.resample_min = resample_min
         self.min_hits = min_hits
         self.high_hits = high_hits
         self.window = window
         self.max_principals = max_principals
         self._states: PrincipalStates[_State] = PrincipalStates(_State, max_principals)
+        self._shapes: OrderedDict[int, OrderedDict[str, float]] = OrderedDict()
+        """masked prompt shape -> principals that sent a pattern prompt of that shape -> when, last"""
 
     def update(self, interaction: Interaction) -> list[Signal]:
         text = user_text(interaction)
@@ -207,8 +233,10 @@ class ExtractionPromptDetector(Detector):
                 sev = Severity.MEDIUM
             else:
                 sev = Severity.LOW
-            if sev > st.level:
-                st.level = int(sev)
+            related = self._peers(text, interaction) if not is_actor(key) and st.links < _MAX_LINK_EMITS else ()
+            st.links += 1 if related else 0
+            if sev > st.level or related:
+                st.level = max(st.level, int(sev))
                 score = {Severity.LOW: 0.2, Severity.MEDIUM: 0.6, Severity.HIGH: 0.9}[sev]
                 signals.append(
                     self.signal(
@@ -222,11 +250,34 @@ class ExtractionPromptDetector(Detector):
                             "window": self.window,
                             "answer_diverged": st.diverged,
                             "threshold": self.min_hits,
+                            "same_shape_principals": len(related),
                             **subject_evidence(key),
                         },
+                        related=related,
+                        link_weight=self.link_weight if related else 0.0,
                     )
                 )
         return signals
+
+    def _peers(self, text: str, interaction: Interaction) -> tuple[str, ...]:
+        """Other principals that sent a pattern prompt of this shape within ``link_horizon``; records this one."""
+        masked, _ = mask(text[:2000], 64)
+        # a run of one slot type is one slot: "Rosa Keller" and "Ana de la Cruz" make the same shape
+        shape = template_hash([t for i, t in enumerate(masked) if not (i and t[0] == "<" and t == masked[i - 1])])
+        seen = self._shapes.get(shape)
+        if seen is None:
+            seen = self._shapes[shape] = OrderedDict()
+            if len(self._shapes) > self.max_shapes:
+                self._shapes.popitem(last=False)
+        else:
+            self._shapes.move_to_end(shape)
+        since = interaction.ts - self.link_horizon
+        peers = tuple(p for p, ts in reversed(seen.items()) if p != interaction.principal and ts >= since)
+        seen.pop(interaction.principal, None)
+        seen[interaction.principal] = interaction.ts
+        if len(seen) > _MAX_SHAPE_PRINCIPALS:
+            seen.popitem(last=False)
+        return peers[:_MAX_RELATED]
 
     def state_size(self) -> int:
         return len(self._states)

@@ -23,8 +23,8 @@ wildcards took in the prompt; and a question counts only while it holds at least
 request is about a tenth of its traffic, an enumeration's question nearly all of it.
 
 Templates are global, so the template id is a fingerprint shared across API keys: once a
-principal has sent ``link_min`` distinct tuples through a template (and at every second
-new tuple after that, eight times at most), the signal names the other principals
+principal has sent ``link_min`` distinct tuples through a template (and at each new tuple
+after that, eight times at most), the signal names the other principals
 enumerating the same template in ``related`` with ``link_weight``, so the keys of one
 campaign merge into one actor and are counted together: a principal seen in an actor for
 the first time brings its counts with it.
@@ -58,10 +58,9 @@ _MAX_RELATED = 8
 _MAX_LINK_EMITS = 8
 
 
-def _link_schedule(n: int, link_min: int) -> tuple[int, int]:
-    """Where ``n`` stands on the link schedule (every other count from ``link_min`` on): (offset, emission)."""
-    past = n - link_min
-    return past % 2, past // 2 + 1
+def _link_schedule(n: int, link_min: int) -> int:
+    """Which link emission a count of ``n`` is (1 at ``link_min``, one more per new tuple after it)."""
+    return n - link_min + 1
 
 
 class _PerTemplate:
@@ -104,7 +103,7 @@ class TemplatedEnumerationDetector(Detector):
         min_distinct_terms: int = 60,
         min_share: float = 0.34,
         link_min: int = 5,
-        link_weight: float = 1.5,
+        link_weight: float = 1.0,
         similarity: float = 0.5,
         max_templates: int = 4096,
         max_principals: int = 100_000,
@@ -112,11 +111,11 @@ class TemplatedEnumerationDetector(Detector):
         super().__init__(profile=profile)
         if (
             min(min_distinct, high_distinct, min_distinct_terms, link_min) < 1
-            or link_weight < 0
+            or not 0 <= link_weight <= 1
             or not 0 <= min_share <= 1
         ):
             raise ValueError(
-                "llm_templated: min_distinct, high_distinct, min_distinct_terms, link_min >= 1, link_weight >= 0"
+                "llm_templated: min_distinct, high_distinct, min_distinct_terms, link_min >= 1, 0 <= link_weight <= 1"
             )
         self.min_distinct = min_distinct
         self.high_distinct = high_distinct
@@ -217,8 +216,7 @@ class TemplatedEnumerationDetector(Detector):
         peers.move_to_end(principal)
         if len(peers) > _MAX_LINKED:
             peers.popitem(last=False)
-        step, emitted = _link_schedule(n, self.link_min)
-        if step or emitted > _MAX_LINK_EMITS:
+        if _link_schedule(n, self.link_min) > _MAX_LINK_EMITS:
             return ()
         return tuple(p for p in reversed(peers) if p != principal)[:_MAX_RELATED]
 

@@ -89,8 +89,15 @@ def slot_type(token: str, *, sentence_start: bool) -> str | None:
         return EMAIL
     if sum(c.isdigit() for c in t) >= 2 and len(t) >= 4:
         return ID  # acct_00123, INV-2291, AB12CD
-    if first.isupper() and not sentence_start and t[1:].islower() and t not in _CAPITALISED_COMMON:
-        return NAME  # O'Brien, Jean-luc
+    core = t.replace("'", "").replace("-", "")
+    if (
+        first.isupper()
+        and not sentence_start
+        and core.isalpha()
+        and not core.isupper()
+        and t not in _CAPITALISED_COMMON
+    ):
+        return NAME  # O'Brien, Jean-Luc
     return None
 
 
