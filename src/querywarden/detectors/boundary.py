@@ -53,6 +53,7 @@ from querywarden.core.atlas import ADVERSARIAL, MEMBERSHIP
 from querywarden.core.detector import Calibration, Detector, PrincipalStates
 from querywarden.core.profile import ModelProfile
 from querywarden.core.records import Interaction, Output, Severity, Signal, Vector
+from querywarden.detectors.event_window import push_event, share_calibration
 from querywarden.detectors.reference import QuerySpace, binomial_surprise, reference_rows, spacing
 from querywarden.errors import DetectorError
 
@@ -209,7 +210,7 @@ class BoundaryDetector(Detector):
         if st.level < Severity.MEDIUM and st.learned < self.learn_limit:
             st.learned += 1
             self._learn(kind, flag)
-        self._push(st, flag)
+        push_event(st, flag, self.window)
         if not event:
             return []
         if z is None and space is not None:
@@ -269,18 +270,6 @@ class BoundaryDetector(Detector):
         if pop[kind, 1] >= _HALVE_AT:
             pop[kind] *= 0.5
 
-    def _push(self, st: _State, flag: int) -> None:
-        flags = st.flags
-        if flags is None:
-            flags = st.flags = np.zeros(self.window, dtype=np.uint8)
-        if st.n < self.window:
-            st.n += 1
-        else:
-            st.count -= int(flags[st.pos])
-        flags[st.pos] = flag
-        st.count += flag
-        st.pos = (st.pos + 1) % self.window
-
     def _recent_count(self, st: _State) -> int:
         """Boundary events among the principal's last ``recent`` queries."""
         assert st.flags is not None
@@ -315,13 +304,7 @@ class BoundaryDetector(Detector):
         return len(self._states)
 
     def calibration(self) -> dict[str, Calibration]:
-        # calibration may raise the bars for a model whose benign traffic runs hot, never lower
-        # them past the shipped defaults: a few dozen calibrating principals cannot vouch for 0.1%
-        states = [st for _, st in self._states.items() if st.n >= self.min_queries]
-        return {
-            "surprise": Calibration(values=tuple(st.worst_surprise for st in states), floor=_FLOORS[0]),
-            "min_share": Calibration(values=tuple(st.worst_share for st in states), floor=_FLOORS[1]),
-        }
+        return share_calibration((st for _, st in self._states.items()), self.min_queries, _FLOORS)
 
 
 def _margin(out: Output) -> float | None:

@@ -46,6 +46,7 @@ from querywarden.core.atlas import EXTRACTION
 from querywarden.core.detector import Calibration, Detector, PrincipalStates
 from querywarden.core.profile import ModelProfile
 from querywarden.core.records import Interaction, Severity, Signal
+from querywarden.detectors.event_window import push_event, share_calibration
 from querywarden.detectors.reference import (
     KnnReference,
     QuerySpace,
@@ -147,12 +148,12 @@ class OodDetector(Detector):
         st = self._states.get(interaction.actor or interaction.principal)
         e = ref.embed(z)
         if ref.within(e, ref.threshold):
-            self._push(st, 0)
+            push_event(st, 0, self.window)
             return []
         dist = ref.distance(e)
         if not self._novel(st, z):
             return []
-        self._push(st, 1)
+        push_event(st, 1, self.window)
         if st.n < self.min_queries:
             return []
         share = st.count / st.n
@@ -183,18 +184,6 @@ class OodDetector(Detector):
                 },
             )
         ]
-
-    def _push(self, st: _State, flag: int) -> None:
-        flags = st.flags
-        if flags is None:
-            flags = st.flags = np.zeros(self.window, dtype=np.uint8)
-        if st.n < self.window:
-            st.n += 1
-        else:
-            st.count -= int(flags[st.pos])
-        flags[st.pos] = flag
-        st.count += flag
-        st.pos = (st.pos + 1) % self.window
 
     def _novel(self, st: _State, z: npt.NDArray[np.float64]) -> bool:
         """Remember ``z``; True unless it is a variant of a recent out-of-distribution input.
@@ -230,10 +219,4 @@ class OodDetector(Detector):
         return len(self._states)
 
     def calibration(self) -> dict[str, Calibration]:
-        # calibration may raise the bars for a model whose benign traffic runs hot, never lower
-        # them past the shipped defaults: a few dozen calibrating principals cannot vouch for 0.1%
-        states = [st for _, st in self._states.items() if st.n >= self.min_queries]
-        return {
-            "surprise": Calibration(values=tuple(st.worst_surprise for st in states), floor=_FLOORS[0]),
-            "min_share": Calibration(values=tuple(st.worst_share for st in states), floor=_FLOORS[1]),
-        }
+        return share_calibration((st for _, st in self._states.items()), self.min_queries, _FLOORS)
