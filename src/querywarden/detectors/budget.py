@@ -198,7 +198,7 @@ class BudgetLedger(Detector):
     @staticmethod
     def _told(p: Vector, decimals: int, entropy: float) -> tuple[float, int, float, int | None, bool]:
         k = p.shape[0]
-        revealed = min(np.count_nonzero(p), k - 1)
+        revealed = min(int(np.count_nonzero(p)), k - 1)  # a Python int: evidence must stay JSON-encodable
         return math.log2(k) + revealed * decimals * _LOG2_10, decimals, entropy, int(p.argmax()), True
 
     def _class_index(self, label: str) -> int | None:
