@@ -164,18 +164,7 @@ class TrafficParser:
         if rec.input is None:
             raise _Reject("missing input")
         ts = _timestamp(rec.ts)
-        model = rec.model
-        expect: _Expect | None = None
-        if self._expect is not None:
-            if model is None:
-                if self._only_model is None:
-                    raise _Reject(f"missing model; several are configured: {self._known}")
-                model = self._only_model
-            expect = self._expect.get(model)
-            if expect is None:
-                raise _Reject(f"unknown model {model!r}; configured: {self._known}")
-        elif model is None:
-            model = DEFAULT_MODEL
+        model, expect = self._model(rec.model)
         where = f"{self.source}:{lineno}"
         rid = rec.id if rec.id is not None else where
         client = rec.client if rec.client is not None else _NO_CLIENT
@@ -226,19 +215,7 @@ class TrafficParser:
             pass
         else:
             ts = _timestamp(ts)
-        model = rec.model
-        if self._expect is not None:
-            if model is None:
-                if self._only_model is None:
-                    raise _Reject(f"missing model; several are configured: {self._known}")
-                model = self._only_model
-            expect = self._expect.get(model)
-            if expect is None:
-                raise _Reject(f"unknown model {model!r}; configured: {self._known}")
-        else:
-            expect = None
-            if model is None:
-                model = DEFAULT_MODEL
+        model, expect = self._model(rec.model)
         raw = rec.input if isinstance(rec.input, list) else rec.input.features
         n = len(raw)
         if expect is not None:
@@ -272,6 +249,19 @@ class TrafficParser:
             params=rec.params if rec.params is not None else {},
             source=where,
         )
+
+    def _model(self, model: str | None) -> tuple[str, _Expect | None]:
+        """The record's model id (filled in where it may be omitted) and what its profile expects."""
+        if self._expect is None:
+            return (DEFAULT_MODEL if model is None else model), None
+        if model is None:
+            if self._only_model is None:
+                raise _Reject(f"missing model; several are configured: {self._known}")
+            model = self._only_model
+        expect = self._expect.get(model)
+        if expect is None:
+            raise _Reject(f"unknown model {model!r}; configured: {self._known}")
+        return model, expect
 
     def _error(self, reason: str, lineno: int) -> TrafficError:
         return TrafficError(reason, source=self.source, line=lineno)
