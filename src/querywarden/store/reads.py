@@ -45,6 +45,21 @@ def _page(limit: int, offset: int) -> tuple[int, int]:
     return limit, offset
 
 
+def _equal(*pairs: tuple[sa.ColumnElement[Any], object]) -> list[sa.ColumnElement[bool]]:
+    """``column == value`` for each pair whose value is given (None filters nothing)."""
+    return [column == value for column, value in pairs if value is not None]
+
+
+def _window(ts: sa.ColumnElement[Any], since: float | None, until: float | None) -> list[sa.ColumnElement[bool]]:
+    """``since <= ts < until``, each bound optional: the one half-open window of every time filter."""
+    where: list[sa.ColumnElement[bool]] = []
+    if since is not None:
+        where.append(ts >= since)
+    if until is not None:
+        where.append(ts < until)
+    return where
+
+
 # -- findings ------------------------------------------------------------------------------
 def finding_filter(
     *,
@@ -67,14 +82,8 @@ def finding_filter(
         except ValueError as exc:
             raise StoreError(str(exc)) from None
         where.append(_f.c.severity >= int(level))
-    if technique is not None:
-        where.append(_f.c.technique_id == technique)
-    if model is not None:
-        where.append(_f.c.model == model)
-    if actor is not None:
-        where.append(_f.c.actor == actor)
-    if since is not None:
-        where.append(_f.c.updated_ts >= since)
+    where += _equal((_f.c.technique_id, technique), (_f.c.model, model), (_f.c.actor, actor))
+    where += _window(_f.c.updated_ts, since, None)
     if principal is not None:
         named = sa.select(_fp.c.finding_id).where(_fp.c.principal == principal, _fp.c.finding_id == _f.c.finding_id)
         where.append(named.exists())
@@ -129,14 +138,8 @@ def signals(
             s.c.ts >= f.first_seen_ts,
             s.c.ts <= f.updated_ts,
         ]
-    if principal is not None:
-        where.append(s.c.principal == principal)
-    if detector is not None:
-        where.append(s.c.detector == detector)
-    if since is not None:
-        where.append(s.c.ts >= since)
-    if until is not None:
-        where.append(s.c.ts < until)
+    where += _equal((s.c.principal, principal), (s.c.detector, detector))
+    where += _window(s.c.ts, since, until)
     q = sa.select(s).where(*where).order_by(s.c.ts.desc(), s.c.seq.desc()).limit(limit).offset(offset)
     return [codec.signal_from(r) for r in conn.execute(q)]
 
@@ -155,15 +158,7 @@ def interactions(
 ) -> list[StoredInteraction]:
     limit, offset = _page(limit, offset)
     i = schema.interactions
-    where: list[sa.ColumnElement[bool]] = []
-    if principal is not None:
-        where.append(i.c.principal == principal)
-    if model is not None:
-        where.append(i.c.model == model)
-    if since is not None:
-        where.append(i.c.ts >= since)
-    if until is not None:
-        where.append(i.c.ts < until)
+    where = _equal((i.c.principal, principal), (i.c.model, model)) + _window(i.c.ts, since, until)
     order = (i.c.ts.desc(), i.c.seq.desc()) if newest_first else (i.c.ts, i.c.seq)
     q = sa.select(i).where(*where).order_by(*order).limit(limit).offset(offset)
     return [_stored_interaction(r) for r in conn.execute(q)]
