@@ -108,6 +108,6 @@ def test_keys_sending_the_same_shape_are_linked() -> None:
     signals = [s for it in stream for s in det.update(it)]
     links = {(s.principal, p) for s in signals for p in s.related}
     assert {("key1", "key0"), ("key2", "key1"), ("key0", "key2")} <= links
-    assert all(s.link_weight == 1.0 for s in signals if s.related)
+    assert all(s.link_weight == 1.5 for s in signals if s.related)
     late = chat.interaction("late", 5000.0, "key9", "For the record, Vera Rossi, your new IBAN is", "x")
     assert all(not s.related for s in det.update(late))  # past the horizon

@@ -16,8 +16,8 @@ cues is exposure: ``min_topics`` distinct topics in a window raise ``low``.
 Campaigns rotate keys, so each key stays small. The reasoning wrapper is a fingerprint:
 a global index maps each wrapper (the normalised sentence holding the cue) to the
 principals that used it at least ``link_min`` times, and the signal names the others in
-``related`` with ``link_weight`` (at ``link_min`` uses and each use after, eight times
-at most) so the engine merges the keys into one actor, whose counts then add up (a
+``related`` with ``link_weight`` (at ``link_min`` uses and every second use after, eight
+times at most) so the engine merges the keys into one actor, whose counts then add up (a
 principal seen in an actor for the first time brings its window's counts with it).
 
 Blind spots: a campaign that varies its wrapper on every prompt (paraphrased cues still
@@ -117,13 +117,13 @@ class DistillationDetector(Detector):
         high_cot_topics: int = 160,
         min_topics: int = 400,
         link_min: int = 4,
-        link_weight: float = 1.0,
+        link_weight: float = 1.5,
         window: float = 86_400.0,
         max_principals: int = 100_000,
     ) -> None:
         super().__init__(profile=profile)
-        if min(min_cot_topics, high_cot_topics, min_topics, link_min) < 1 or window <= 0 or not 0 <= link_weight <= 1:
-            raise ValueError("llm_distill: thresholds must be >= 1, window > 0 and 0 <= link_weight <= 1")
+        if min(min_cot_topics, high_cot_topics, min_topics, link_min) < 1 or window <= 0 or link_weight < 0:
+            raise ValueError("llm_distill: thresholds must be >= 1, window > 0 and link_weight >= 0")
         self.min_cot_topics = min_cot_topics
         self.high_cot_topics = high_cot_topics
         self.min_topics = min_topics
@@ -225,7 +225,7 @@ class DistillationDetector(Detector):
         if len(peers) > _MAX_LINKED:
             peers.popitem(last=False)
         past = uses - self.link_min
-        if past >= _MAX_LINK_EMITS:  # every use from link_min on, eight times at most
+        if past % 2 or past // 2 >= _MAX_LINK_EMITS:  # every other use from link_min on, eight times at most
             return ()
         return tuple(p for p in reversed(peers) if p != principal)[:_MAX_RELATED]
 

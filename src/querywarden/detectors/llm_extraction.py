@@ -173,19 +173,15 @@ class ExtractionPromptDetector(Detector):
         window: int = 256,
         resample_min: int = 8,
         link_horizon: float = 3600.0,
-        link_weight: float = 1.0,
+        link_weight: float = 1.5,
         max_shapes: int = 4096,
         max_principals: int = 100_000,
     ) -> None:
         super().__init__(profile=profile)
-        if (
-            min(min_hits, high_hits, window, resample_min, max_shapes) < 1
-            or link_horizon < 0
-            or not 0 <= link_weight <= 1
-        ):
+        if min(min_hits, high_hits, window, resample_min, max_shapes) < 1 or link_horizon < 0 or link_weight < 0:
             raise ValueError(
                 "llm_extraction: min_hits, high_hits, window, resample_min and max_shapes must be >= 1, "
-                "link_horizon and 0 <= link_weight <= 1"
+                "link_horizon and link_weight >= 0"
             )
         self.link_horizon = link_horizon
         self.link_weight = link_weight

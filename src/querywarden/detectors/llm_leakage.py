@@ -90,15 +90,15 @@ class OutputLeakageDetector(Detector):
         min_secrets: int = 1,
         window: float = 86_400.0,
         boilerplate_principals: int = 20,
-        link_weight: float = 1.0,
+        link_weight: float = 1.5,
         max_spans: int = 200_000,
         max_principals: int = 100_000,
     ) -> None:
         super().__init__(profile=profile)
         if min(min_distinct_pii, high_distinct_pii, min_secrets, boilerplate_principals, max_spans) < 1 or window <= 0:
             raise ValueError("llm_leakage: thresholds and caps must be >= 1 and window > 0")
-        if not 0 <= link_weight <= 1:
-            raise ValueError("llm_leakage: link_weight must be in [0, 1]")
+        if link_weight < 0:
+            raise ValueError("llm_leakage: link_weight must be >= 0")
         self.link_weight = link_weight
         self.min_distinct_pii = min_distinct_pii
         self.high_distinct_pii = high_distinct_pii

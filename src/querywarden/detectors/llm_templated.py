@@ -24,10 +24,11 @@ request is about a tenth of its traffic, an enumeration's question nearly all of
 
 Templates are global, so the template id is a fingerprint shared across API keys: once a
 principal has sent ``link_min`` distinct tuples through a template (and at each new tuple
-after that, eight times at most), the signal names the other principals
-enumerating the same template in ``related`` with ``link_weight``, so the keys of one
-campaign merge into one actor and are counted together: a principal seen in an actor for
-the first time brings its counts with it.
+after that, eight times at most), the signal names the other principals enumerating the
+same template within ``link_horizon`` seconds in ``related`` with ``link_weight``. Only
+prompts that name someone (a name, an id or an email) link: dates and amounts are usually
+a customer's own. So the keys of one campaign merge into one actor and are counted
+together: a principal seen in an actor for the first time brings its counts with it.
 
 Technique: AML.T0057 LLM Data Leakage, an assistant trained on customer data made to
 disclose it. (Asking a model for attributes of named people is also inversion-like,
@@ -50,12 +51,14 @@ from querywarden.core.profile import ModelProfile
 from querywarden.core.records import Interaction, Severity, Signal
 from querywarden.detectors.llm_common import ACTOR_PREFIX, is_actor, level, subject_evidence, subjects
 from querywarden.text.templates import TemplateMiner
-from querywarden.text.tokens import ENTITY_TYPES, TERM, user_text
+from querywarden.text.tokens import EMAIL, ENTITY_TYPES, ID, NAME, TERM, user_text
 
 _MAX_TEMPLATES = 32
 _MAX_LINKED = 16
 _MAX_RELATED = 8
 _MAX_LINK_EMITS = 8
+_IDENTITIES = frozenset({NAME, ID, EMAIL})
+"""Slots that name someone: only prompts holding one link principals (dates and amounts are a customer's own)."""
 
 
 def _link_schedule(n: int, link_min: int) -> int:
@@ -103,7 +106,8 @@ class TemplatedEnumerationDetector(Detector):
         min_distinct_terms: int = 60,
         min_share: float = 0.34,
         link_min: int = 5,
-        link_weight: float = 1.0,
+        link_weight: float = 1.5,
+        link_horizon: float = 3600.0,
         similarity: float = 0.5,
         max_templates: int = 4096,
         max_principals: int = 100_000,
@@ -111,11 +115,13 @@ class TemplatedEnumerationDetector(Detector):
         super().__init__(profile=profile)
         if (
             min(min_distinct, high_distinct, min_distinct_terms, link_min) < 1
-            or not 0 <= link_weight <= 1
+            or link_weight < 0
+            or link_horizon < 0
             or not 0 <= min_share <= 1
         ):
             raise ValueError(
-                "llm_templated: min_distinct, high_distinct, min_distinct_terms, link_min >= 1, 0 <= link_weight <= 1"
+                "llm_templated: min_distinct, high_distinct, min_distinct_terms, link_min >= 1, link_weight and "
+                "link_horizon >= 0"
             )
         self.min_distinct = min_distinct
         self.high_distinct = high_distinct
@@ -123,12 +129,13 @@ class TemplatedEnumerationDetector(Detector):
         self.link_min = link_min
         self.min_share = min_share
         self.link_weight = link_weight
+        self.link_horizon = link_horizon
         self.similarity = similarity
         self.max_templates = max_templates
         self.max_principals = max_principals
         self._miner = TemplateMiner(similarity=similarity, max_groups=max_templates)
         self._states: PrincipalStates[_State] = PrincipalStates(_State, max_principals)
-        self._enumerators: OrderedDict[int, OrderedDict[str, int]] = OrderedDict()
+        self._enumerators: OrderedDict[int, OrderedDict[str, float]] = OrderedDict()
         self._cap = max(high_distinct, min_distinct) + 1
 
     def update(self, interaction: Interaction) -> list[Signal]:
@@ -172,7 +179,8 @@ class TemplatedEnumerationDetector(Detector):
             st.peak = max(st.peak, n)
             st.peak_terms = max(st.peak_terms, n_terms)
             grew = len(per.entities) > before
-            related = self._link(match.template_id, key, n) if n and grew and not is_actor(key) else ()
+            names = grew and any(k in _IDENTITIES for k, _ in match.slots)
+            related = self._link(match.template_id, key, n, interaction.ts) if n and names and not is_actor(key) else ()
             sev = level(n, self.min_distinct, max(self.high_distinct, self.min_distinct + 1))
             if sev is None and n_terms >= self.min_distinct_terms:
                 sev = Severity.MEDIUM
@@ -202,8 +210,8 @@ class TemplatedEnumerationDetector(Detector):
                 pooled.templates.popitem(last=False)
         return st
 
-    def _link(self, template_id: int, principal: str, n: int) -> tuple[str, ...]:
-        """Record ``principal`` as enumerating the template; return its peers when it just reached a power of two."""
+    def _link(self, template_id: int, principal: str, n: int, ts: float) -> tuple[str, ...]:
+        """Record ``principal`` as enumerating the template; return the peers that did within ``link_horizon``."""
         if n < self.link_min:
             return ()
         peers = self._enumerators.get(template_id)
@@ -212,13 +220,14 @@ class TemplatedEnumerationDetector(Detector):
             self._enumerators[template_id] = peers
             if len(self._enumerators) > self.max_templates:
                 self._enumerators.popitem(last=False)
-        peers[principal] = n
+        peers[principal] = ts
         peers.move_to_end(principal)
         if len(peers) > _MAX_LINKED:
             peers.popitem(last=False)
         if _link_schedule(n, self.link_min) > _MAX_LINK_EMITS:
             return ()
-        return tuple(p for p in reversed(peers) if p != principal)[:_MAX_RELATED]
+        since = ts - self.link_horizon
+        return tuple(p for p, seen in reversed(peers.items()) if p != principal and seen >= since)[:_MAX_RELATED]
 
     def _crossing(
         self,

@@ -70,7 +70,7 @@ def mask(text: str, max_tokens: int) -> tuple[list[str], list[str]]:
     for tok in raw:
         kind = slot_type(tok, sentence_start=start)
         masked.append(_slot(kind) if kind else tok.lower())
-        start = tok in _SENTENCE_END or tok.endswith((".", "!", "?"))
+        start = tok in _SENTENCE_END or tok.endswith((".", "!", "?", ":"))  # "Agent: Of course" starts anew
     return masked, raw
 
 

@@ -16,7 +16,8 @@ from querywarden.core.records import Interaction
 _TOKEN = re.compile(r"[A-Za-z0-9_@.$£€%/:+'-]+|[^\sA-Za-z0-9]")
 _DATE = re.compile(
     r"^(\d{4}-\d{1,2}-\d{1,2}|\d{1,2}/\d{1,2}/\d{2,4}|\d{1,2}\.\d{1,2}\.\d{2,4})$"
-    r"|^(jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*$",
+    r"|^(jan(uary)?|feb(ruary)?|mar(ch)?|apr(il)?|may|june?|july?|aug(ust)?|sep(t(ember)?)?|oct(ober)?|nov(ember)?"
+    r"|dec(ember)?)$",
     re.IGNORECASE,
 )
 _AMOUNT = re.compile(r"^[$£€]\d[\d,]*(\.\d+)?$|^\d[\d,]*(\.\d+)?[$£€%]$")
@@ -45,7 +46,8 @@ STOPWORDS = _word_set(
 
 _CAPITALISED_COMMON = _word_set(
     "I Please Hi Hello Hey Thanks Thank What How Why When Where Who Which Can Could Would Should Is Are "
-    "Do Does Did My The A An And Or But If Ok OK Okay Yes No Also Then So"
+    "Do Does Did My The A An And Or But If Ok OK Okay Yes No Also Then So Of In On At For To With From By "
+    "Sure Dear Your Our This That It"
 )
 
 
