@@ -21,12 +21,13 @@ from querywarden.errors import QueryWardenError
 def console_command(
     db: Annotated[str | None, typer.Option("--db", help="Store URL, e.g. sqlite:///querywarden.db.")] = None,
     config: Annotated[
-        Path | None, typer.Option("--config", "-c", help="Config file: models, policy and [console] credentials.")
+        Path | None, typer.Option("--config", "-c", help="Config file: models, policy and \\[console] credentials.")
     ] = None,
     host: Annotated[str, typer.Option("--host", help="Interface to listen on (loopback by default).")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port of the console and API.")] = 8081,
     hash_password: Annotated[
-        bool, typer.Option("--hash-password", help="Read a password and print its hash for [console] users, then exit.")
+        bool,
+        typer.Option("--hash-password", help="Read a password and print its hash for \\[console] users, then exit."),
     ] = False,
 ) -> None:
     """Serve the web console and the REST API over a store."""

@@ -68,7 +68,7 @@ def replay_command(
         int, typer.Option("--sample", help="Interactions per model used to infer profiles without --config.")
     ] = SAMPLE_PER_MODEL,
     export: Annotated[
-        bool, typer.Option("--export", help="Also send findings to the config's [[exports]] (SIEM, webhook).")
+        bool, typer.Option("--export", help="Also send findings to the config's \\[\\[exports]] (SIEM, webhook).")
     ] = False,
 ) -> None:
     """Run a traffic file through the engine and write the findings."""
