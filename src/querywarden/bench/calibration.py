@@ -53,6 +53,9 @@ def write_config(folder: Path, victim: Victim, specs: Sequence[DetectorSpec]) ->
     if prof.reference is not None:
         np.save(folder / "reference.npy", np.asarray(prof.reference, dtype=np.float64))
         lines.append('reference = "reference.npy"')
+    if prof.training_digests is not None:
+        np.save(folder / "training-digests.npy", np.asarray(prof.training_digests, dtype=np.uint64))
+        lines.append('training_digests = "training-digests.npy"')
     for spec in specs:
         lines.append("")
         lines.append(f"[detectors.{spec.name}]")

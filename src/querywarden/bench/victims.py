@@ -36,7 +36,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from querywarden.bench.scenario import BenchError, Matrix, Victim
-from querywarden.core.profile import ModelProfile
+from querywarden.core.profile import ModelProfile, row_digests
 from querywarden.core.records import InputKind
 
 Labels = npt.NDArray[np.int64]
@@ -134,6 +134,8 @@ def _assemble(
         ranges=_ranges(data.x, kind),
         classes=data.classes,
         reference=data.x[idx["reference"]],
+        # the owner knows its training set: digests let membership probing be counted
+        training_digests=row_digests(x_train),
     )
     return Victim(
         name=name,
