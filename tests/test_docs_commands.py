@@ -69,6 +69,7 @@ class DocCommand:
     line: int
     argv: tuple[str, ...]
     in_block: bool
+    synopsis: bool = False  # shows ``[--option]`` notation, which does not run as pasted
 
     @property
     def where(self) -> str:
@@ -168,8 +169,10 @@ def extract(page: str, text: str) -> list[DocCommand]:
             pending.append(body[:-1])
             continue
         pending.append(body)
-        for argv in _split(" ".join(pending)):
-            found.append(DocCommand(page, pending_line, tuple(argv), in_block=True))
+        joined = " ".join(pending)
+        synopsis = re.search(r"(?:^|\s)\[-", joined) is not None
+        for argv in _split(joined):
+            found.append(DocCommand(page, pending_line, tuple(argv), in_block=True, synopsis=synopsis))
         pending.clear()
     flush_paragraph()
     return found
@@ -310,6 +313,10 @@ CHECKS: dict[str, Callable[[DocCommand], None]] = {
 
 
 def check(cmd: DocCommand) -> None:
+    assert not cmd.synopsis, (
+        f"{cmd.where}: a code block shows `[--option]` synopsis notation, which fails when pasted; "
+        "show a command that runs and describe the options in the text"
+    )
     if cmd.program in NOT_CHECKED:
         return
     checker = CHECKS.get(cmd.program)
@@ -474,6 +481,13 @@ def test_wrong_commands_fail_with_page_and_line(line: int, message: str) -> None
     cmds = [c for c in extract("sample.md", SAMPLE_PAGE) if c.line == line and "ci" not in c.argv]
     with pytest.raises(AssertionError, match=rf"^sample\.md:{line}: .*{re.escape(message)}"):
         check(cmds[0])
+
+
+def test_synopsis_notation_in_a_code_block_fails() -> None:
+    page = "```sh\nquerywarden console --db sqlite:///q.db [--port 8081]\n```\n"
+    (cmd,) = extract("y.md", page)
+    with pytest.raises(AssertionError, match=r"^y\.md:2: a code block shows `\[--option\]`"):
+        check(cmd)
 
 
 def test_unknown_subcommand_and_missing_value_fail() -> None:
