@@ -176,18 +176,13 @@ def test_querywarden_blocks_the_extraction_before_the_first_canary_leaks(
 def test_with_the_default_policy_the_hardened_answers_come_back_redacted(
     assistant: Assistant, assistant_url: str, attack: LlmAttack, unprotected: dict[str, Any]
 ) -> None:
-    """Medium hardens: the attacker is still answered, but the canaries' IBANs and phones
-    are redacted out of the text (streamed or not) until the block at high. The chat
-    "complete this record" prompts reach high (extraction prompts) before the first canary."""
+    """Medium hardens: whatever the attacker is still answered comes back with the canaries'
+    IBANs and phones redacted (streamed or not); high blocks. Both attacks reach high on
+    their record-extraction prompts before the first canary would have come out."""
     outcome, engine, customer, answers = protected_run(assistant, assistant_url, attack, "default")
     first_leak = min(unprotected["leaked"].values())
     answered = outcome["statuses"][200]
     assert outcome["leaked"] == {}, f"canaries leaked at requests {outcome['leaked']}"
-    if attack.name == "enumeration":
-        assert answered >= first_leak  # answered past the first leak ...
-        assert outcome["redacted"] >= 2  # ... with the secrets replaced
-        assert engine.decision_for("attacker").action in (Action.HARDEN, Action.BLOCK)  # blocked once high
-    else:
-        assert answered < first_leak and outcome["statuses"][403] == attack.budget - answered
-        assert engine.decision_for("attacker").action is Action.BLOCK
+    assert answered < first_leak and outcome["statuses"][403] == attack.budget - answered
+    assert engine.decision_for("attacker").action is Action.BLOCK
     assert_customer_served(attack, engine, customer, answers)
