@@ -280,6 +280,11 @@ def check_python(cmd: DocCommand) -> None:
 
 
 def check_make(cmd: DocCommand) -> None:
+    """``make -n TARGET`` succeeds: the target exists and its prerequisites resolve.
+
+    Targets are never run here: each first installs the pinned environment, ``test`` and
+    ``lint`` run the suite this test belongs to, and ``demo`` is run above as a command.
+    """
     targets = [a for a in cmd.argv[1:] if not a.startswith("-") and "=" not in a] or [""]
     for target in targets:
         done = subprocess.run(["make", "-n", "-C", str(REPO), *filter(None, [target])], capture_output=True, text=True)
