@@ -203,6 +203,15 @@ def _message(exc: typer.TyperException) -> str:
     return str(format_message() if format_message else exc)
 
 
+def _checked_values(subcommand: str) -> dict[str, tuple[str, ...]]:
+    """Values a command checks itself when it runs, so a parse alone would not catch a typo."""
+    if subcommand != "bench":
+        return {}
+    from querywarden.commands import bench
+
+    return {"profile": bench._PROFILES, "suite": bench._SUITES}
+
+
 def check_querywarden(cmd: DocCommand) -> None:
     """Parse a querywarden command with the real click command; raise with page:line.
 
@@ -220,7 +229,10 @@ def check_querywarden(cmd: DocCommand) -> None:
             return
         name, sub, rest = ROOT.resolve_command(root, args)  # type: ignore[attr-defined]
         if cmd.in_block:
-            sub.make_context(name, rest, parent=root, resilient_parsing=False)
+            parsed = sub.make_context(name, rest, parent=root, resilient_parsing=False)
+            for option, allowed in _checked_values(name).items():
+                value = parsed.params.get(option)
+                assert value in allowed, f"{cmd.where}: `{' '.join(cmd.argv)}`: {option} {value!r}; allowed: {allowed}"
             return
     except typer.Exit as exc:  # --help and --version end parsing early on purpose
         assert exc.exit_code == 0, f"{cmd.where}: `{' '.join(cmd.argv)}` exits {exc.exit_code}"
@@ -486,6 +498,12 @@ def test_wrong_commands_fail_with_page_and_line(line: int, message: str) -> None
     cmds = [c for c in extract("sample.md", SAMPLE_PAGE) if c.line == line and "ci" not in c.argv]
     with pytest.raises(AssertionError, match=rf"^sample\.md:{line}: .*{re.escape(message)}"):
         check(cmds[0])
+
+
+def test_a_bench_profile_the_command_would_refuse_fails() -> None:
+    check(DocCommand("z.md", 1, ("querywarden", "bench", "--profile", "full", "--suite", "llm"), in_block=True))
+    with pytest.raises(AssertionError, match=r"^z\.md:2: .*profile 'ful'; allowed"):
+        check(DocCommand("z.md", 2, ("querywarden", "bench", "--profile", "ful"), in_block=True))
 
 
 def test_synopsis_notation_in_a_code_block_fails() -> None:
