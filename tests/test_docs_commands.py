@@ -449,6 +449,25 @@ def test_the_index_maps_every_page() -> None:
     assert linked - pages == set(), "docs/index.md links pages that do not exist"
 
 
+def _long_options(subcommand: str) -> set[str]:
+    ctx = ROOT.make_context("querywarden", [subcommand], resilient_parsing=True)
+    cmd = ROOT.get_command(ctx, subcommand)  # type: ignore[attr-defined]
+    return {opt for param in cmd.params for opt in (*param.opts, *param.secondary_opts) if opt.startswith("--")}
+
+
+def test_cli_page_names_every_option_in_its_commands_section() -> None:
+    """docs/cli.md has a section per command; each names all of that command's options."""
+    text = (REPO / "docs" / "cli.md").read_text("utf-8")
+    missing = []
+    for section in re.split(r"^## ", text, flags=re.M)[1:]:
+        for subcommand in re.findall(r"`querywarden (\w+)", section.splitlines()[0]):
+            missing += [f"{subcommand} {opt}" for opt in sorted(_long_options(subcommand)) if opt not in section]
+    documented = {sub for sub in re.findall(r"^## .*?`querywarden (\w+)", text, flags=re.M)}
+    documented |= set(re.findall(r"^## `querywarden \w+.*? and `querywarden (\w+)", text, flags=re.M))
+    assert documented == PARSE_ONLY.keys() | RUN, "docs/cli.md has a section for every command"
+    assert not missing, f"options missing from their section of docs/cli.md: {missing}"
+
+
 def test_parse_only_names_real_subcommands() -> None:
     real = set(ROOT.list_commands(ROOT.make_context("querywarden", ["--help"], resilient_parsing=True)))  # type: ignore[attr-defined]
     assert set(PARSE_ONLY) | RUN == real, "every subcommand is either run or parsed only, with a reason"
