@@ -51,12 +51,14 @@ def test_replay_reports_bad_lines_writes_findings_and_exits_0(tmp_path: Path, co
     assert "130" in out and "rejects" in out
 
 
-def test_replay_ocsf_to_stdout(config: Path) -> None:
+def test_replay_ocsf_to_stdout(config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # with findings on stdout, the rejects file goes to the working folder
     code, out, err = invoke("replay", str(MIXED), "-c", str(config), "--findings", "-", "--format", "ocsf")
     assert code == 0, err
     events = [msgspec.json.decode(line) for line in out.splitlines()]
     assert events and all(e["class_uid"] == 2004 for e in events)
     assert "interactions" in err  # the summary moves to stderr when findings use stdout
+    assert (tmp_path / "mixed.rejects.jsonl").exists()
 
 
 def test_replay_without_config_infers_profiles_and_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
