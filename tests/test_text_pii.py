@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from querywarden.text.pii import iban_ok, luhn_ok, redact, scan
 
 
@@ -38,3 +40,8 @@ def test_redact_replaces_matches_and_keeps_the_rest() -> None:
     text = "Write to bob@example.org about card 5555 5555 5555 4444 today."
     assert redact(text) == "Write to [REDACTED:email] about card [REDACTED:card] today."
     assert redact("nothing here") == "nothing here"
+
+
+@pytest.mark.parametrize("text", ["call 02074960681 now", "phone (0113) 496 0344", "(01632) 960391", "(029)2018374"])
+def test_national_phone_numbers_with_a_trunk_zero_are_found(text: str) -> None:
+    assert [m.kind for m in scan(text)] == ["phone"]

@@ -3,7 +3,8 @@
 Each kind is a regular expression for the shape plus, where one exists, the check that
 real identifiers pass, so digits that merely look like a card do not count:
 
-- ``email``; ``phone`` (international ``+`` form, or a 10-digit national number written in groups);
+- ``email``; ``phone`` (international ``+`` form, a 10-digit number written in groups, or a
+  national number with a trunk ``0`` such as ``020 7496 0681`` or ``(0113) 496 0344``);
 - ``iban``: country code, check digits and BBAN, valid under ISO 13616 mod-97;
 - ``card``: 13-19 digits (spaces or dashes allowed) that pass the Luhn check;
 - ``api_key``: the published shapes of common provider keys (OpenAI/Anthropic ``sk-``,
@@ -33,6 +34,8 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
         re.compile(
             r"(?<![\w+])(?:\+\d{1,3}[ .-]?)(?:\(?\d{1,4}\)?[ .-]?){2,5}\d{2,4}\b"
             r"|(?<!\w)\(?\d{3}\)?[ .-]\d{3}[ .-]\d{4}\b"
+            # national form with a trunk 0, as written in the UK and much of Europe: 020 7496 0681
+            r"|(?<![\w+])(?:\(0\d{2,4}\)|0\d{2,4})[ .-]?\d{3,4}[ .-]?\d{3,4}\b"
         ),
     ),
     (
