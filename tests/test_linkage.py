@@ -238,9 +238,125 @@ def test_shipped_samples_merge_the_split_attack_and_nobody_else() -> None:
 def test_odd_values_fold_without_warnings(digits: tuple) -> None:
     profile, _, _ = digits
     det = LinkageDetector(profile=profile, min_queries=4)
-    for i, v in enumerate([1e300, -1e300, np.inf, np.nan, 8.5, 8.5]):
+    for i, v in enumerate([1e300, -1e300, np.inf, np.nan, 8.5, 7.5]):
         det.update(Interaction(id=str(i), ts=T0 + i, principal="odd", model="m", features=np.full(64, v)))
     det.update(Interaction(id="short", ts=T0 + 9, principal="odd", model="m", features=np.zeros(3)))
     st = det._states.peek("odd")
     assert st is not None and st.n == 6 and st.queries == 7
     assert np.all(np.isfinite(st.signature()))
+
+
+def test_exact_repeats_are_not_folded_again(digits: tuple) -> None:
+    profile, pool, _ = digits
+    det = LinkageDetector(profile=profile)
+    for i in range(5):
+        det.update(Interaction(id=str(i), ts=T0 + i, principal="retry", model="m", features=pool[0].copy()))
+    st = det._states.peek("retry")
+    assert st is not None and st.queries == 5 and st.n == 1
+
+
+def test_share_tolerance_allows_for_sampling_noise(digits: tuple) -> None:
+    profile, _, _ = digits
+    det = LinkageDetector(profile=profile)
+    a, b = np.array([0.375, 0.0, 0.30, 0.37]), np.array([0.75, 0.0, 0.31, 0.36])
+    assert det._matches(a, 8, b, 8)  # 3/8 and 6/8 off-manifold: one source, eight draws each
+    assert not det._matches(a, 400, b, 400)  # the same shares over many inputs are two styles
+    assert not det._matches(np.array([1.0, 0.0, 0.3, 0.37]), 8, np.array([0.0, 1.0, 0.3, 0.37]), 8)
+    assert not det._matches(a, 8, np.array([0.375, 0.0, 0.50, 0.37]), 8)  # mean differs
+
+
+def _short_keys(rng: np.random.Generator, n_keys: int, rows: int, gap: float) -> list[tuple[str, np.ndarray, float]]:
+    """``n_keys`` keys, each sending ``rows`` uniformly random inputs in one burst, ``gap`` s apart."""
+    return [(f"k{k:02d}", rng.uniform(0, 16, size=(rows, 64)), T0 + 1000 + gap * k) for k in range(n_keys)]
+
+
+def _bursts(keys: list[tuple[str, np.ndarray, float]], model: LogisticRegression) -> list[Interaction]:
+    stream: list[Interaction] = []
+    for k, (name, rows, t0) in enumerate(keys):
+        probs = model.predict_proba(rows)
+        stream += [
+            Interaction(
+                id=f"{name}-{i}",
+                ts=t0 + 0.01 * i,
+                principal=name,
+                model="m",
+                client=Client(ip=f"{30 + k}.{k}.7.9", user_agent=f"agent-{k}"),
+                features=rows[i],
+                output=Output(probabilities=probs[i]),
+            )
+            for i in range(len(rows))
+        ]
+    return sorted(stream, key=lambda it: it.ts)
+
+
+def test_keys_that_start_together_in_one_style_merge_after_a_few_queries_each(digits: tuple) -> None:
+    """Ten queries per key: one checkpoint only, so the shared onset is what merges them."""
+    _, pool, model = digits
+    eng = engine("linkage")
+    keys = _short_keys(np.random.default_rng(11), 7, 10, gap=0.3)
+    run_engine(eng, sorted(nat_customers(pool, model, 20, seed=12) + _bursts(keys, model), key=lambda it: it.ts))
+    assert sorted(eng.actors.members("k00")) == [name for name, _, _ in keys]
+    assert all(eng.actors.actor_of(f"corp-{c:02d}") is None for c in range(20))
+
+
+def test_the_same_style_started_far_apart_needs_more_than_one_checkpoint(digits: tuple) -> None:
+    _, _, model = digits
+    eng = engine("linkage")
+    keys = _short_keys(np.random.default_rng(13), 5, 10, gap=1200.0)  # within the horizon, not the onset window
+    run_engine(eng, _bursts(keys, model))
+    assert eng.actors.actors() == {}
+
+
+def test_what_if_users_editing_an_odd_record_are_never_merged(digits: tuple) -> None:
+    """Customers who each resend one unusual application with a field or two changed, all at
+    once, next to a split random-query attack: the repeats must not make them look synthetic."""
+    profile, pool, model = digits
+    rng = np.random.default_rng(14)
+    odd = pool[:12].copy()
+    odd[:, :8] = 16.0  # a top band the reference never lights: far from the manifold
+    stream: list[Interaction] = []
+    for c in range(12):
+        rows = np.repeat(odd[c : c + 1], 12, axis=0)
+        for r in range(1, 12):
+            cols = rng.choice(64, size=int(rng.integers(1, 3)), replace=False)
+            rows[r, cols] = rng.integers(0, 17, size=len(cols))
+        stream += make(rows, [(f"whatif-{c}", f"203.0.113.{c}", "ua")] * 12, model, T0 + 1000 + c)
+    keys = _short_keys(rng, 6, 24, gap=0.3)
+    eng = engine("linkage", "neardup")
+    run_engine(eng, sorted(stream + _bursts(keys, model), key=lambda it: it.ts))
+    assert all(eng.actors.actor_of(f"whatif-{c}") is None for c in range(12))
+    assert sorted(eng.actors.members("k00")) == [name for name, _, _ in keys]
+    det = LinkageDetector(profile=profile)
+    for it in stream:
+        det.update(it)
+    assert all((st := det._states.peek(f"whatif-{c}")) is not None and st.n < 8 for c in range(12))
+
+
+def _shifted(img: np.ndarray, step: int, axis: int) -> np.ndarray:
+    """The photo moved one pixel, the uncovered edge left black."""
+    out = np.roll(img, step, axis=axis)
+    edge = 0 if step == 1 else -1
+    if axis == 0:
+        out[edge, :] = 0.0
+    else:
+        out[:, edge] = 0.0
+    return out
+
+
+def test_photo_edit_customers_starting_together_are_not_merged(digits: tuple) -> None:
+    """An image app's customers each send a dozen mildly edited copies of one photo (shifts,
+    cropped borders, brightness), all starting within a minute of each other."""
+    _, pool, model = digits
+    rng = np.random.default_rng(15)
+    stream: list[Interaction] = []
+    for c in range(16):
+        photo = pool[c].reshape(8, 8)
+        rows = []
+        for _ in range(14):
+            img = _shifted(photo, int(rng.choice([-1, 1])), int(rng.integers(0, 2)))
+            img = np.clip(np.round(img * rng.uniform(0.8, 1.2)), 0, 16)
+            rows.append(img.reshape(-1))
+        stream += make(np.array(rows), [(f"photo-{c}", f"198.18.{c}.4", "app/2.1")] * 14, model, T0 + 3.0 * c)
+    eng = engine("linkage", "neardup")
+    run_engine(eng, sorted(stream, key=lambda it: it.ts))
+    assert eng.actors.actors() == {}

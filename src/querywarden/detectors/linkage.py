@@ -1,7 +1,7 @@
 """Linkage: evidence that several principals are one actor, from their clients and behaviour.
 
 The engine's actor graph merges two principals once the link evidence between them reaches
-its ``link_threshold`` (3.0 by default). This detector supplies two kinds of it, as ``info``
+its ``link_threshold`` (3.0 by default). This detector supplies three kinds of it, as ``info``
 signals that name the other principals in ``related``; it never raises a finding itself.
 
 *Client linkage* (weak). Principals that send from the same IP prefix (IPv4 /24, IPv6 /48)
@@ -11,21 +11,34 @@ keep ``client_weight`` well below the graph's threshold.
 
 *Behaviour linkage* (stronger). A split attack's keys share what the attack cannot hide:
 their queries are synthetic in the same way, and they run at the same time. Each principal
-carries a running signature of its queries: the share far from the profile's reference
-sample (mean squared z-score above the reference's own ``off_quantile``), the share with
-fractional values on features the reference only ever holds as whole numbers (a quantised
-grid), and the mean and spread of its inputs scaled to the feature ranges. A principal
-whose signature is synthetic (either share at least ``synthetic_share``) after
-``min_queries`` queries is compared with the other synthetic principals active within
-``horizon`` seconds; those within ``tolerance`` on every component are linked with
-``behaviour_weight``, and again at ``2 * min_queries`` queries if they still match. Two such
-links merge a pair, so keys that each send uniformly random or Jacobian-augmented queries in
-the same campaign become one actor, while customers sending natural inputs never qualify.
+carries a running signature of its distinct queries (exact repeats are never folded, and
+near-repeats that change under ``novelty`` of the features in use are folded one in eight
+while the principal is young, so a retry loop or a what-if user resending one odd record
+cannot look synthetic): the share far from the profile's reference sample (mean squared
+z-score above the reference's own ``off_quantile``), the share with fractional values on
+features the reference only ever holds as whole numbers (a quantised grid), and the mean
+and spread of its inputs scaled to the feature ranges. At ``min_queries`` folded queries and
+each doubling after, up to ``checkpoints`` times, a principal whose signature is synthetic
+(either share at least ``synthetic_share``) is compared with the other synthetic principals
+active within ``horizon`` seconds, kept in a bounded pool; those of the same style (mean and
+spread within ``tolerance``, shares within ``tolerance`` plus two standard errors of their
+difference) are linked with ``behaviour_weight``. Two matches merge a pair.
+
+*Onset linkage.* A campaign starts its keys together, and each key's very first queries are
+already synthetic. A principal that reaches its first checkpoint within ``burst`` seconds of
+its first query, with a synthetic share whose 95% lower bound still reaches
+``synthetic_share`` (7 of 8, not 5 of 8), is linked with ``onset_weight`` to the matching
+principals that did the same and began within ``onset_window`` seconds of it. With the
+behaviour match of that checkpoint this merges keys that send only a dozen queries each.
+A customer qualifies only by sending almost nothing but off-manifold inputs at machine pace
+from its first query, and then needs a partner of the same style starting alongside.
 
 Blind spots: natural-data extraction split over keys with unrelated clients (nothing
-synthetic to share); keys of one campaign run days apart (outside ``horizon``); an
-attacker who gives each key a different synthetic style. Near-duplicate chains shared by
-keys are the ``neardup`` detector's link evidence.
+synthetic to share); keys that send fewer than ``min_queries`` distinct queries each; keys
+of one campaign run hours apart (outside ``horizon``); an attacker who gives each key a
+different synthetic style. Actor-level state of the other detectors starts when the merge
+happens, so the queries a key sent before it are counted per principal only.
+Near-duplicate chains shared by keys are the ``neardup`` detector's link evidence.
 """
 
 from __future__ import annotations
@@ -57,7 +70,10 @@ class _Principal:
         "mean_u",
         "n",
         "off",
+        "onset",
+        "prev",
         "queries",
+        "repeats",
         "sq_u",
     )
 
@@ -71,6 +87,9 @@ class _Principal:
         self.first_ts = 0.0
         self.last_ts = 0.0
         self.checkpoints = 0
+        self.onset = False  # synthetic already at its first checkpoint
+        self.prev: bytes | None = None  # the last folded input, quantised
+        self.repeats = 0  # near-repeats of it since
         self.client_raw: tuple[str, str] | None = None
         self.client: str | None = None
         self.linked_client: set[str] | None = None
@@ -80,6 +99,19 @@ class _Principal:
         mean = self.mean_u / n
         spread = max(0.0, self.sq_u / n - mean * mean) ** 0.5
         return np.array([self.off / n, self.grid_off / n, mean, spread])
+
+
+class _Entry:
+    """A synthetic principal's signature in the comparison pool, with when it was active."""
+
+    __slots__ = ("first_ts", "last_ts", "n", "onset", "sig")
+
+    def __init__(self, sig: np.ndarray, n: int, first_ts: float, last_ts: float, onset: bool) -> None:
+        self.sig = sig
+        self.n = n
+        self.first_ts = first_ts
+        self.last_ts = last_ts
+        self.onset = onset
 
 
 class LinkageDetector(Detector):
@@ -98,6 +130,11 @@ class LinkageDetector(Detector):
         synthetic_share: float = 0.5,
         tolerance: float = 0.15,
         horizon: float = 3600.0,
+        onset_weight: float = 1.5,
+        onset_window: float = 600.0,
+        burst: float = 120.0,
+        checkpoints: int = 5,
+        novelty: float = 0.25,
         off_quantile: float = 0.99,
         group_size: int = 16,
         max_groups: int = 50_000,
@@ -109,12 +146,19 @@ class LinkageDetector(Detector):
             raise ValueError("linkage: weights >= 0, min_queries >= 1 and 0 < synthetic_share <= 1 are required")
         if tolerance <= 0 or horizon <= 0 or not 0 < off_quantile < 1 or group_size < 1 or pool_size < 1:
             raise ValueError("linkage: tolerance, horizon, group_size and pool_size must be positive")
+        if onset_weight < 0 or onset_window < 0 or burst < 0 or checkpoints < 1 or not 0 <= novelty <= 1:
+            raise ValueError("linkage: onset_weight, onset_window, burst >= 0, checkpoints >= 1, 0 <= novelty <= 1")
         self.client_weight = client_weight
         self.behaviour_weight = behaviour_weight
         self.min_queries = min_queries
         self.synthetic_share = synthetic_share
         self.tolerance = tolerance
         self.horizon = horizon
+        self.onset_weight = onset_weight
+        self.onset_window = onset_window
+        self.burst = burst
+        self.checkpoints = checkpoints
+        self.novelty = novelty
         self.off_quantile = off_quantile
         self.group_size = group_size
         self.max_groups = max_groups
@@ -122,7 +166,7 @@ class LinkageDetector(Detector):
         self.max_principals = max_principals
         self._states: PrincipalStates[_Principal] = PrincipalStates(_Principal, max_principals)
         self._groups: OrderedDict[str, list[str]] = OrderedDict()
-        self._pool: OrderedDict[str, tuple[np.ndarray, float, float]] = OrderedDict()
+        self._pool: OrderedDict[str, _Entry] = OrderedDict()
         self._reference = self._reference_stats(profile)
         self._ones = np.ones(self._reference[0].shape[0]) if self._reference is not None else np.ones(0)
 
@@ -177,13 +221,16 @@ class LinkageDetector(Detector):
             return signals
         if st.queries > _FULL_RATE_QUERIES and st.queries % _SAMPLE_EVERY:
             return signals
-        self._fold(st, x)
+        if not self._fold(st, x):
+            return signals
         due = self.min_queries * (2**st.checkpoints)
-        if st.checkpoints < 2 and st.n >= due:
+        if st.checkpoints < self.checkpoints and st.n >= due:
             st.checkpoints += 1
-            peers = self._behaviour_peers(interaction.principal, st)
+            peers, lockstep = self._behaviour_peers(interaction.principal, st)
             if peers:
                 signals.append(self._link(interaction, peers, self.behaviour_weight, "behaviour"))
+            if lockstep and self.onset_weight > 0:
+                signals.append(self._link(interaction, lockstep, self.onset_weight, "onset"))
         return signals
 
     def state_size(self) -> int:
@@ -220,11 +267,15 @@ class LinkageDetector(Detector):
         return peers
 
     # -- behaviour linkage --------------------------------------------------------------
-    def _fold(self, st: _Principal, x: np.ndarray) -> None:
-        """Fold one query into the principal's signature.
+    def _fold(self, st: _Principal, x: np.ndarray) -> bool:
+        """Fold one query into the principal's signature; False if it was not new enough.
 
         Everything is computed on the input scaled to its ranges and clipped to [-1, 2], so
-        huge values cannot overflow and NaN lands at the low edge."""
+        huge values cannot overflow and NaN lands at the low edge. An input that changes
+        fewer than ``novelty`` of the features that either of them uses (a retry, a duplicate,
+        a what-if edit of one or two fields) from the last folded one is not folded: the shares then count distinct
+        inputs, so one unusual record sent again and again cannot make a customer look
+        synthetic."""
         ref = self._reference
         assert ref is not None
         lo, inv_width, mean, inv_sd, cut, integral = ref
@@ -233,6 +284,20 @@ class LinkageDetector(Detector):
         np.fmax(u, -1.0, out=u)
         np.fmin(u, 2.0, out=u)
         d = u.shape[0]
+        code = np.rint(np.clip(u, 0.0, 1.0) * 65535.0).astype(np.uint16).tobytes()
+        prev = st.prev
+        if prev is not None:
+            now, before = np.frombuffer(code, np.uint16), np.frombuffer(prev, np.uint16)
+            changed = np.count_nonzero(now != before)
+            # relative to the features either input uses, so one-hot fields count as much as dense ones
+            if changed == 0:
+                return False
+            if st.queries <= _FULL_RATE_QUERIES and changed < self.novelty * np.count_nonzero(now | before):
+                st.repeats += 1
+                if st.repeats < _SAMPLE_EVERY:
+                    return False
+        st.repeats = 0
+        st.prev = code
         st.n += 1
         st.mean_u += float(u @ self._ones) / d
         st.sq_u += float(u @ u) / d
@@ -241,30 +306,61 @@ class LinkageDetector(Detector):
         if integral is not None:
             xi = x[integral]
             st.grid_off += np.count_nonzero(xi != np.round(xi)) > 0.25 * xi.shape[0]
+        return True
 
-    def _behaviour_peers(self, principal: str, st: _Principal) -> tuple[str, ...]:
+    def _matches(self, a: np.ndarray, na: int, b: np.ndarray, nb: int) -> bool:
+        """Whether two signatures are one style.
+
+        The two shares are proportions over a few dozen inputs at most, so they are compared
+        with their sampling error added to ``tolerance`` (two standard errors of the
+        difference): eight draws of one source easily give 3/8 and 6/8. The mean and spread
+        are averages over every feature and vary far less, so ``tolerance`` alone applies."""
+        if abs(a[2] - b[2]) > self.tolerance or abs(a[3] - b[3]) > self.tolerance:
+            return False
+        inv_n = 1.0 / max(1, na) + 1.0 / max(1, nb)
+        for i in (0, 1):
+            pooled = (a[i] * na + b[i] * nb) / max(1, na + nb)
+            allowed = self.tolerance + 2.0 * (pooled * (1.0 - pooled) * inv_n) ** 0.5
+            if abs(a[i] - b[i]) > allowed:
+                return False
+        return True
+
+    def _behaviour_peers(self, principal: str, st: _Principal) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The synthetic principals of the same style active within ``horizon``, and among
+        them those that, like this one, were synthetic from their first checkpoint and began
+        within ``onset_window`` of it (a campaign starting its keys together)."""
         sig = st.signature()
+        first = st.checkpoints == 1
         if max(sig[0], sig[1]) < self.synthetic_share:
             self._pool.pop(principal, None)
-            return ()
+            return (), ()
+        if first:
+            st.onset = st.last_ts - st.first_ts <= self.burst and _lower_bound(max(sig[0], sig[1]), st.n) >= (
+                self.synthetic_share
+            )
+            first = st.onset
         pool = self._pool
         peers: list[str] = []
+        lockstep: list[str] = []
         recent = st.first_ts - self.horizon
-        for other, (osig, _first, last) in pool.items():
-            if other == principal or last < recent:
+        for other, entry in pool.items():
+            if other == principal or entry.last_ts < recent:
                 continue
-            if float(np.max(np.abs(osig - sig))) <= self.tolerance:
+            if self._matches(sig, st.n, entry.sig, entry.n):
                 peers.append(other)
-        pool[principal] = (sig, st.first_ts, st.last_ts)
+                if first and entry.onset and abs(entry.first_ts - st.first_ts) <= self.onset_window:
+                    lockstep.append(other)
+        pool[principal] = _Entry(sig, st.n, st.first_ts, st.last_ts, st.onset)
         pool.move_to_end(principal)
         if len(pool) > self.pool_size:
             pool.popitem(last=False)
         # refresh the peers' activity so a long campaign stays within the horizon
         for other in peers:
             ost = self._states.peek(other)
-            if ost is not None:
-                pool[other] = (pool[other][0], ost.first_ts, ost.last_ts)
-        return tuple(peers[:_MAX_PEERS])
+            held = pool.get(other)
+            if ost is not None and held is not None:
+                held.last_ts = ost.last_ts
+        return tuple(peers[:_MAX_PEERS]), tuple(lockstep[:_MAX_PEERS])
 
     def _link(self, interaction: Interaction, peers: tuple[str, ...], weight: float, kind: str) -> Signal:
         return self.signal(
@@ -275,6 +371,17 @@ class LinkageDetector(Detector):
             related=peers,
             link_weight=weight,
         )
+
+
+def _lower_bound(share: float, n: int, z: float = 1.645) -> float:
+    """The one-sided 95% Wilson lower bound of a share seen over ``n`` inputs: 6/8 is not
+    yet sure evidence that most of a principal's inputs are synthetic, 8/8 is."""
+    if n <= 0:
+        return 0.0
+    z2 = z * z / n
+    centre = share + z2 / 2
+    margin = z * ((share * (1 - share) + z2 / 4) / n) ** 0.5
+    return float((centre - margin) / (1 + z2))
 
 
 def _client_key(ip: str, user_agent: str) -> str | None:
