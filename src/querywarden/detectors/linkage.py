@@ -88,7 +88,7 @@ class _Principal:
         self.last_ts = 0.0
         self.checkpoints = 0
         self.onset = False  # synthetic already at its first checkpoint
-        self.prev: bytes | None = None  # the last folded input, quantised
+        self.prev: np.ndarray | None = None  # the last folded input, quantised to 16 bits
         self.repeats = 0  # near-repeats of it since
         self.client_raw: tuple[str, str] | None = None
         self.client: str | None = None
@@ -284,15 +284,18 @@ class LinkageDetector(Detector):
         np.fmax(u, -1.0, out=u)
         np.fmin(u, 2.0, out=u)
         d = u.shape[0]
-        code = np.rint(np.clip(u, 0.0, 1.0) * 65535.0).astype(np.uint16).tobytes()
+        code = (np.clip(u, 0.0, 1.0) * 65535.0).astype(np.uint16)
         prev = st.prev
         if prev is not None:
-            now, before = np.frombuffer(code, np.uint16), np.frombuffer(prev, np.uint16)
-            changed = np.count_nonzero(now != before)
-            # relative to the features either input uses, so one-hot fields count as much as dense ones
+            changed = np.count_nonzero(code != prev)
             if changed == 0:
                 return False
-            if st.queries <= _FULL_RATE_QUERIES and changed < self.novelty * np.count_nonzero(now | before):
+            # relative to the features either input uses, so one-hot fields count as much as dense ones
+            if (
+                st.queries <= _FULL_RATE_QUERIES
+                and changed < self.novelty * d
+                and changed < self.novelty * np.count_nonzero(code | prev)
+            ):
                 st.repeats += 1
                 if st.repeats < _SAMPLE_EVERY:
                     return False
