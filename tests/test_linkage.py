@@ -6,6 +6,7 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
+import msgspec
 import numpy as np
 import pytest
 from sklearn.datasets import load_digits
@@ -215,6 +216,10 @@ def test_parameters_are_checked(digits: tuple) -> None:
         LinkageDetector(profile=profile, synthetic_share=0.0)
     with pytest.raises(ValueError, match="tolerance"):
         LinkageDetector(profile=profile, tolerance=0.0)
+    with pytest.raises(ValueError, match="burst"):
+        LinkageDetector(profile=profile, burst=-1.0)
+    with pytest.raises(ValueError, match="novelty"):
+        LinkageDetector(profile=profile, novelty=1.5)
 
 
 def test_shipped_samples_merge_the_split_attack_and_nobody_else() -> None:
@@ -360,3 +365,27 @@ def test_photo_edit_customers_starting_together_are_not_merged(digits: tuple) ->
     eng = engine("linkage", "neardup")
     run_engine(eng, sorted(stream, key=lambda it: it.ts))
     assert eng.actors.actors() == {}
+
+
+def test_onset_needs_machine_pace_and_a_nearly_pure_synthetic_start(digits: tuple) -> None:
+    """Keys that take minutes to send their first queries, or whose first queries are only
+    partly synthetic, get behaviour links but no onset link."""
+    profile, pool, model = digits
+    rng = np.random.default_rng(16)
+    slow: list[Interaction] = []
+    mixed: list[Interaction] = []
+    for k in range(4):
+        rows = rng.uniform(0, 16, size=(10, 64))
+        slow += [
+            msgspec.structs.replace(it, ts=T0 + 5.0 * k + 40.0 * i)
+            for i, it in enumerate(make(rows, [(f"slow-{k}", f"192.0.{k}.1", "x")] * 10, model, T0))
+        ]
+        half = np.vstack([rows[:5], pool[rng.integers(len(pool), size=5)]])[[0, 5, 1, 6, 2, 7, 3, 8, 4, 9]]
+        mixed += make(half, [(f"mixed-{k}", f"198.18.{k}.1", "y")] * 10, model, T0 + 9000 + 0.5 * k)
+    for stream in (slow, mixed):
+        det = LinkageDetector(profile=profile)
+        kinds = [s.evidence["link"] for it in sorted(stream, key=lambda it: it.ts) for s in det.update(it)]
+        assert "onset" not in kinds
+    det = LinkageDetector(profile=profile)
+    fast = [s.evidence["link"] for it in _bursts(_short_keys(rng, 4, 10, gap=5.0), model) for s in det.update(it)]
+    assert fast.count("onset") == 3 and fast.count("behaviour") == 3
