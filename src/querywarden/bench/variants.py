@@ -102,7 +102,8 @@ def build(
                 scores=None if logits is None else logits[lo:hi],
             )
         )
-    return AttackTraffic(run.name, variant, keys, requests)
+    # keys past the number of requests never sent anything: they are not the attacker's
+    return AttackTraffic(run.name, variant, keys[: min(n_keys, len(requests))], requests)
 
 
 def _schedule(rng: np.random.Generator, spans: list[tuple[int, int]], variant: str, days: int) -> list[float]:
