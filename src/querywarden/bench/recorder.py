@@ -42,6 +42,9 @@ class Recorder:
             raise BenchError(
                 f"victim {self.victim.name!r} takes {self.victim.n_features} features, got {rows.shape[1]}"
             )
+        if not np.isfinite(rows).all():
+            # a real API answers 400 (the traffic record refuses NaN and infinity): nothing is sent
+            raise BenchError(f"attack on {self.victim.name!r} sent a non-finite feature; the API refuses it")
         if len(self.queries) + len(rows) > self.cap:
             raise QueryBudgetExceeded(
                 f"attack on {self.victim.name!r} would send {len(self.queries) + len(rows)} queries, cap is {self.cap}"

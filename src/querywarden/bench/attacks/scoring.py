@@ -47,9 +47,12 @@ def thief_agreement(
 
     def score(queries: Sequence[Query]) -> dict[str, float]:
         x, p = stack(queries)
-        labels = np.argmax(p, axis=1) if len(queries) else np.zeros(0, dtype=np.int64)
+        if len(queries):  # a thief cannot learn from rows the victim could not answer
+            finite = np.isfinite(x).all(axis=1) & np.isfinite(p).all(axis=1)
+            x, p = x[finite], p[finite]
+        labels = np.argmax(p, axis=1) if len(x) else np.zeros(0, dtype=np.int64)
         seen = np.unique(labels)
-        if len(queries) < min_rows or len(seen) < 2:
+        if len(x) < min_rows or len(seen) < 2:
             guess = int(seen[0]) if len(seen) else 0
             return {"agreement": float(np.mean(target == guess))}
         thief = make_thief()
