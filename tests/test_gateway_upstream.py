@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 from collections.abc import Awaitable, Callable
 
 import httpx
 import pytest
 
-from querywarden.gateway.upstream import UpstreamTransport
+from querywarden.gateway.upstream import UpstreamTransport, read_answer
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[bool]]
 
@@ -211,5 +212,35 @@ def test_a_silent_server_is_a_read_timeout() -> None:
             with pytest.raises(httpx.ReadTimeout):
                 await c.get("/")
             await c.aclose()
+
+    asyncio.run(run())
+
+
+def test_read_answer_reads_plain_answers_raw_and_decodes_compressed_ones() -> None:
+    plain = b'{"predictions": [[0.25, 0.75]]}'
+    packed = gzip.compress(plain)
+
+    async def respond(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        gz = len(server.bodies) % 2 == 0
+        body = packed if gz else plain
+        extra = b"content-encoding: gzip\r\n" if gz else b""
+        writer.write(b"HTTP/1.1 200 OK\r\n%scontent-length: %d\r\n\r\n%s" % (extra, len(body), body))
+        await writer.drain()
+        return True
+
+    server = RawServer(respond)
+
+    async def run() -> None:
+        transport = UpstreamTransport()
+        async with server as url:
+            for i in range(4):
+                request = httpx.Request("POST", f"{url}/p", content=b"x", extensions={"timeout": {}})
+                response = await transport.handle_async_request(request)
+                try:
+                    assert await read_answer(response, response.headers.raw) == plain, i
+                finally:
+                    await response.aclose()
+            assert server.connections == 1  # a raw read leaves the connection reusable
+        await transport.aclose()
 
     asyncio.run(run())

@@ -53,7 +53,7 @@ from querywarden.gateway.metrics import GatewayMetrics
 from querywarden.gateway.pipeline import EnginePipeline
 from querywarden.gateway.principal import PrincipalResolver
 from querywarden.gateway.settings import GatewaySettings
-from querywarden.gateway.upstream import UpstreamTransport
+from querywarden.gateway.upstream import UpstreamTransport, read_answer
 from querywarden.text.stream import SseRedactor
 
 log = logging.getLogger("querywarden.gateway")
@@ -261,10 +261,11 @@ class Gateway:
             log.warning("request %s: upstream unreachable: %s", rid, exc)
             await send_error(send, 502, "upstream_error", "the model server is unreachable", request_id=rid)
             return "upstream_error"
+        raw_headers = response.headers.raw
         try:
-            if is_event_stream(response.headers.raw):
+            if is_event_stream(raw_headers):
                 return await self._stream(response, exchange, send, spec)
-            raw = await response.aread()
+            raw = await read_answer(response, raw_headers)
         except httpx.TimeoutException:
             await send_error(send, 504, "upstream_timeout", "the model server did not answer in time", request_id=rid)
             return "upstream_timeout"
@@ -284,7 +285,7 @@ class Gateway:
                 outcome = "hardened"
         if exchange.response is None:
             exchange.response_raw = raw
-        resp_headers = downstream_headers(response.headers.raw, decoded=True)
+        resp_headers = downstream_headers(raw_headers, decoded=True)
         resp_headers.append((b"content-length", str(len(raw)).encode()))
         await send({"type": "http.response.start", "status": response.status_code, "headers": resp_headers})
         if outcome != "upstream_status":
