@@ -307,3 +307,15 @@ def test_snapshots_do_not_carry_the_training_digests(cancer: Victim) -> None:
     det = MembershipDetector(profile=msgspec.structs.replace(cancer.profile, training_digests=many))
     run(det, cancer.stream(cancer.pool[:20], "a"))
     assert len(det.snapshot()) < 100_000
+
+
+def test_calibration_never_makes_the_training_share_bar_more_sensitive_than_shipped() -> None:
+    """Held-out benign traffic has a training share near 0, which would pull the bar to
+    nothing; real data holds duplicate rows, so the shipped default is the floor."""
+    from querywarden.calibrate import threshold_for
+
+    profile = ModelProfile(id="m", n_features=2, training_digests=row_digests(np.zeros((3, 2))))
+    cal = MembershipDetector(profile=profile).calibration()["member_share"]
+    assert cal.floor == MembershipDetector.defaults()["member_share"] == 0.3
+    value, _ = threshold_for(cal.__class__(values=(0.0,) * 50, floor=cal.floor), 0.001)
+    assert value == 0.3

@@ -267,7 +267,9 @@ class MembershipDetector(Detector):
         worst = [st.worst for _, st in self._states.items()]
         out = {"probed_records": Calibration(tuple(w[0] for w in worst), floor=2.0)}
         if self._digests is not None:
-            out["member_share"] = Calibration(tuple(w[1] for w in worst), floor=0.05)
+            # never below the shipped default: real data holds duplicate rows, so held-out
+            # batches hit a few exact training records (6% of one Adult batch job) by chance
+            out["member_share"] = Calibration(tuple(w[1] for w in worst), floor=self.defaults()["member_share"])
         return out
 
 
