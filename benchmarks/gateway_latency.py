@@ -207,7 +207,7 @@ async def _open_loop(url: str, rate: float, warmup: float, duration: float, seed
     rng = random.Random(seed)
     host, port, _ = _request_bytes(url, "")
     requests = [_request_bytes(url, f"bench-key-{n}")[2] for n in range(8)]
-    idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    idle: list[tuple[tuple[asyncio.StreamReader, asyncio.StreamWriter], float]] = []
     latencies: list[float] = []
     lags: list[float] = []
     errors = 0
@@ -217,7 +217,14 @@ async def _open_loop(url: str, rate: float, warmup: float, duration: float, seed
     async def one(scheduled: float, n: int, measured: bool) -> None:
         nonlocal errors, served
         lag = loop.time() - scheduled
-        conn = idle.pop() if idle else await asyncio.open_connection(host, port)
+        conn = None
+        while idle and conn is None:
+            conn, since = idle.pop()
+            if lag + scheduled - since > 3.0:  # uvicorn closes connections idle for 5 s: do not race it
+                conn[1].close()
+                conn = None
+        if conn is None:
+            conn = await asyncio.open_connection(host, port)
         try:
             status = await _exchange(*conn, requests[n % len(requests)])
         except (OSError, asyncio.IncompleteReadError, RuntimeError):
@@ -225,7 +232,7 @@ async def _open_loop(url: str, rate: float, warmup: float, duration: float, seed
             errors += 1
             return
         done = loop.time()
-        idle.append(conn)
+        idle.append((conn, done))
         served += 1
         if status != 200:
             errors += 1
@@ -234,7 +241,7 @@ async def _open_loop(url: str, rate: float, warmup: float, duration: float, seed
             lags.append(lag)
 
     for _ in range(16):
-        idle.append(await asyncio.open_connection(host, port))
+        idle.append((await asyncio.open_connection(host, port), loop.time()))
     pending: set[asyncio.Task[None]] = set()
     start = loop.time() + 0.01
     measure_from, stop_at = start + warmup, start + warmup + duration
@@ -249,7 +256,7 @@ async def _open_loop(url: str, rate: float, warmup: float, duration: float, seed
         n += 1
         scheduled += rng.expovariate(rate)
     await asyncio.gather(*pending)
-    for _, writer in idle:
+    for (_, writer), _ in idle:
         writer.close()
     latencies.sort()
     lags.sort()
@@ -459,19 +466,49 @@ def report(opened: dict[float, Runs], saturated: Runs, args: argparse.Namespace)
     ]
     if saturated["direct"]:
         lines += saturation_lines(saturated, args)
-    worst = max(_paired(runs, "gateway", "p99_ms") for runs in opened.values())
-    lines += [
-        f"Target p99 added <= 2 ms at the loads above: {'met' if worst <= 2 else 'not met'} "
-        f"(worst +{worst:.2f} ms)."
-        + (
-            f" Target throughput >= 70% of direct at saturation: "
-            f"{'met' if _ratio(saturated) >= 0.7 else 'not met'} ({_ratio(saturated):.0%})."
-            if saturated["direct"]
-            else ""
-        ),
-        "",
-    ]
+    verdicts = ", ".join(
+        f"{'met' if (a := _paired(runs, 'gateway', 'p99_ms')) <= 2 else 'not met'} at {rate:,.0f} req/s ({a:+.2f} ms)"
+        for rate, runs in opened.items()
+    )
+    verdict = f"**Targets.** p99 added <= 2 ms: {verdicts}."
+    if saturated["direct"]:
+        ratio = _ratio(saturated)
+        verdict += f" Throughput >= 70% of direct at saturation: {'met' if ratio >= 0.7 else 'not met'} ({ratio:.0%})."
+    lines += [verdict, "", *PROFILE_NOTES, ""]
     return "\n".join(lines)
+
+
+PROFILE_NOTES = (
+    "**Where the gateway's time goes** (py-spy, sampling the thread that holds the GIL, gateway at saturation "
+    "behind wrk; and each detector's `update` timed inside the engine worker at 1,000 req/s open loop). About half "
+    "of the GIL time is socket writes: uvicorn sends each answer's head and body in two `send` calls and the "
+    "upstream pool one more, and on loopback the kernel delivers to the reader inside the writer's call; a proxy "
+    "pays that on both hops. Detection in the engine thread holds the GIL for about a tenth: 170 µs per "
+    "interaction on average (p99 0.5 ms), two thirds of it in the near-duplicate and budget detectors; no "
+    "detector has periodic multi-millisecond steps. The rest is spread thinly: request parsing, header copies, "
+    "httpx request and response objects, asyncio timers, the metrics, the queue hand-off to the engine thread.",
+    "",
+    "**What changed.** The upstream pool arms its pool and write timers only when the call can wait (a free "
+    "connection and a socket that took the whole request need none), and an uncompressed answer is read straight "
+    "from the connection instead of through httpx's decoder chain (a compressed one still is). The same saturation "
+    "runs before the change (2026-11-28 14:58 UTC, load average 2-4) measured 265-268 µs of gateway CPU per "
+    "request for the proxy alone and 391-406 µs with detection; the runs of 15:19 UTC measured 246-257 µs and "
+    "438-479 µs. The proxying got about 7% cheaper; the with-detection figure moved up by more than that, which "
+    "these changes (all in the proxying path) do not explain, so the total did not measurably go down.",
+    "",
+    "**Reading.** At 100 and 300 req/s the gateway adds under a millisecond at the median, nearly all of which "
+    "the proxy-only column shows too (the extra hop and process wake-ups, not detection); its p99 difference is of "
+    "the same size as the run-to-run spread of p99 on a machine shared with other work, so the verdict is a "
+    "measurement of this machine at this hour, not a bound. At 1,000 req/s the added p99 swings with the machine: "
+    "+2.9 ms in the 15:19 UTC run, +12 ms in a run of the same code at 15:08 UTC, +15 ms before the change, with "
+    "the proxy alone adding +1.4 to +5.3 ms in the same runs. The gateway process, one GIL for the event loop and the "
+    "engine thread, is then busy about half of one core on 2 cores that also run the model server, the load "
+    "generator and other work, and the tail is queueing for CPU and for the GIL. Moving the engine to its own "
+    "process would take detection off the event loop's GIL and let it use the other core; it is the next step if "
+    "the 1,000 req/s tail matters, and it has to keep `AdminContext.engine`, the console and the exports reading "
+    "the engine. Throughput at saturation is CPU arithmetic, not latency: with a model this cheap the gateway's two "
+    "HTTP hops cost more CPU than the model.",
+)
 
 
 def _ratio(saturated: Runs) -> float:
