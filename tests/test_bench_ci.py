@@ -123,7 +123,8 @@ def test_detection_holds_its_measured_floor(ci: tuple[Path, dict[str, Any]], var
 def test_sybil_attackers_are_grouped_into_one_actor_as_often_as_measured(ci: tuple[Path, dict[str, Any]]) -> None:
     _, results = ci
     sybil = scenarios(results, "sybil")
-    assert all(s["principals"] == 20 for s in sybil)
+    # the keys an attack used: 20, or fewer when it sent fewer requests than keys
+    assert all(1 <= s["principals"] <= 20 for s in sybil) and max(s["principals"] for s in sybil) == 20
     assert sum(s["grouped"] for s in sybil) >= GROUPED_FLOOR
 
 
