@@ -35,6 +35,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from perfdoc import write_section
+
 N_FEATURES = 64
 N_CLASSES = 4
 HERE = Path(__file__).resolve()
@@ -398,7 +400,7 @@ def bench(args: argparse.Namespace) -> None:
     text = report(opened, saturated, args)
     print(text)
     if args.write:
-        write_section(args.write, text)
+        write_section("## Gateway latency", text, args.write)
 
 
 def _paired(runs: Runs, name: str, key: str) -> float:
@@ -552,17 +554,6 @@ def saturation_lines(saturated: Runs, args: argparse.Namespace) -> list[str]:
         "column, not measured).",
         "",
     ]
-
-
-def write_section(path: Path, section: str) -> None:
-    """Replace (or append) the '## Gateway latency' section, leaving every other section alone."""
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Performance\n"
-    pattern = re.compile(r"^## Gateway latency\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _m: section + "\n", text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text.rstrip("\n") + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":
