@@ -48,6 +48,7 @@ class Upstream:
                 Route("/v2/models/{name}/infer", self.v2_infer, methods=["POST"]),
                 Route("/v1/chat/completions", self.chat, methods=["POST"]),
                 Route("/v1/completions", self.completions, methods=["POST"]),
+                Route("/v1/embeddings", self.embeddings, methods=["POST"]),
                 Route("/health", self.health, methods=["GET"]),
                 Route("/echo", self.echo, methods=["PUT"]),
                 Route("/login", self.login, methods=["GET"]),
@@ -125,6 +126,12 @@ class Upstream:
             lp = {"tokens": ["ok"], "token_logprobs": [-0.2]} if body.get("logprobs") else None
             choices.append({"index": i, "text": f"echo:{p}", "logprobs": lp})
         return JSONResponse({"id": "cmpl-1", "object": "text_completion", "choices": choices})
+
+    async def embeddings(self, request: Request) -> JSONResponse:
+        """A route no adapter reads: the gateway passes it through."""
+        body = await self._body(request)
+        inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        return JSONResponse({"data": [{"index": i, "embedding": [0.5, float(len(t))]} for i, t in enumerate(inputs)]})
 
     async def health(self, request: Request) -> PlainTextResponse:
         return PlainTextResponse("upstream ok", headers={"x-upstream": "yes"})

@@ -198,6 +198,83 @@ def test_unknown_routes_pass_through_untouched_and_are_counted(upstream: Upstrea
         assert records(gw) == []
 
 
+EMBED = {"model": "text-embed", "input": ["hello", "world"]}
+
+
+def test_a_blocked_principal_is_refused_on_every_route(upstream: Upstream) -> None:
+    with gateway(upstream.url) as (client, gw):
+        pin(gw, key_principal(gw, "secret-key-1"), Action.BLOCK, finding_id="f-9")
+        before = len(upstream.seen)
+        for r in (
+            client.post("/v1/embeddings", json=EMBED, headers=KEY),
+            client.get("/health", headers=KEY),
+            client.put("/echo", content=b"x" * 10_000, headers=KEY),
+            client.post("/v3/models/credit/next-version", json={"x": 1}, headers=KEY),
+        ):
+            assert r.status_code == 403 and r.json()["error"]["finding_id"] == "f-9"
+        assert len(upstream.seen) == before, "a blocked call never reaches the model"
+        other = client.post("/v1/embeddings", json=EMBED, headers={"x-api-key": "other"})
+        assert other.status_code == 200 and len(other.json()["data"]) == 2
+        assert eventually(lambda: gw.metrics.requests.labels("passthrough", "blocked")._value.get() == 4)
+
+
+def test_passthrough_routes_take_tokens_from_the_same_bucket(upstream: Upstream) -> None:
+    with gateway(upstream.url, throttle_scope="principal") as (client, gw):
+        pin(gw, key_principal(gw, "secret-key-1"), Action.THROTTLE, rate=0.01, burst=2)
+        codes = [
+            client.post("/predict", json={"instances": [ROW]}, headers=KEY),
+            client.post("/v1/embeddings", json=EMBED, headers=KEY),
+            client.post("/v1/embeddings", json=EMBED, headers=KEY),
+            client.post("/predict", json={"instances": [ROW]}, headers=KEY),
+        ]
+        assert [r.status_code for r in codes] == [200, 200, 429, 429]
+        assert int(codes[2].headers["retry-after"]) >= 99 and codes[2].json()["error"]["code"] == "throttled"
+
+
+def test_a_principal_of_a_blocked_actor_is_refused_on_passthrough_routes(upstream: Upstream) -> None:
+    engine = Engine(PROFILES)
+    with gateway(upstream.url, engine=engine) as (client, gw):
+        a, b = key_principal(gw, "k-a"), key_principal(gw, "k-b")
+        client.post("/predict", json={"instances": [ROW]}, headers={"x-api-key": "k-b"})
+        gw.pipeline.drain(5)
+        engine.actors.link(a, b, 10.0, "test")
+        decision = Decision(
+            principal=a, action=Action.BLOCK, ts=1.0, finding_id="f-actor", actor=engine.actors.actor_of(a)
+        )
+        gw.pipeline._actor_decisions[decision.actor] = decision  # as the worker records an engine decision
+        client.post("/predict", json={"instances": [ROW]}, headers={"x-api-key": "k-b"})  # worker learns b's actor
+        gw.pipeline.drain(5)
+        r = client.post("/v1/embeddings", json=EMBED, headers={"x-api-key": "k-b"})
+        assert r.status_code == 403 and r.json()["error"]["finding_id"] == "f-actor"
+
+
+def test_a_hardened_principal_passes_unhardened_and_is_counted(upstream: Upstream) -> None:
+    with gateway(upstream.url) as (client, gw):
+        pin(gw, key_principal(gw, "secret-key-1"), Action.HARDEN, label_only=True)
+        r = client.post("/v1/embeddings", json=EMBED, headers=KEY)
+        assert r.json()["data"][1]["embedding"] == [0.5, 5.0]
+        assert eventually(lambda: gw.metrics.requests.labels("passthrough", "not_hardened")._value.get() == 1)
+        assert gw.metrics.requests.labels("passthrough", "forwarded")._value.get() == 0
+
+
+def test_shadowed_block_lets_passthrough_traffic_pass_and_counts_it(upstream: Upstream) -> None:
+    with gateway(upstream.url) as (client, gw):
+        pin(gw, key_principal(gw, "secret-key-1"), Action.BLOCK, shadow=True)
+        assert client.get("/health", headers=KEY).status_code == 200
+        assert eventually(lambda: gw.metrics.shadowed.labels("block")._value.get() == 1)
+
+
+def test_passthrough_without_a_principal_follows_on_missing_principal(upstream: Upstream) -> None:
+    with gateway(upstream.url, principal_sources=["api_key"], on_missing_principal="refuse") as (client, _gw):
+        r = client.get("/health")
+        assert r.status_code == 401 and r.json()["error"]["code"] == "no_principal"
+        assert client.get("/health", headers=KEY).text == "upstream ok"
+    with gateway(upstream.url, principal_sources=["api_key"], on_missing_principal="ip") as (client, gw):
+        pin(gw, "ip:127.0.0.1", Action.BLOCK, finding_id="f-ip")
+        r = client.get("/health")
+        assert r.status_code == 403 and r.json()["error"]["finding_id"] == "f-ip"
+
+
 def test_the_gateway_never_shares_one_callers_cookies_with_another(upstream: Upstream) -> None:
     with gateway(upstream.url) as (client, _gw):
         login = client.get("/login?user=alice")

@@ -13,7 +13,8 @@ For a request on a known route the gateway:
 6. returns the answer, hardened when the decision says so, streaming SSE chunk by chunk;
 7. hands the exchange to the engine queue, never waiting for detection.
 
-Unknown routes are passed through untouched and counted. ``transport`` lets the gateway
+Unknown routes are passed through untouched and counted, after the same principal
+identification and the same ``block`` and ``throttle`` steps. ``transport`` lets the gateway
 wrap an in-process ASGI app (``httpx.ASGITransport``) instead of a URL, which makes it
 plain middleware around any model app.
 """
@@ -155,21 +156,9 @@ class Gateway:
             return "no_principal"
 
         decision = self.pipeline.decision_for(principal)
-        action = decision.action
-        if action is not Action.ALLOW and decision.shadow:
-            self.metrics.shadowed.labels(action.value).inc()
-            action = Action.ALLOW
-        if action is Action.BLOCK:
-            await send_error(send, 403, "blocked", "this principal is blocked", finding_id=decision.finding_id)
-            return "blocked"
-        if action is Action.THROTTLE:
-            wait = self._throttle(principal, decision)
-            if wait > 0:
-                retry = str(max(1, math.ceil(wait))).encode()
-                await send_error(
-                    send, 429, "throttled", "rate limited", extra=[(b"retry-after", retry)], retry_after=wait
-                )
-                return "throttled"
+        action, refused = await self._gate(principal, decision, send)
+        if refused is not None:
+            return refused
 
         rid = request_id(headers) or f"{self._prefix}{next(self._seq)}"
         try:
@@ -203,6 +192,25 @@ class Gateway:
             request=parsed,
         )
         return await self._forward(scope, headers, body, rid, client_ip, exchange, spec, send)
+
+    async def _gate(self, principal: str, decision: Decision, send: Send) -> tuple[Action, str | None]:
+        """Apply ``block`` and ``throttle``: the action left to apply, and the outcome when refused."""
+        action = decision.action
+        if action is not Action.ALLOW and decision.shadow:
+            self.metrics.shadowed.labels(action.value).inc()
+            return Action.ALLOW, None
+        if action is Action.BLOCK:
+            await send_error(send, 403, "blocked", "this principal is blocked", finding_id=decision.finding_id)
+            return action, "blocked"
+        if action is Action.THROTTLE:
+            wait = self._throttle(principal, decision)
+            if wait > 0:
+                retry = str(max(1, math.ceil(wait))).encode()
+                await send_error(
+                    send, 429, "throttled", "rate limited", extra=[(b"retry-after", retry)], retry_after=wait
+                )
+                return action, "throttled"
+        return action, None
 
     def _url(self, target: str) -> httpx.URL:
         """The upstream URL for a path (parsed once per distinct path: parsing costs more than proxying)."""
@@ -331,10 +339,24 @@ class Gateway:
         return "hardened" if redactor is not None and redactor.redacted else "forwarded"
 
     async def _passthrough(self, scope: Scope, receive: Receive, send: Send) -> str:
-        """Forward an unknown route untouched: body streamed both ways, headers kept."""
+        """Forward an unknown route untouched: body streamed both ways, headers kept.
+
+        The principal's ``block`` and ``throttle`` apply here as on model routes, so a
+        blocked caller cannot reach the model through a path no adapter knows (a new model
+        version, an embeddings endpoint). ``harden`` cannot rewrite a body no adapter reads:
+        the answer passes as it is, counted as outcome ``not_hardened``.
+        """
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         peer = scope.get("client")
-        out_headers = upstream_headers(headers, peer[0] if peer else None, None, identity=False)
+        client_ip = peer[0] if peer else None
+        principal = self.principals.resolve(headers, client_ip)
+        if principal is None:
+            await send_error(send, 401, "no_principal", "no API key, bearer token or identity header on the request")
+            return "no_principal"
+        action, refused = await self._gate(principal, self.pipeline.decision_for(principal), send)
+        if refused is not None:
+            return refused
+        out_headers = upstream_headers(headers, client_ip, None, identity=False)
         has_body = header(headers, b"content-length") not in (None, "0") or header(headers, b"transfer-encoding")
         request = httpx.Request(
             scope["method"],
@@ -364,4 +386,4 @@ class Gateway:
             await send({"type": "http.response.body", "body": b""})
         finally:
             await response.aclose()
-        return "forwarded"
+        return "not_hardened" if action is Action.HARDEN else "forwarded"

@@ -22,6 +22,7 @@ from querywarden.gateway.pipeline import EnginePipeline
 OUTCOMES = (
     "forwarded",
     "hardened",
+    "not_hardened",
     "shadowed",
     "blocked",
     "throttled",
