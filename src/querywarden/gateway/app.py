@@ -51,7 +51,7 @@ from querywarden.gateway.enforcement.harden import HardenSpec
 from querywarden.gateway.enforcement.throttle import ThrottleSpec, TokenBuckets
 from querywarden.gateway.exchange import Exchange
 from querywarden.gateway.metrics import GatewayMetrics
-from querywarden.gateway.pipeline import EnginePipeline
+from querywarden.gateway.pipeline import Pipeline
 from querywarden.gateway.principal import PrincipalResolver
 from querywarden.gateway.settings import GatewaySettings
 from querywarden.gateway.upstream import UpstreamTransport, read_answer
@@ -69,7 +69,7 @@ class Gateway:
     def __init__(
         self,
         settings: GatewaySettings,
-        pipeline: EnginePipeline,
+        pipeline: Pipeline,
         *,
         metrics: GatewayMetrics | None = None,
         transport: httpx.AsyncBaseTransport | None = None,

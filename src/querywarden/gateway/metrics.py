@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from querywarden.gateway.pipeline import EnginePipeline
+from querywarden.gateway.pipeline import Pipeline
 
 OUTCOMES = (
     "forwarded",
@@ -72,13 +72,13 @@ class GatewayMetrics:
             timer = self._timers[route] = self.duration.labels(route)
         timer.observe(seconds)
 
-    def watch(self, pipeline: EnginePipeline) -> None:
+    def watch(self, pipeline: Pipeline) -> None:
         """Expose the engine pipeline's counters and queue depth."""
         self.registry.register(_PipelineCollector(pipeline))
 
 
 class _PipelineCollector(Collector):
-    def __init__(self, pipeline: EnginePipeline) -> None:
+    def __init__(self, pipeline: Pipeline) -> None:
         self.pipeline = pipeline
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:

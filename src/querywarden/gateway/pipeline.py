@@ -66,15 +66,44 @@ class DecisionStore(Protocol):
 class PipelineStats:
     """Counters read by the metrics endpoint (plain ints: one writer each, read racily)."""
 
-    __slots__ = ("decisions", "dropped", "errors", "findings", "interactions", "unknown_model")
+    __slots__ = ("decisions", "dropped", "errors", "findings", "handled", "interactions", "unknown_model")
 
     def __init__(self) -> None:
+        self.handled = 0
+        """Work items (exchanges) the engine has finished with, errors included."""
         self.interactions = 0
         self.dropped = 0
         self.errors = 0
         self.findings = 0
         self.decisions = 0
         self.unknown_model = 0
+
+
+class Pipeline(Protocol):
+    """What the gateway needs from whatever runs the engine: this module's ``EnginePipeline``
+    (a worker thread) or ``querywarden.gateway.remote.ProcessPipeline`` (its own process)."""
+
+    stats: PipelineStats
+
+    def decision_for(self, principal: str) -> Decision: ...
+
+    def actor_of(self, principal: str) -> str | None: ...
+
+    def submit(self, work: Work) -> bool: ...
+
+    def has_room(self) -> bool: ...
+
+    @property
+    def depth(self) -> int: ...
+
+    @property
+    def alive(self) -> bool: ...
+
+    def start(self) -> None: ...
+
+    def drain(self, timeout: float | None = None) -> None: ...
+
+    def stop(self, timeout: float = 10.0) -> None: ...
 
 
 _STOP = object()
@@ -211,6 +240,7 @@ class EnginePipeline:
         except Exception:  # an engine or detector bug must not stop the gateway
             self.stats.errors += 1
             log.exception("engine failed on interaction %s; traffic continues", interaction_id)
+        self.stats.handled += 1
 
     def process(self, interaction: Interaction) -> Step:
         """Run one interaction through the engine, then record and persist what it caused."""
