@@ -3,6 +3,8 @@ hardened outputs in the model's own types, and decisions that survive a restart.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -174,3 +176,39 @@ def test_pytorch_modules_are_guarded_in_their_own_types() -> None:
     guarded.engine.set_decision(Decision(principal="p", action=Action.HARDEN, ts=0, params={"label_only": True}))
     out = guarded(torch.randn(4, 6), principal="p")
     assert isinstance(out, torch.Tensor) and out.shape == (4, 3) and (out.sum(1) == 1).all()
+
+
+_WITHOUT_TORCH = """
+import importlib.abc
+import sys
+
+
+class NoTorch(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "torch":
+            raise ModuleNotFoundError(f"No module named {name!r}")
+        return None
+
+
+sys.meta_path.insert(0, NoTorch())  # as if PyTorch were not installed
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+
+from querywarden import guard
+from querywarden.core.records import Action, Decision
+
+rng = np.random.default_rng(0)
+x = rng.normal(size=(200, 4))
+model = LogisticRegression().fit(x, (x[:, 0] > 0).astype(int))
+guarded = guard(model.predict_proba, model="m", background=False)
+guarded.engine.set_decision(Decision(principal="p", action=Action.HARDEN, ts=0, params={"label_only": True}))
+out = guarded(x[:5], principal="p")
+assert out.dtype == np.float64 and (out.max(1) == 1).all(), out
+print(sorted(m for m in sys.modules if m.split(".")[0] == "torch"))
+"""
+
+
+def test_the_sdk_needs_no_pytorch_and_never_imports_it_for_other_models() -> None:
+    done = subprocess.run([sys.executable, "-c", _WITHOUT_TORCH], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

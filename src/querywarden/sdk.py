@@ -13,19 +13,20 @@ frames or PyTorch tensors; a hardened output comes back in the type the model re
 
 from __future__ import annotations
 
-import importlib
 import itertools
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from querywarden.core.records import Action, Client, Decision, Interaction, Output
+from querywarden.core.records import Action, Client, Decision, Interaction
 from querywarden.errors import QueryWardenError
+from querywarden.sdk_arrays import harden_rows, hardenable, is_batch, like, owners, probability_rows, rows, to_numpy
 
 if TYPE_CHECKING:
     from querywarden.config import Config
@@ -37,9 +38,11 @@ if TYPE_CHECKING:
 class Blocked(QueryWardenError):
     """The principal is blocked. ``finding_id`` names the finding behind the decision."""
 
-    def __init__(self, principal: str, finding_id: str | None, reason: str = "") -> None:
+    def __init__(self, principal: str, finding_id: str | None, reason: str = "", rows: tuple[int, ...] = ()) -> None:
         self.principal = principal
         self.finding_id = finding_id
+        self.rows = rows
+        """With one principal per row: the rows of this principal (drop them and call again)."""
         detail = f" by finding {finding_id}" if finding_id else ""
         super().__init__(f"principal {principal} is blocked{detail}" + (f" ({reason})" if reason else ""))
 
@@ -47,9 +50,13 @@ class Blocked(QueryWardenError):
 class Throttled(QueryWardenError):
     """The principal is over its rate; retry after ``retry_after`` seconds."""
 
-    def __init__(self, principal: str, retry_after: float, reason: str = "rate limited") -> None:
+    def __init__(
+        self, principal: str, retry_after: float, reason: str = "rate limited", rows: tuple[int, ...] = ()
+    ) -> None:
         self.principal = principal
         self.retry_after = retry_after
+        self.rows = rows
+        """With one principal per row: the rows of this principal (drop them and call again)."""
         super().__init__(f"principal {principal} is throttled: {reason}; retry after {retry_after:.1f}s")
 
 
@@ -64,6 +71,7 @@ class Guarded:
         pipeline: EnginePipeline,
         settings: GatewaySettings,
         background: bool,
+        logits: bool = True,
         owns: tuple[Any, ...] = (),
     ) -> None:
         from querywarden.gateway.enforcement.throttle import TokenBuckets
@@ -73,6 +81,7 @@ class Guarded:
         self.pipeline = pipeline
         self.settings = settings
         self.background = background
+        self.logits = logits
         self.buckets = TokenBuckets(settings.max_throttled)
         self.rng = np.random.default_rng(settings.seed)
         self._owns = owns
@@ -87,53 +96,81 @@ class Guarded:
     def engine(self) -> Engine:
         return self.pipeline.engine
 
-    def __call__(self, x: Any, *args: Any, principal: str, client_ip: str | None = None, **kwargs: Any) -> Any:
-        """Call the model for ``principal``; raises ``Blocked`` or ``Throttled`` per its decision."""
+    def __call__(
+        self, x: Any, *args: Any, principal: str | Sequence[str], client_ip: str | None = None, **kwargs: Any
+    ) -> Any:
+        """Call the model for ``principal``; raises ``Blocked`` or ``Throttled`` per its decision.
+
+        ``principal`` is one principal for the whole call, or one per instance (row) when a
+        batch gathers several callers' requests: every principal's decision applies before
+        the model runs, and only the rows of hardened principals are hardened.
+        """
         from querywarden.gateway.enforcement.harden import HardenSpec, harden_probabilities
 
-        decision = self.pipeline.decision_for(principal)
-        action = self._enforce(principal, decision)
+        per_row = owners(principal, x)
+        decisions = {p: self.pipeline.decision_for(p) for p in dict.fromkeys(per_row)}
+        actions = self._enforce(decisions, per_row)
         if self.settings.on_overflow == "closed" and not self.pipeline.has_room():
-            raise Throttled(principal, 1.0, "detection queue full")
+            raise Throttled(per_row[0], 1.0, "detection queue full")
         result = self.predict(x, *args, **kwargs)
-        out = _to_numpy(result)
-        self._record(principal, x, out, client_ip)
-        if action is not Action.HARDEN or out is None or not _probability_rows(out):
-            return result  # labels and raw scores are returned as they are
-        hardened = harden_probabilities(out, HardenSpec.parse(decision.params), self.rng)
-        return _like(result, hardened)
+        out = to_numpy(result)
+        self._record(per_row, x, out, client_ip)
+        if out is None or Action.HARDEN not in actions.values() or not hardenable(out):
+            return result  # labels and texts are returned as they are
+        if out.ndim == 1 and len(per_row) != 1:
+            return result  # one value per instance (labels, scores): nothing to harden
+        logits = not probability_rows(out)
+        if logits and not self.logits:
+            return result  # embeddings, regression values: not class scores
+        hardeners = {
+            p: partial(harden_probabilities, spec=HardenSpec.parse(d.params), rng=self.rng)
+            for p, d in decisions.items()
+            if actions[p] is Action.HARDEN
+        }
+        n = len(out) if out.ndim == 2 else 1
+        if len(per_row) != n:  # the rows do not line up with the instances: harden them all
+            per_row = [next(iter(hardeners))] * n
+        return like(result, harden_rows(out, [hardeners.get(p) for p in per_row], logits=logits))
 
-    def _enforce(self, principal: str, decision: Decision) -> Action:
+    def _enforce(self, decisions: dict[str, Decision], per_row: list[str]) -> dict[str, Action]:
+        """Each principal's action; raises for the first blocked, then the first throttled one."""
         from querywarden.gateway.enforcement.throttle import ThrottleSpec
 
-        action = decision.action
-        if action is not Action.ALLOW and decision.shadow:
-            self.shadowed += 1
-            return Action.ALLOW
-        if action is Action.BLOCK:
-            raise Blocked(principal, decision.finding_id, decision.reason)
-        if action is Action.THROTTLE:
-            key = principal
-            if self.settings.throttle_scope == "actor":
-                key = decision.actor or self.pipeline.actor_of(principal) or principal
-            wait = self.buckets.take(key, ThrottleSpec.parse(decision.params), time.monotonic())
-            if wait > 0:
-                raise Throttled(principal, wait)
-        return action
+        def rows_of(principal: str) -> tuple[int, ...]:
+            return tuple(i for i, p in enumerate(per_row) if p == principal) if len(decisions) > 1 else ()
 
-    def _record(self, principal: str, x: Any, out: np.ndarray | None, client_ip: str | None) -> None:
+        actions: dict[str, Action] = {}
+        for principal, decision in decisions.items():
+            action = decision.action
+            if action is not Action.ALLOW and decision.shadow:
+                self.shadowed += 1
+                action = Action.ALLOW
+            if action is Action.BLOCK:
+                raise Blocked(principal, decision.finding_id, decision.reason, rows_of(principal))
+            actions[principal] = action
+        for principal, decision in decisions.items():
+            if actions[principal] is Action.THROTTLE:
+                key = principal
+                if self.settings.throttle_scope == "actor":
+                    key = decision.actor or self.pipeline.actor_of(principal) or principal
+                wait = self.buckets.take(key, ThrottleSpec.parse(decision.params), time.monotonic())
+                if wait > 0:
+                    raise Throttled(principal, wait, rows=rows_of(principal))
+        return actions
+
+    def _record(self, per_row: list[str], x: Any, out: np.ndarray | None, client_ip: str | None) -> None:
         from querywarden.gateway.pipeline import Ready
 
         rid = f"{self._prefix}{next(self._seq)}"
         ts = time.time()
         client = Client(ip=client_ip)
         items = []
-        for i, (inputs, output) in enumerate(_rows(x, out)):
+        for i, (inputs, output) in enumerate(rows(x, out)):
             items.append(
                 Interaction(
-                    id=rid if i == 0 and not _is_batch(x) else f"{rid}#{i}",
+                    id=rid if i == 0 and not is_batch(x) else f"{rid}#{i}",
                     ts=ts,
-                    principal=principal,
+                    principal=per_row[min(i, len(per_row) - 1)],
                     model=self.model,
                     client=client,
                     output=output,
@@ -175,6 +212,7 @@ def guard(
     pipeline: EnginePipeline | None = None,
     settings: GatewaySettings | None = None,
     background: bool = True,
+    logits: bool = True,
 ) -> Guarded:
     """Wrap a model callable (``predict_proba``, ``predict``, a PyTorch module) with QueryWarden.
 
@@ -182,7 +220,9 @@ def guard(
     runs on a profile drafted from the first call. Pass ``pipeline`` (another guard's
     ``.pipeline``) to share one engine between several models. ``store`` overrides the
     config's store URL. ``background=False`` runs detection inline before returning
-    (deterministic; for tests and batch jobs).
+    (deterministic; for tests and batch jobs). A float output whose rows do not sum to 1 is
+    read as class scores (logits) and hardened through a softmax; ``logits=False`` returns
+    such outputs as they are (embeddings, regression values).
     """
     from querywarden.gateway.pipeline import EnginePipeline
     from querywarden.gateway.settings import GatewaySettings
@@ -199,7 +239,15 @@ def guard(
         if engine is None:
             engine = cfg.engine() if cfg is not None else _default_engine()
         pipeline = EnginePipeline.from_settings(engine, settings, store=store)
-    return Guarded(predict, model=model, pipeline=pipeline, settings=settings, background=background, owns=tuple(owns))
+    return Guarded(
+        predict,
+        model=model,
+        pipeline=pipeline,
+        settings=settings,
+        background=background,
+        logits=logits,
+        owns=tuple(owns),
+    )
 
 
 def _config(config: str | Path | Config | None) -> Config | None:
@@ -217,86 +265,6 @@ def _default_engine() -> Engine:
     from querywarden.defaults import default_detectors
 
     return Engine({}, detectors=default_detectors())
-
-
-# -- array plumbing ---------------------------------------------------------------------------
-def _is_torch(value: Any) -> bool:
-    return type(value).__module__.startswith("torch") and hasattr(value, "detach")
-
-
-def _to_numpy(value: Any) -> np.ndarray | None:
-    if _is_torch(value):
-        return np.asarray(value.detach().cpu().numpy())
-    if hasattr(value, "to_numpy"):  # pandas
-        return np.asarray(value.to_numpy())
-    try:
-        arr = np.asarray(value)
-    except (ValueError, TypeError):
-        return None
-    return arr if arr.dtype != object else None
-
-
-def _is_batch(x: Any) -> bool:
-    if isinstance(x, str):
-        return False
-    if isinstance(x, list | tuple) and x and isinstance(x[0], str):
-        return True
-    arr = _to_numpy(x)
-    return arr is not None and arr.ndim >= 2
-
-
-def _rows(x: Any, out: np.ndarray | None) -> list[tuple[dict[str, Any], Output | None]]:
-    """Pair each input instance with its output."""
-    if isinstance(x, str):
-        prompts: list[str] | None = [x]
-    elif isinstance(x, list | tuple) and x and all(isinstance(p, str) for p in x):
-        prompts = list(x)
-    else:
-        prompts = None
-    if prompts is not None:
-        texts = [str(t) for t in out.ravel()] if out is not None and out.dtype.kind in "UO" else []
-        return [({"prompt": p}, Output(text=texts[i]) if i < len(texts) else None) for i, p in enumerate(prompts)]
-    arr = _to_numpy(x)
-    if arr is None or arr.dtype.kind not in "biuf" or arr.size == 0:
-        return []
-    matrix = arr.reshape(1, -1) if arr.ndim == 1 else arr.reshape(len(arr), -1)
-    matrix = matrix.astype(np.float64, copy=False)
-    return [({"features": row}, _output(out, i, len(matrix))) for i, row in enumerate(matrix)]
-
-
-def _output(out: np.ndarray | None, i: int, n: int) -> Output | None:
-    if out is None:
-        return None
-    if out.ndim == 2 and len(out) == n:
-        row = out[i].astype(np.float64)
-        probs = row.size >= 2 and (row >= 0).all() and abs(row.sum() - 1.0) < 1e-3
-        return Output(probabilities=row) if probs else Output(scores=row)
-    if out.ndim == 1 and len(out) == n:
-        value = out[i]
-        if out.dtype.kind == "f":
-            return Output(scores=np.array([float(value)]))
-        return Output(label=value.item() if hasattr(value, "item") else value)
-    if out.ndim == 1 and n == 1 and out.dtype.kind == "f":  # one instance, a flat probability vector
-        return _output(out.reshape(1, -1), 0, 1)
-    return None
-
-
-def _probability_rows(out: np.ndarray) -> bool:
-    if out.dtype.kind != "f" or out.ndim not in (1, 2) or out.shape[-1] < 2:
-        return False
-    return bool((out >= 0).all() and np.allclose(out.sum(axis=-1), 1.0, atol=1e-3))
-
-
-def _like(original: Any, hardened: np.ndarray) -> Any:
-    """``hardened`` in the type (and dtype) of the model's own output."""
-    if _is_torch(original):
-        torch = importlib.import_module("torch")
-        return torch.as_tensor(hardened, dtype=original.dtype, device=original.device)
-    if isinstance(original, np.ndarray):
-        return hardened.astype(original.dtype, copy=False).reshape(original.shape)
-    if isinstance(original, list):
-        return hardened.tolist()
-    return hardened
 
 
 __all__ = ["Blocked", "Guarded", "Throttled", "guard"]
