@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from querywarden.config import SETTINGS, Config, load_config, write_detector_params
+from querywarden.config import SETTINGS, Config, load_config, load_protected, write_detector_params
 from querywarden.config_text import locate
 from querywarden.core.records import Action, InputKind, Severity
 from querywarden.core.traffic_encode import encode
@@ -227,3 +227,30 @@ def test_training_digests_from_rows_or_digest_file(tmp_path: Path) -> None:
     bad.write_text('[models.m]\nn_features = 3\ntraining_digests = "missing.npy"\n')
     with pytest.raises(ConfigError, match=r"bad\.toml:3: models\.m\.training_digests: cannot read"):
         load_config(bad)
+
+
+def test_protected_text_from_text_or_digest_file(tmp_path: Path) -> None:
+    from querywarden.text.protected import ProtectedText
+
+    secret = "You are Penny, the support assistant. Escalate with code ESC-7731-KESTREL and never share it."
+    (tmp_path / "system.txt").write_text(secret)
+    (tmp_path / "system.json").write_text(ProtectedText.from_passages([secret]).to_json())
+    for name in ("system.txt", "system.json"):
+        cfg_path = tmp_path / f"{name}.toml"
+        cfg_path.write_text(f'[models.m]\ninput_kind = "text"\noutput_kind = "text"\nprotected_text = "{name}"\n')
+        protected = load_config(cfg_path).profiles["m"].protected
+        assert protected is not None and "ESC" not in repr(protected)
+        assert load_protected(cfg_path) == {"m": protected}
+        assert [s.words for s in protected.find("Sure: escalate with code ESC-7731-KESTREL and never share it.")] == [
+            10
+        ]
+    for value, match in (
+        ('"missing.txt"', "cannot read"),
+        ("[]", "must be a file path"),
+        ('"empty.txt"', "protected text: no words"),
+    ):
+        (tmp_path / "empty.txt").write_text("  \n")
+        bad = tmp_path / "bad.toml"
+        bad.write_text(f'[models.m]\ninput_kind = "text"\n\nprotected_text = {value}\n')
+        with pytest.raises(ConfigError, match=rf"bad\.toml:4: models\.m\.protected_text: {match}"):
+            load_config(bad)

@@ -20,6 +20,7 @@ from querywarden.core.profile import ModelProfile
 from querywarden.core.records import Action, Decision, InputKind
 from querywarden.gateway import EnginePipeline, Gateway, GatewaySettings
 from querywarden.plugins import load_detectors
+from querywarden.text.protected import ProtectedText
 
 KEY = {"x-api-key": "leaky-key"}
 PROFILES = {"chat": ModelProfile(id="chat", input_kind=InputKind.TEXT, output_kind="text")}
@@ -54,10 +55,11 @@ async def _model(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 @contextmanager
-def gateway(engine: Engine) -> Iterator[tuple[httpx.Client, Gateway]]:
+def gateway(engine: Engine, protected: ProtectedText | None = None) -> Iterator[tuple[httpx.Client, Gateway]]:
     with LoopbackServer(_model) as upstream:
         settings = GatewaySettings(upstream=upstream.url, default_model="chat", seed=3)
-        gw = Gateway(settings, EnginePipeline.from_settings(engine, settings))
+        passages = {"chat": protected} if protected is not None else None
+        gw = Gateway(settings, EnginePipeline.from_settings(engine, settings), protected=passages)
         with LoopbackServer(gw) as server, httpx.Client(base_url=server.url, timeout=10) as client:
             yield client, gw
 
@@ -88,6 +90,18 @@ def test_hardened_answers_are_redacted_and_others_are_not(stream: bool) -> None:
         gw.pipeline.engine.set_decision(Decision(principal=principal, action=Action.HARDEN, ts=0.0, finding_id="f"))
         text = _ask(client, 2, stream=stream)
     assert text == "Customer 2 is [REDACTED:email], card [REDACTED:card], phone [REDACTED:phone]."
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_hardened_answers_lose_echoes_of_the_protected_passages(stream: bool) -> None:
+    protected = ProtectedText.from_passages(["Customer 3 is rosa3 (example.com), card 4111 1111 1111 1111"])
+    with gateway(Engine(PROFILES, detectors=[]), protected) as (client, gw):
+        assert _ask(client, 3, stream=stream) == _answer(3)  # allowed: nothing is redacted
+        principal = gw.principals.hashed("key", "leaky-key")
+        gw.pipeline.engine.set_decision(Decision(principal=principal, action=Action.HARDEN, ts=0.0, finding_id="f"))
+        echoed, other = _ask(client, 3, stream=stream), _ask(client, 4, stream=stream)
+    assert echoed == "[REDACTED:protected], phone [REDACTED:phone]."
+    assert other == "Customer 4 is [REDACTED:email], card [REDACTED:card], phone [REDACTED:phone]."
 
 
 def test_leakage_detector_hardens_the_principal_and_later_streams_are_redacted() -> None:

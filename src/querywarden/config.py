@@ -36,6 +36,7 @@ from querywarden.defaults import default_detectors
 from querywarden.errors import ConfigError, QueryWardenError
 from querywarden.plugins import load_detectors
 from querywarden.reference import load_reference
+from querywarden.text.protected import ProtectedText
 
 OUTPUT_KINDS = ("probabilities", "label", "scores", "text", "logprobs")
 RETENTIONS = ("full", "sketch", "none")
@@ -78,6 +79,12 @@ SETTINGS: tuple[Setting, ...] = (
         None,
         "Training rows (.npy/.csv) or their uint64 digests (.npy from querywarden.core.profile.row_digests), "
         "relative to the config file; lets the membership detector count queries of exact training records.",
+    ),
+    Setting(
+        "models.<id>.protected_text",
+        None,
+        "LLM: file(s) whose text answers must not echo (the system prompt, protected passages), relative to the "
+        "config file; a .json file holds their digests (querywarden.text.protected). Only digests are kept.",
     ),
     Setting("detectors.<name>.enabled", True, "false turns the detector off."),
     Setting("detectors.<name>.models", [], "Model ids the detector watches; empty means every model."),
@@ -253,6 +260,29 @@ class _Loader:
         except QueryWardenError as exc:
             raise self.error(where, exc.located()) from None
 
+    def protected(self, raw: Any, where: KeyPath) -> ProtectedText:
+        """Digests of the protected passages: each text file is one passage; a .json file holds digests."""
+        paths = [raw] if isinstance(raw, str) else raw
+        if not isinstance(paths, list) or not paths or not all(isinstance(p, str) for p in paths):
+            raise self.error(where, "must be a file path or a list of file paths")
+        passages: list[str] = []
+        digests: list[ProtectedText] = []
+        for name in paths:
+            path = self.path.parent / name
+            try:
+                text = path.read_text(encoding="utf-8")
+                if path.suffix == ".json":
+                    digests.append(ProtectedText.from_json(text))
+                else:
+                    passages.append(text)
+            except (OSError, UnicodeDecodeError, ValueError) as exc:
+                raise self.error(where, f"cannot read {path}: {exc}") from None
+        try:
+            parts = [*digests, *([ProtectedText.from_passages(passages)] if passages else [])]
+            return ProtectedText.merge(parts)
+        except ValueError as exc:
+            raise self.error(where, str(exc)) from None
+
     def gateway(self, table: Any) -> None:
         """Check the ``[gateway]`` table now, so a typo fails at load, located, not at ``serve``."""
         if not isinstance(table, dict):
@@ -299,9 +329,13 @@ class _Loader:
         digests = None
         if "training_digests" in t:
             digests = self.digests(t["training_digests"], (*where, "training_digests"), dim)
+        protected = None
+        if "protected_text" in t:
+            protected = self.protected(t["protected_text"], (*where, "protected_text"))
         return ModelProfile(
             id=mid,
             training_digests=digests,
+            protected=protected,
             input_kind=kind,
             n_features=n_features,
             shape=shape,
@@ -424,18 +458,40 @@ class _Loader:
 def load_config(path: str | Path) -> Config:
     """Read and validate a config file. Raises ``ConfigError`` located at file:line."""
     p = Path(path)
+    text, data = _read(p)
+    return _Loader(p, text).load(data)
+
+
+def _read(p: Path) -> tuple[str, dict[str, Any]]:
+    """The file's text and its parsed TOML; ``ConfigError`` located at the bad line."""
     try:
         text = p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read config: {exc}", source=str(p)) from None
     try:
-        data = tomllib.loads(text)
+        return text, tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         m = re.search(r"\s*\(at line (\d+), column \d+\)", str(exc))
         line = int(m.group(1)) if m else None
         reason = str(exc)[: m.start()] if m else str(exc)
         raise ConfigError(f"invalid TOML: {reason}", source=str(p), line=line) from None
-    return _Loader(p, text).load(data)
+
+
+def load_protected(path: str | Path) -> dict[str, ProtectedText]:
+    """Per model id, the protected passages a config declares (``models.<id>.protected_text``).
+
+    The gateway's proxy reads only these, to redact their echoes, wherever the engine runs.
+    Raises ``ConfigError`` located at file:line, as ``load_config`` does.
+    """
+    p = Path(path)
+    text, data = _read(p)
+    loader = _Loader(p, text)
+    models = data.get("models")
+    out: dict[str, ProtectedText] = {}
+    for mid, table in models.items() if isinstance(models, dict) else ():
+        if isinstance(table, dict) and "protected_text" in table:
+            out[mid] = loader.protected(table["protected_text"], ("models", mid, "protected_text"))
+    return out
 
 
 def load_profile(table: dict[str, Any], *, path: str | Path, model_id: str | None = None) -> ModelProfile:
@@ -450,4 +506,13 @@ def load_profile(table: dict[str, Any], *, path: str | Path, model_id: str | Non
     return _Loader(p, p.read_text(encoding="utf-8") if p.is_file() else "").model(mid, body)
 
 
-__all__ = ["SETTINGS", "Config", "Setting", "default", "load_config", "load_profile", "write_detector_params"]
+__all__ = [
+    "SETTINGS",
+    "Config",
+    "Setting",
+    "default",
+    "load_config",
+    "load_profile",
+    "load_protected",
+    "write_detector_params",
+]

@@ -4,8 +4,8 @@ The benchmark never mocks the assistant: each request body is answered by
 :func:`querywarden.llm.server.answer`, the function the HTTP server uses, and recorded
 as an :class:`~querywarden.gateway.exchange.Exchange` through the gateway's own OpenAI
 adapters, streamed answers as SSE chunks. So the engine sees exactly what it would see
-behind the gateway, and the caller's view of a hardened answer (logprobs stripped, PII
-redacted) is made by the gateway's own code.
+behind the gateway, and the caller's view of a hardened answer (logprobs stripped, PII and
+echoes of the system prompt redacted) is made by the gateway's own code.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from querywarden.bench.llm_benign import LlmRequest
 from querywarden.core.records import Client, Interaction
 from querywarden.gateway.adapters.base import Adapter
 from querywarden.gateway.adapters.openai import ChatCompletionsAdapter, CompletionsAdapter
-from querywarden.gateway.enforcement.harden import HardenSpec
+from querywarden.gateway.enforcement.harden import HardenSpec, protect
 from querywarden.gateway.exchange import Exchange
 from querywarden.llm.assistant import MODEL_ID, Assistant
 from querywarden.llm.server import answer
-from querywarden.text.stream import SseRedactor
+from querywarden.text.protected import ProtectedText
 
 _ENCODER = msgspec.json.Encoder()
 _ADAPTERS = {"chat": ChatCompletionsAdapter(), "completions": CompletionsAdapter()}
@@ -37,8 +37,10 @@ class Answerer:
     deterministic for a given body (the prompt seeds its sampler).
     """
 
-    def __init__(self, assistant: Assistant) -> None:
+    def __init__(self, assistant: Assistant, protected: ProtectedText | None = None) -> None:
         self.assistant = assistant
+        self.protected = protected
+        """The passages the gateway would redact from a hardened principal's answers."""
         self._cache: dict[tuple[str, bytes], Any] = {}
         self._rng = np.random.default_rng(0)
 
@@ -55,6 +57,7 @@ class Answerer:
         parsed = adapter.parse_request(body)
         if spec is not None:
             adapter.harden_request(body, spec)
+            spec = protect(spec, self.protected, parsed.instances)
         out = self.respond(req.endpoint, body)
         ex = Exchange(
             id=req.id,
@@ -82,7 +85,7 @@ class Answerer:
         if spec is None:
             return reply_of(ex.response if ex.stream is None else _events(b"".join(ex.stream)))
         if ex.stream is not None:
-            redactor = SseRedactor()
+            redactor = spec.sse_redactor()
             return reply_of(_events(redactor.feed(b"".join(ex.stream)) + redactor.finish()))
         body = msgspec.json.decode(_ENCODER.encode(ex.response))
         adapter.harden_response(body, spec, self._rng)

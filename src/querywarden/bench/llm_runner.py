@@ -43,7 +43,8 @@ from querywarden.core.profile import ModelProfile
 from querywarden.core.records import Action, InputKind, Interaction, Severity
 from querywarden.defaults import default_detectors
 from querywarden.gateway.enforcement.harden import HardenSpec
-from querywarden.llm.assistant import MODEL_ID, build_assistant
+from querywarden.llm.assistant import MODEL_ID, Assistant, build_assistant
+from querywarden.text.protected import ProtectedText
 
 Log = Callable[[str], None]
 
@@ -83,9 +84,11 @@ LLM_PROFILES: dict[str, LlmProfile] = {
 }
 
 
-def assistant_profile() -> ModelProfile:
-    """What the engine is told about the assistant: text in, text out."""
-    return ModelProfile(id=MODEL_ID, input_kind=InputKind.TEXT, output_kind="text")
+def assistant_profile(assistant: Assistant | None = None) -> ModelProfile:
+    """What the engine is told about the assistant: text in, text out, and, given the
+    assistant, the digests of its system prompt, which its operator knows."""
+    protected = ProtectedText.from_passages([assistant.system_prompt]) if assistant is not None else None
+    return ModelProfile(id=MODEL_ID, input_kind=InputKind.TEXT, output_kind="text", protected=protected)
 
 
 # -- the run -------------------------------------------------------------------------------
@@ -116,9 +119,9 @@ class LlmRunner:
         if unknown:
             raise BenchError(f"unknown LLM attack(s) {unknown}; known: {', '.join(REGISTRY)}")
         assistant = build_assistant(p.seed)
-        answerer = Answerer(assistant)
+        profiles = {MODEL_ID: assistant_profile(assistant)}
+        answerer = Answerer(assistant, profiles[MODEL_ID].protected)
         traffic = generate(assistant.corpus, p.sizes, p.seed)
-        profiles = {MODEL_ID: assistant_profile()}
         self.log(f"llm: {len(traffic.calibration)} calibration and {len(traffic.scored)} scored benign requests")
         calibration = [i for r in traffic.calibration for i in answerer.exchange(r, None)[0]]
         specs = calibrate(calibration, profiles, self.specs, target_fpr=p.target_fpr).specs
@@ -269,6 +272,10 @@ def write_config(path: Path, profile: ModelProfile, specs: Sequence[DetectorSpec
         f"input_kind = {toml_value(profile.input_kind.value)}",
         f"output_kind = {toml_value(profile.output_kind)}",
     ]
+    if profile.protected is not None:  # digests only: the config never holds the system prompt's text
+        digests = path.with_name("system-prompt-digests.json")
+        digests.write_text(profile.protected.to_json() + "\n", encoding="utf-8")
+        lines.append(f"protected_text = {toml_value(digests.name)}")
     for spec in specs:
         lines += ["", f"[detectors.{spec.name}]", *(f"{k} = {toml_value(v)}" for k, v in spec.params.items())]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -13,6 +13,7 @@ import msgspec
 import numpy as np
 
 from querywarden.core.records import InputKind, Vector
+from querywarden.text.protected import ProtectedText
 
 
 class ModelProfile(msgspec.Struct, frozen=True, kw_only=True):
@@ -37,6 +38,9 @@ class ModelProfile(msgspec.Struct, frozen=True, kw_only=True):
     """Optional sorted ``uint64`` digests of the training rows (``row_digests``). With them
     the membership detector sees how often a principal queries exact training records.
     They answer "was this row trained on?", so guard them like the training data."""
+    protected: ProtectedText | None = None
+    """Optional digests of an LLM's protected passages (its system prompt, say): the
+    system-prompt detector flags answers that echo them and harden redacts the echoes."""
 
     @property
     def n_classes(self) -> int | None:

@@ -13,6 +13,14 @@ and the answer repeats ``leak_words`` consecutive words of it, the prompt leaked
 attempts that is ``high``; with no attempt it is ``low`` exposure (the operator should
 know, but the caller did nothing wrong). Counted per principal and per actor.
 
+When the model's profile declares protected passages (``ModelProfile.protected``, digests
+of the operator's system prompt; see ``text.protected``), every answer is checked against
+them, with the prompt as the text it continues: an answer that echoes at least
+``min_echo_words`` words of them verbatim is output-side evidence of extraction, whatever
+the prompt looked like. An echo alone is ``medium`` (the policy hardens, and harden redacts
+the echoes); after an attempt it is ``high``. Evidence names each echo by its offsets,
+length and digest, never its text.
+
 Blind spots: indirect extraction (asking for the rules one at a time, role play that
 never names the prompt); system prompts injected by the upstream, which the gateway does
 not see, so leaks are found only through the leakage detector's output checks.
@@ -29,6 +37,7 @@ from querywarden.core.detector import Calibration, Detector, PrincipalStates
 from querywarden.core.profile import ModelProfile
 from querywarden.core.records import Interaction, Severity, Signal
 from querywarden.detectors.llm_common import is_actor, subject_evidence, subjects
+from querywarden.text.protected import EchoSpan
 from querywarden.text.tokens import output_text, system_text, user_text, words
 
 _TARGET = (
@@ -62,6 +71,7 @@ _ATTEMPTS = (
     re.compile(r"\b(you are|you're) now (in )?(developer|debug|dan|god|admin|maintenance) mode\b", re.IGNORECASE),
 )
 _LEAK_CACHE = 16
+_EVIDENCE_SPANS = 4
 
 
 _KEYWORDS = (
@@ -109,13 +119,14 @@ def _ngrams(ws: list[str], n: int) -> set[int]:
 
 
 class _State:
-    __slots__ = ("attempts", "leaked", "level", "n", "peak")
+    __slots__ = ("attempts", "echo_peak", "leaked", "level", "n", "peak")
 
     def __init__(self) -> None:
         self.n = 0
         self.attempts: deque[int] = deque(maxlen=64)
         self.level = 0
         self.peak = 0
+        self.echo_peak = 0
         self.leaked = False
 
 
@@ -133,11 +144,15 @@ class SystemPromptExtractionDetector(Detector):
         high_attempts: int = 10,
         window: int = 256,
         leak_words: int = 8,
+        min_echo_words: int = 1,
         max_principals: int = 100_000,
     ) -> None:
         super().__init__(profile=profile)
-        if min(min_attempts, high_attempts, window, leak_words) < 1:
-            raise ValueError("llm_sysprompt: min_attempts, high_attempts, window and leak_words must be >= 1")
+        if min(min_attempts, high_attempts, window, leak_words, min_echo_words) < 1:
+            raise ValueError(
+                "llm_sysprompt: min_attempts, high_attempts, window, leak_words and min_echo_words must be >= 1"
+            )
+        self.min_echo_words = min_echo_words
         self.min_attempts = min_attempts
         self.high_attempts = high_attempts
         self.window = window
@@ -152,7 +167,10 @@ class SystemPromptExtractionDetector(Detector):
             return []
         attempt = is_attempt(text)
         leaked = self._leaked(interaction) if attempt or interaction.messages else False
-        if not attempt and not leaked:
+        spans = self._echoes(interaction, text)
+        longest = max((sp.words for sp in spans), default=0)
+        echo = longest >= self.min_echo_words
+        if not attempt and not leaked and not spans:
             for key in subjects(interaction):
                 self._states.get(key).n += 1
             return []
@@ -166,9 +184,12 @@ class SystemPromptExtractionDetector(Detector):
             recent = sum(1 for i in st.attempts if i > st.n - self.window)
             st.peak = max(st.peak, recent)
             st.leaked = st.leaked or leaked
-            if recent >= high or (leaked and recent >= 1):
+            st.echo_peak = max(st.echo_peak, longest)
+            if not attempt and not leaked and not echo:
+                continue  # an echo shorter than the calibrated length: remembered for calibration only
+            if recent >= high or ((leaked or echo) and recent >= 1):
                 sev = Severity.HIGH
-            elif recent >= self.min_attempts:
+            elif recent >= self.min_attempts or echo:
                 sev = Severity.MEDIUM
             else:
                 sev = Severity.LOW
@@ -185,6 +206,7 @@ class SystemPromptExtractionDetector(Detector):
                             "window": self.window,
                             "system_prompt_leaked": leaked,
                             "threshold": self.min_attempts,
+                            **_echo_evidence(spans if echo else []),
                             **subject_evidence(key),
                         },
                     )
@@ -209,10 +231,36 @@ class SystemPromptExtractionDetector(Detector):
             return False
         return not grams.isdisjoint(_ngrams(words(answer[:8000]), self.leak_words))
 
+    def _echoes(self, interaction: Interaction, prompt: str) -> list[EchoSpan]:
+        """Spans of the answer that echo the profile's protected passages (none declared: none)."""
+        protected = self.profile.protected
+        if protected is None:
+            return []
+        answer = output_text(interaction)
+        if not answer:
+            return []
+        return protected.find(answer[:16000], context=prompt[-2000:])
+
     def state_size(self) -> int:
         return len(self._states)
 
     def calibration(self) -> dict[str, Calibration]:
         """Each benign principal's most extraction-shaped prompts within one window."""
         peaks = tuple(float(st.peak) for key, st in self._states.items() if not is_actor(key))
-        return {"min_attempts": Calibration(values=peaks, alarm_above=True, floor=2.0)}
+        echoes = tuple(float(st.echo_peak) for key, st in self._states.items() if not is_actor(key))
+        return {
+            "min_attempts": Calibration(values=peaks, alarm_above=True, floor=2.0),
+            "min_echo_words": Calibration(values=echoes, alarm_above=True, floor=1.0),
+        }
+
+
+def _echo_evidence(spans: list[EchoSpan]) -> dict[str, object]:
+    """What a person can check about echoes of the protected passages: lengths, offsets, digests."""
+    if not spans:
+        return {}
+    return {
+        "protected_echo_words": max(sp.words for sp in spans),
+        "protected_echoes": [
+            {"start": sp.start, "end": sp.end, "words": sp.words, "digest": sp.digest} for sp in spans[:_EVIDENCE_SPANS]
+        ],
+    }

@@ -26,6 +26,7 @@ import logging
 import math
 import secrets
 import time
+from collections.abc import Mapping
 
 import httpx
 import msgspec
@@ -47,7 +48,7 @@ from querywarden.gateway.asgi import (
     upstream_headers,
     upstream_timeout,
 )
-from querywarden.gateway.enforcement.harden import HardenSpec
+from querywarden.gateway.enforcement.harden import HardenSpec, protect
 from querywarden.gateway.enforcement.throttle import ThrottleSpec, TokenBuckets
 from querywarden.gateway.exchange import Exchange
 from querywarden.gateway.metrics import GatewayMetrics
@@ -55,7 +56,7 @@ from querywarden.gateway.pipeline import Pipeline
 from querywarden.gateway.principal import PrincipalResolver
 from querywarden.gateway.settings import GatewaySettings
 from querywarden.gateway.upstream import UpstreamTransport, read_answer
-from querywarden.text.stream import SseRedactor
+from querywarden.text.protected import ProtectedText
 
 log = logging.getLogger("querywarden.gateway")
 
@@ -73,8 +74,11 @@ class Gateway:
         *,
         metrics: GatewayMetrics | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        protected: Mapping[str, ProtectedText] | None = None,
     ) -> None:
         self.settings = settings
+        self.protected = dict(protected or {})
+        """Per model id: the protected passages (system prompt) whose echoes harden redacts."""
         self.pipeline = pipeline
         self.metrics = metrics or GatewayMetrics()
         self.router = Router(settings.generic_paths)
@@ -191,6 +195,8 @@ class Gateway:
             adapter=route.adapter,
             request=parsed,
         )
+        if spec is not None and route.adapter.llm:
+            spec = protect(spec, self.protected.get(exchange.model), parsed.instances)
         return await self._forward(scope, headers, body, rid, client_ip, exchange, spec, send)
 
     async def _gate(self, principal: str, decision: Decision, send: Send) -> tuple[Action, str | None]:
@@ -322,7 +328,9 @@ class Gateway:
         """
         headers = downstream_headers(response.headers.raw, decoded=False)
         await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
-        redactor = SseRedactor() if spec is not None and exchange.adapter.llm and response.status_code < 400 else None
+        redactor = (
+            spec.sse_redactor() if spec is not None and exchange.adapter.llm and response.status_code < 400 else None
+        )
         kept: list[bytes] = []
         size = 0
         async for chunk in response.aiter_raw():

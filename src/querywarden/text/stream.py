@@ -13,15 +13,21 @@ straddle two of them. Both classes here keep a tail of the text seen so far, at 
 
 Either gives exactly what ``pii.scan``/``pii.redact`` give on the whole text, whatever the
 chunking (the tests check it against random splits).
+
+Given the model's protected passages (``text.protected``), ``SseRedactor`` and
+``redact_choices`` first replace their echoes, then the PII: the stream is held back by at
+most the protected window's words plus ``MAX_MATCH`` characters.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
 
 from querywarden.text.pii import MAX_MATCH, PiiMatch, redact, scan
+from querywarden.text.protected import ProtectedRedactor, ProtectedText, redact_protected
 
 
 class StreamScanner:
@@ -91,18 +97,20 @@ class SseRedactor:
     ``feed(raw_bytes)`` returns the bytes to forward: each chat ``delta.content`` (or
     completion ``text``) of choice 0 is replaced by what the redactor releases; other
     events pass unchanged. Before ``data: [DONE]`` (or at ``finish()``) the held-back tail
-    goes out as one more event shaped like the last one seen.
+    goes out as one more event shaped like the last one seen. With ``protected`` passages,
+    their echoes are replaced first (``context`` is the prompt the answer continues).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, protected: ProtectedText | None = None, *, context: str = "") -> None:
         self._redactor = StreamRedactor()
+        self._protector = ProtectedRedactor(protected, context=context) if protected is not None else None
         self._pending = b""
         self._last: dict[str, Any] | None = None
         self._field: tuple[str, ...] = ()
 
     @property
     def redacted(self) -> int:
-        return self._redactor.redacted
+        return self._redactor.redacted + (self._protector.redacted if self._protector is not None else 0)
 
     def feed(self, raw: bytes) -> bytes:
         data = self._pending + raw
@@ -128,13 +136,16 @@ class SseRedactor:
         path, text = _text_of(event)
         if path is None or text is None:
             return line + b"\n"
+        if self._protector is not None:
+            text = self._protector.feed(text)
         released = self._redactor.feed(text)
         _set_text(event, path, released)
         self._last, self._field = event, path
         return b"data: " + msgspec.json.encode(event) + b"\n"
 
     def _flush(self) -> bytes:
-        rest = self._redactor.finish()
+        rest = self._redactor.feed(self._protector.finish()) if self._protector is not None else ""
+        rest += self._redactor.finish()
         if not rest or self._last is None:
             return b""
         _set_text(self._last, self._field, rest)
@@ -163,18 +174,24 @@ def _set_text(event: dict[str, Any], path: tuple[str, ...], text: str) -> None:
     target[path[-1]] = text
 
 
-def redact_choices(body: Any) -> bool:
-    """Redact PII in every choice of a (non-streamed) OpenAI-style answer, in place. True if it changed."""
+def redact_choices(body: Any, protected: ProtectedText | None = None, contexts: Sequence[str] = ()) -> bool:
+    """Redact PII (and echoes of ``protected`` passages) in every choice of a (non-streamed)
+    OpenAI-style answer, in place. True if it changed. ``contexts`` holds each prompt of the
+    request (choices come grouped per prompt); an answer's echo may begin in its prompt."""
     changed = False
     choices = body.get("choices") if isinstance(body, dict) else None
-    for choice in choices if isinstance(choices, list) else ():
+    if not isinstance(choices, list):
+        return False
+    per = max(1, len(choices) // len(contexts)) if contexts else 1
+    for i, choice in enumerate(choices):
         if not isinstance(choice, dict):
             continue
+        context = contexts[min(i // per, len(contexts) - 1)] if contexts else ""
         message = choice.get("message")
         holder, key = (message, "content") if isinstance(message, dict) else (choice, "text")
         text = holder.get(key)
         if isinstance(text, str):
-            clean = redact(text)
+            clean = redact(redact_protected(text, protected, context=context) if protected is not None else text)
             if clean != text:
                 holder[key] = clean
                 changed = True

@@ -3,7 +3,8 @@
 Hardening acts on the request (strip ``logprobs``, cap ``top_logprobs``, drop
 ``logit_bias`` and ``echo``) so it also covers streamed answers, and, for plain JSON
 answers, strips any ``logprobs`` the upstream sends anyway and redacts PII and secrets
-(``text.pii``); streamed answers are redacted event by event (``text.stream.SseRedactor``).
+(``text.pii``) and echoes of the model's protected passages (``text.protected``, when the
+spec carries them); streamed answers are redacted event by event (``HardenSpec.sse_redactor``).
 
 A streamed answer (``"stream": true``) is passed through chunk by chunk; the gateway keeps
 a bounded copy of the raw chunks and the engine worker reassembles the text from the SSE
@@ -47,7 +48,8 @@ class _OpenAIAdapter(Adapter):
         if not isinstance(body, dict):
             return False
         stripped = spec.top_logprobs == 0 and strip_llm_logprobs(body)
-        return redact_choices(body) or stripped  # PII and secrets out of a suspect's answers
+        # PII, secrets and echoes of the protected passages out of a suspect's answers
+        return redact_choices(body, spec.protected, spec.contexts) or stripped
 
     def outputs(self, body: Any, n: int) -> list[Output | None]:
         choices = body.get("choices") if isinstance(body, dict) else None

@@ -15,7 +15,10 @@ Classifiers (applied to one probability vector at a time, in this order):
 - ``round``: probabilities rounded to k decimals.
 
 LLM endpoints: ``harden_llm_request`` strips ``logprobs`` (or caps ``top_logprobs``),
-drops ``logit_bias`` and ``echo``, before the request reaches the model.
+drops ``logit_bias`` and ``echo``, before the request reaches the model. The answer has PII
+redacted and, when the model declares protected passages (its system prompt), their
+verbatim echoes too: ``protect`` puts the passages and the prompts the answer continues on
+the spec, and ``sse_redactor`` builds the streaming redactor from it.
 
 Parameters come from a decision's ``params``; ``HardenSpec.parse`` rejects unknown keys
 with the allowed ones, so a policy typo is caught when the policy loads.
@@ -23,15 +26,18 @@ with the allowed ones, so a policy typo is caught when the policy loads.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from querywarden.core.policy import DEFAULT_HARDEN
 from querywarden.errors import PolicyError
+from querywarden.text.protected import ProtectedText
+from querywarden.text.stream import SseRedactor
 
 FloatArray = npt.NDArray[np.float64]
 _EPS = 1e-7
@@ -49,6 +55,14 @@ class HardenSpec:
     """beta: how strongly confident outputs are pushed back."""
     gamma: float = 1.0
     top_logprobs: int = 0
+    protected: ProtectedText | None = None
+    """The model's protected passages, whose echoes are redacted from LLM answers (set by ``protect``)."""
+    contexts: tuple[str, ...] = ()
+    """The prompt each instance's answer continues (set by ``protect``)."""
+
+    def sse_redactor(self) -> SseRedactor:
+        """The streaming redactor for a hardened LLM answer (choice 0 continues the first prompt)."""
+        return SseRedactor(self.protected, context=self.contexts[0] if self.contexts else "")
 
     @classmethod
     def parse(cls, params: Mapping[str, Any], *, source: str | None = None) -> HardenSpec:
@@ -145,6 +159,32 @@ def _keep_top(p: FloatArray, top: int) -> FloatArray:
         p = p.copy()
         p[now], p[top] = p[top], p[now]
     return p
+
+
+class Prompted(Protocol):
+    """An LLM request instance: a prompt, or chat messages."""
+
+    @property
+    def prompt(self) -> str | None: ...
+    @property
+    def messages(self) -> tuple[dict[str, str], ...] | None: ...
+
+
+def protect(spec: HardenSpec, protected: ProtectedText | None, instances: Sequence[Prompted]) -> HardenSpec:
+    """``spec`` with the model's protected passages and each instance's prompt (the last user turn of a chat)."""
+    if protected is None:
+        return spec
+    return dataclasses.replace(spec, protected=protected, contexts=tuple(_prompt(i) for i in instances))
+
+
+def _prompt(instance: Prompted) -> str:
+    if instance.prompt is not None:
+        return instance.prompt
+    for message in reversed(instance.messages or ()):
+        content = message.get("content")
+        if message.get("role", "user") == "user" and isinstance(content, str):
+            return content
+    return ""
 
 
 def harden_llm_request(body: dict[str, Any], spec: HardenSpec) -> bool:
