@@ -5,8 +5,16 @@ from __future__ import annotations
 
 import itertools
 
+import numpy as np
+
 from querywarden.core import snapshot
 from querywarden.core.actors import ActorGraph, actor_id
+from querywarden.core.engine import DetectorSpec, Engine
+from querywarden.core.profile import ModelProfile
+from querywarden.core.records import Client, Finding, Interaction, Output, Severity
+from querywarden.plugins import load_detectors
+
+load_detectors()
 
 
 def test_weak_evidence_alone_never_merges() -> None:
@@ -85,3 +93,67 @@ def test_actor_ids_are_deterministic_and_survive_a_snapshot() -> None:
     restored = snapshot.loads(snapshot.dumps(g))
     assert restored.actors() == g.actors()
     assert restored.link("c", "d", 0.5, "neardup")  # pending evidence came along
+
+
+def test_join_names_what_each_merge_absorbed() -> None:
+    g = ActorGraph(link_threshold=1.0)
+    first = g.join("a", "b", 1.0, "x")
+    assert first is not None and first.actor == g.actor_of("a")
+    assert sorted(first.parts) == ["a", "b"]  # two principals in no actor yet
+    grown = g.join("c", "a", 1.0, "x")
+    assert grown is not None and grown.actor == first.actor and grown.parts == ("c",)
+    g.join("d", "e", 1.0, "x")
+    g.join("f", "d", 1.0, "x")
+    small = g.actor_of("d")
+    assert small is not None and small != first.actor
+    both = g.join("e", "b", 1.0, "x")
+    assert both is not None and both.actor == first.actor
+    assert both.parts == (small,)  # the smaller actor's id is gone, its state goes to the larger
+    assert g.join("a", "f", 5.0, "x") is None  # already one actor
+    assert g.join("p", "q", 0.5, "x") is None  # below the threshold
+
+
+def _boundary_engine() -> Engine:
+    # a client link alone worth the whole threshold, so two keys on one client merge at once
+    return Engine(
+        {"m": ModelProfile(id="m", n_features=2, classes=("a", "b"))},
+        detectors=[
+            DetectorSpec("boundary", {"min_queries": 24, "recent": 24}),
+            DetectorSpec("linkage", {"client_weight": 3.0}),
+        ],
+    )
+
+
+def _borderline(engine: Engine, principal: str, ip: str, n: int, start: int) -> list[Finding]:
+    found: list[Finding] = []
+    for i in range(n):
+        it = Interaction(
+            id=f"{principal}-{i}",
+            ts=1_800_000_000.0 + start + i,
+            principal=principal,
+            model="m",
+            client=Client(ip=ip, user_agent="probe/1"),
+            features=np.array([0.5, 0.5 + i * 1e-3]),
+            output=Output(probabilities=np.array([0.52, 0.48])),
+        )
+        found.extend(f for f in engine.process(it).findings if f.severity >= Severity.MEDIUM)
+    return found
+
+
+def test_a_merge_brings_what_each_key_sent_before_it_to_the_actor() -> None:
+    """Each key sends 20 boundary queries (under the 24 one needs); merged, the actor holds
+    all 40 and is caught at once. Unmerged, neither key is."""
+    engine = _boundary_engine()
+    assert _borderline(engine, "key-a", "203.0.113.5", 20, 0) == []
+    caught = _borderline(engine, "key-b", "203.0.113.9", 20, 100)
+    actor = engine.actors.actor_of("key-b")
+    assert actor is not None and actor == engine.actors.actor_of("key-a")
+    assert caught and caught[0].actor == actor
+    assert caught[0].queries_at_detection <= 5  # key-b's own count: the rest came from key-a
+
+    apart = Engine(
+        {"m": ModelProfile(id="m", n_features=2, classes=("a", "b"))},
+        detectors=[DetectorSpec("boundary", {"min_queries": 24, "recent": 24})],
+    )
+    assert _borderline(apart, "key-a", "203.0.113.5", 20, 0) == []
+    assert _borderline(apart, "key-b", "198.51.100.7", 20, 100) == []

@@ -4,12 +4,30 @@ Detectors emit link evidence (a signal's ``related`` principals with a ``link_we
 Evidence between a pair of principals accumulates; once it crosses ``link_threshold`` the
 two are merged (union-find). An actor's id is derived from its first member, so it is
 stable across merges of later members and across replays of the same traffic.
+
+Each merge is reported as a ``Merge``: the actor that results and the *parts* it absorbed,
+each either a principal that was in no actor yet or an actor id that no longer exists.
+The engine hands it to every detector (``Detector.merge``) so actor-level state starts
+from everything the parts had seen, not from the moment of the merge.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Merge:
+    """Two clusters became one: ``actor`` now holds what ``parts`` held.
+
+    A part is a principal's own id when it was in no actor before, else the id of the
+    actor it was in (that id is gone from now on). The actor that kept its id, when one
+    did, is not a part."""
+
+    actor: str
+    parts: tuple[str, ...]
 
 
 class ActorGraph:
@@ -49,23 +67,29 @@ class ActorGraph:
 
     def link(self, a: str, b: str, weight: float, kind: str) -> bool:
         """Add ``weight`` of evidence that a and b are one actor. True if this merged them."""
+        return self.join(a, b, weight, kind) is not None
+
+    def join(self, a: str, b: str, weight: float, kind: str) -> Merge | None:
+        """As ``link``, and say what merged: the resulting actor and the parts it absorbed."""
         if a == b or weight <= 0:
-            return False
+            return None
         ra, rb = self.find(a), self.find(b)
         if ra == rb:
-            return False
+            return None
         key = (a, b) if a < b else (b, a)
         total = self._pair_weight.pop(key, 0.0) + weight
         self._pair_weight[key] = total
         if len(self._pair_weight) > self.max_pairs:
             self._pair_weight.popitem(last=False)
         if total < self.link_threshold:
-            return False
-        self._union(ra, rb, kind, total)
+            return None
+        before = {r: actor_id(r) if r in self._members else r for r in (ra, rb)}
+        root = self._union(ra, rb, kind, total)
         del self._pair_weight[key]
-        return True
+        actor = actor_id(root)
+        return Merge(actor, tuple(part for part in before.values() if part != actor))
 
-    def _union(self, ra: str, rb: str, kind: str, weight: float) -> None:
+    def _union(self, ra: str, rb: str, kind: str, weight: float) -> str:
         ma = self._members.get(ra, [ra])
         mb = self._members.get(rb, [rb])
         # the larger cluster stays root, so an actor keeps its id as members join;
@@ -79,6 +103,7 @@ class ActorGraph:
         for k, v in self._evidence.pop(rb, {}).items():
             ev[k] = ev.get(k, 0.0) + v
         ev[kind] = ev.get(kind, 0.0) + weight
+        return ra
 
     def actors(self) -> dict[str, tuple[str, ...]]:
         return {actor_id(root): tuple(m) for root, m in self._members.items()}

@@ -6,7 +6,10 @@ A detector:
 - learns from one interaction at a time in ``update(interaction) -> list[Signal]``, with
   no I/O and no clock (time is ``interaction.ts``);
 - keeps bounded state (windows, a cap on principals, eviction);
-- can be snapshotted to bytes and restored.
+- can be snapshotted to bytes and restored;
+- when it keeps actor-level state, folds the state of the parts of a merge into the
+  actor's in ``merge(actor, parts)``, which the engine calls whenever its actor graph
+  merges two clusters.
 
 Every detector receives the ``profile`` of the model it watches as a parameter; the engine
 builds one detector instance per model.
@@ -16,7 +19,7 @@ from __future__ import annotations
 
 import inspect
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -61,6 +64,19 @@ class Detector:
     # -- the contract -----------------------------------------------------------------
     def update(self, interaction: Interaction) -> list[Signal]:
         raise NotImplementedError
+
+    def merge(self, actor: str, parts: tuple[str, ...]) -> None:
+        """The engine merged ``parts`` into ``actor``: fold what they had learned into it.
+
+        A part is a principal that was in no actor yet, or an actor id that no longer
+        exists. From the next interaction on, ``interaction.actor`` names ``actor`` for all
+        its members; a detector that keeps state per actor (or per ``actor or principal``)
+        moves the parts' state there now, so an actor's counts start from everything its
+        members sent, including keys that fell silent before they were linked. The engine
+        calls this on every detector of every model, for parts the detector may never have
+        seen. No I/O, no clock; the default keeps no actor state and does nothing.
+        """
+        return None
 
     def state_size(self) -> int:
         """How many principals (or stored items) the detector currently holds."""
@@ -175,6 +191,27 @@ class PrincipalStates(Generic[S]):
 
     def peek(self, principal: str) -> S | None:
         return self._states.get(principal)
+
+    def pop(self, principal: str) -> S | None:
+        """Remove and return the principal's state (None when it holds none)."""
+        return self._states.pop(principal, None)
+
+    def fold(self, actor: str, parts: Iterable[str], fold: Callable[[S, S], None]) -> None:
+        """Move each part's state into ``actor``'s (see ``Detector.merge``).
+
+        The first state to arrive becomes the actor's as it is; each later one is added
+        to it with ``fold(into, part_state)``. Parts with no state are skipped."""
+        states = self._states
+        for part in parts:
+            st = states.pop(part, None)
+            if st is None:
+                continue
+            into = states.get(actor)
+            if into is None:
+                states[actor] = st
+            else:
+                fold(into, st)
+                states.move_to_end(actor)
 
     def __len__(self) -> int:
         return len(self._states)

@@ -19,7 +19,7 @@ from typing import Any
 import msgspec
 
 from querywarden.core import registry, snapshot
-from querywarden.core.actors import ActorGraph
+from querywarden.core.actors import ActorGraph, Merge
 from querywarden.core.detector import Detector, PrincipalStates
 from querywarden.core.policy import DEFAULT_POLICY, Policy
 from querywarden.core.profile import ModelProfile
@@ -126,9 +126,11 @@ class Engine:
 
         decisions: list[Decision] = []
         for sig in signals:
-            for other in sig.related:
-                if sig.link_weight > 0:
-                    self.actors.link(sig.principal, other, sig.link_weight, sig.detector)
+            if sig.link_weight > 0:
+                for other in sig.related:
+                    merge = self.actors.join(sig.principal, other, sig.link_weight, sig.detector)
+                    if merge is not None:
+                        self._merge(merge)
         for sig in signals:
             actor = self.actors.actor_of(sig.principal)
             members = self.actors.members(sig.principal) if actor else (sig.principal,)
@@ -143,6 +145,12 @@ class Engine:
                 decisions.extend(self._apply(decision, event.principals))
             findings.append(event)
         return Step(signals, findings, decisions, self.actors.actor_of(interaction.principal))
+
+    def _merge(self, merge: Merge) -> None:
+        """Tell every detector, of every model, that the parts now form one actor."""
+        for detectors in self._detectors.values():
+            for det in detectors:
+                det.merge(merge.actor, merge.parts)
 
     def decision_for(self, principal: str) -> Decision:
         """The principal's current decision: an operator's pin wins over the engine's."""

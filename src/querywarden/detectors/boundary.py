@@ -26,7 +26,8 @@ against about 4% of natural digits. The population rate starts from
 attacker sets it.
 
 Windows are kept per principal, or per actor once the engine has clustered the principal
-into one (``Interaction.actor``), so the keys of one Sybil attacker share a window.
+into one (``Interaction.actor``), so the keys of one Sybil attacker share a window; at the
+merge each key's window and boundary centres move to the actor's (``merge``).
 
 Technique: AML.T0043 (crafting adversarial data). When the boundary events cluster around
 ``membership_centres`` or more distinct centres (each with at least ``min_centre_events``
@@ -53,7 +54,7 @@ from querywarden.core.atlas import ADVERSARIAL, MEMBERSHIP
 from querywarden.core.detector import Calibration, Detector, PrincipalStates
 from querywarden.core.profile import ModelProfile
 from querywarden.core.records import Interaction, Output, Severity, Signal, Vector
-from querywarden.detectors.event_window import push_event, share_calibration
+from querywarden.detectors.event_window import fold_events, push_event, share_calibration
 from querywarden.detectors.reference import QuerySpace, binomial_surprise, reference_rows, spacing
 from querywarden.errors import DetectorError
 
@@ -263,6 +264,23 @@ class BoundaryDetector(Detector):
             )
         ]
 
+    def merge(self, actor: str, parts: tuple[str, ...]) -> None:
+        self._states.fold(actor, parts, self._fold)
+
+    def _fold(self, into: _State, other: _State) -> None:
+        """Add another principal's window and boundary centres to an actor's."""
+        fold_events(into, other, self.window)
+        if other.centres is not None and other.centre_n is not None:
+            for z, n in zip(other.centres, other.centre_n.tolist(), strict=True):
+                if n:
+                    self._add_centre(into, z, n)
+        if into.last_z is None:
+            into.last_z, into.last_label = other.last_z, other.last_label
+        into.learned = max(into.learned, other.learned)
+        into.level = max(into.level, other.level)
+        for technique, level in other.level_by_technique.items():
+            into.level_by_technique[technique] = max(level, into.level_by_technique.get(technique, Severity.INFO))
+
     def _learn(self, kind: int, flag: int) -> None:
         pop = self._pop
         pop[kind, 0] += flag
@@ -278,8 +296,8 @@ class BoundaryDetector(Detector):
             return int(st.flags[start : st.pos].sum())
         return int(st.flags[start:].sum()) + int(st.flags[: st.pos].sum())
 
-    def _add_centre(self, st: _State, z: Vector) -> None:
-        """Assign a boundary event to the nearest centre within the radius, or open a new one."""
+    def _add_centre(self, st: _State, z: Vector, events: int = 1) -> None:
+        """Assign boundary events to the nearest centre within the radius, or open a new one."""
         if st.centres is None or st.centre_n is None:
             st.centres = np.zeros((self.max_centres, z.shape[0]), dtype=np.float32)
             st.centre_n = np.zeros(self.max_centres, dtype=np.int64)
@@ -289,11 +307,11 @@ class BoundaryDetector(Detector):
             d2 = np.einsum("ij,ij->i", diff, diff)
             j = int(d2.argmin())
             if math.sqrt(float(d2[j])) <= self._centre_radius:
-                st.centre_n[j] += 1
+                st.centre_n[j] += events
                 return
         slot = held if held < self.max_centres else int(st.centre_n.argmin())
         st.centres[slot] = z
-        st.centre_n[slot] = 1
+        st.centre_n[slot] = events
 
     def _distinct_centres(self, st: _State) -> int:
         if st.centre_n is None:

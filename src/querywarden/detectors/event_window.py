@@ -46,6 +46,18 @@ def push_event(st: EventState, flag: int, window: int) -> None:
     st.pos = (st.pos + 1) % window
 
 
+def fold_events(into: EventState, other: EventState, window: int) -> None:
+    """Append ``other``'s held flags, oldest first, to ``into``'s ring: two principals'
+    records becoming one actor's. The worst share and surprise are the worse of the two."""
+    flags = other.flags
+    if flags is not None and other.n:
+        held = flags[: other.n] if other.n < window else np.concatenate([flags[other.pos :], flags[: other.pos]])
+        for flag in held.tolist():
+            push_event(into, int(flag), window)
+    into.worst_share = max(into.worst_share, other.worst_share)
+    into.worst_surprise = max(into.worst_surprise, other.worst_surprise)
+
+
 def share_calibration(
     states: Iterable[EventState], min_queries: int, floors: tuple[float, float]
 ) -> dict[str, Calibration]:

@@ -27,6 +27,10 @@ attribute: two values per record). Natural records that happen to differ in one 
 features (common in one-hot tabular data) rarely arrive one right after the other, which
 is why adjacency is required there.
 
+State is kept per principal, or per actor once the engine has clustered the principal
+into one (``Interaction.actor``); at the merge each key's chains, families and sweeps move
+to the actor's (``merge``), so a sweep split over many keys adds up.
+
 Exact duplicates (retries) are ignored. ``medium`` is the calibrated crossing; ``high`` is
 four times past it. One signal per rise of level, not per query.
 
@@ -205,7 +209,7 @@ class InversionDetector(Detector):
         z = self._space.transform(interaction.features) if self._space is not None else None
         if z is None:
             return []
-        st = self._states.get(interaction.principal)
+        st = self._states.get(interaction.actor or interaction.principal)
         k, step = -1, math.inf
         if st.heads is not None:
             diff = st.heads - z
@@ -345,6 +349,49 @@ class InversionDetector(Detector):
         """The most distinct families that edited one same feature within the window."""
         recent = st.queries - _SWEPT_WINDOW
         return max((sum(1 for _, q in trail if q > recent) for trail in st.swept.values()), default=0)
+
+    # -- actors -------------------------------------------------------------------------
+    def merge(self, actor: str, parts: tuple[str, ...]) -> None:
+        self._states.fold(actor, parts, self._fold)
+
+    def _fold(self, into: _State, other: _State) -> None:
+        """Add another principal's chains, families and sweeps to an actor's.
+
+        Query indices are the other's counted back from the actor's latest query, so what
+        the other sent last counts as recent; family serials are renumbered past the
+        actor's, so two keys' records stay distinct records."""
+        shift = into.queries - other.queries
+        for k, chain in enumerate(other.chains):
+            if len(into.chains) >= _CHAINS or other.heads is None:
+                break
+            chain.used += shift
+            into.chains.append(chain)
+            head = other.heads[k][None, :]
+            into.heads = head.copy() if into.heads is None else np.vstack([into.heads, head])
+        serial = into.serial
+        if other.bases is not None:
+            for k in range(len(other.bases)):
+                if into.bases is not None and len(into.bases) >= self.families:
+                    old = into.used.index(min(into.used))
+                    if into.used[old] >= other.used[k] + shift:
+                        continue  # the actor's own families are more recent: keep them
+                    into.bases[old] = other.bases[k]
+                    into.used[old], into.variants[old] = other.used[k] + shift, other.variants[k]
+                    into.serials[old] = other.serials[k] + serial
+                    continue
+                base = other.bases[k][None, :]
+                into.bases = base.copy() if into.bases is None else np.vstack([into.bases, base])
+                into.used.append(other.used[k] + shift)
+                into.variants.append(other.variants[k])
+                into.serials.append(other.serials[k] + serial)
+        for feature, trail in other.swept.items():
+            held = into.swept.get(feature)
+            if held is None:
+                held = into.swept[feature] = deque(maxlen=trail.maxlen)
+            held.extend((s + serial, q + shift) for s, q in trail)
+        into.serial += other.serial
+        into.levels = [max(a, b) for a, b in zip(into.levels, other.levels, strict=True)]
+        into.worst = [max(a, b) for a, b in zip(into.worst, other.worst, strict=True)]
 
     # -- judging ------------------------------------------------------------------------
     def _judge(self, interaction: Interaction, st: _State, edited: np.ndarray | None) -> list[Signal]:

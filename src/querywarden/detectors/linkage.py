@@ -36,8 +36,8 @@ from its first query, and then needs a partner of the same style starting alongs
 Blind spots: natural-data extraction split over keys with unrelated clients (nothing
 synthetic to share); keys that send fewer than ``min_queries`` distinct queries each; keys
 of one campaign run hours apart (outside ``horizon``); an attacker who gives each key a
-different synthetic style. Actor-level state of the other detectors starts when the merge
-happens, so the queries a key sent before it are counted per principal only.
+different synthetic style. At a merge the other detectors move each key's state to the
+actor (``Detector.merge``), so what a key sent before it was linked counts for the actor.
 Near-duplicate chains shared by keys are the ``neardup`` detector's link evidence.
 """
 

@@ -26,6 +26,10 @@ across principals not flagged.
 
 ``medium`` is the crossing, ``high`` four times past it. One signal per rise of level.
 
+State is kept per principal, or per actor once the engine has clustered the principal
+into one (``Interaction.actor``); at the merge each key's clusters and training hits move
+to the actor's (``merge``), so candidates probed from many keys add up.
+
 Blind spots: confidence-reading MIA without training digests; a bank re-scoring its own
 customers (its queries *are* training records, so it looks like MIA: raise ``member_share``
 for it or leave digests out); label-only probing spread so thinly (few probes per
@@ -141,7 +145,7 @@ class MembershipDetector(Detector):
         z = self._space.transform(x) if self._space is not None else None
         if z is None or x is None:
             return []
-        st = self._states.get(interaction.principal)
+        st = self._states.get(interaction.actor or interaction.principal)
         key = hashlib.blake2b(x.tobytes(), digest_size=8).digest()
         if key in st.seen:
             return []  # retries and exact duplicates are not probes
@@ -224,6 +228,44 @@ class MembershipDetector(Detector):
 
     def _share_threshold(self, st: _State) -> float:
         return min(1.0, max(self.member_share, self.benign_factor * self.benign_share(st)))
+
+    # -- actors -------------------------------------------------------------------------
+    def merge(self, actor: str, parts: tuple[str, ...]) -> None:
+        self._states.fold(actor, parts, self._fold)
+
+    def _fold(self, into: _State, other: _State) -> None:
+        """Add another principal's queries, probe clusters and training hits to an actor's.
+
+        Query indices are the other's counted back from the actor's latest query; a filled
+        cluster at a centre the actor already filled is the same candidate, counted once."""
+        shift = into.queries - other.queries
+        for key in other.seen:
+            into.seen[key] = None
+        while len(into.seen) > _SEEN:
+            del into.seen[next(iter(into.seen))]
+        if other.centres is not None:
+            for k, centre in enumerate(other.centres):
+                row = centre[None, :]
+                if into.centres is None or len(into.counts) < self.clusters:
+                    into.centres = row.copy() if into.centres is None else np.vstack([into.centres, row])
+                    into.counts.append(other.counts[k])
+                    into.used.append(other.used[k] + shift)
+                    continue
+                old = into.used.index(min(into.used))
+                if into.used[old] < other.used[k] + shift:
+                    into.centres[old] = centre
+                    into.counts[old], into.used[old] = other.counts[k], other.used[k] + shift
+        for q, centre in other.filled:
+            if all(float(np.linalg.norm(c - centre)) >= self._spacing for _, c in into.filled):
+                into.filled.append((q + shift, centre))
+        if len(into.filled) > _HIGH_FACTOR * self.probed_records:
+            ordered = sorted(into.filled, key=lambda item: item[0])
+            into.filled = deque(ordered[-int(_HIGH_FACTOR * self.probed_records) :])
+        into.digest_queries += other.digest_queries
+        into.hits += other.hits
+        into.pooled = [a + b for a, b in zip(into.pooled, other.pooled, strict=True)]
+        into.levels = [max(a, b) for a, b in zip(into.levels, other.levels, strict=True)]
+        into.worst = [max(a, b) for a, b in zip(into.worst, other.worst, strict=True)]
 
     # -- judging ------------------------------------------------------------------------
     def _judge(self, interaction: Interaction, st: _State) -> list[Signal]:

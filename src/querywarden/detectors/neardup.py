@@ -27,8 +27,9 @@ its last three), are link evidence: the signal names those principals in ``relat
 with ``link_weight``, each time the pair's hit count reaches a power of two, at most
 ``max_link_emits`` times per pair. The keys of one split attack query the same chain minutes apart and merge into
 one actor within a few rounds; customers who happen to edit the same popular photo do it
-hours or days apart and stay apart. When a principal joins an actor it brings its chain
-counts with it, so the actor crosses ``min_hits`` as soon as its members together have.
+hours or days apart and stay apart. When principals merge into an actor their chain
+counts are added to the actor's (``merge``), so the actor crosses ``min_hits`` as soon as
+its members together have.
 
 Technique: a chain whose outputs settle on one class with rising confidence is model
 inversion (AML.T0024.001); a chain from a principal whose queries are 10% or more exact
@@ -67,7 +68,6 @@ class _Chains:
     """Near-duplicate hit counts per chain for one principal or one actor."""
 
     __slots__ = (
-        "actor",
         "chains",
         "key",
         "last",
@@ -84,7 +84,6 @@ class _Chains:
 
     def __init__(self) -> None:
         self.key = 0
-        self.actor = ""
         self.queries = 0
         self.near = 0
         self.repeats = 0
@@ -325,18 +324,32 @@ class NearDuplicateDetector(Detector):
 
     # -- internals ----------------------------------------------------------------------
     def _actor_state(self, interaction: Interaction, st: _Chains) -> _Chains | None:
-        """The actor's counts; a principal that just joined brings its own chain counts along."""
+        """The counts of the principal's actor, None when it is in none."""
         if not interaction.actor:
             return None
         ast = self._actors.get(interaction.actor)
         if ast.key == 0:
             ast.key = stable_hash(interaction.actor.encode())
-        if st.actor != interaction.actor:
-            st.actor = interaction.actor
-            for chain, (count, _, _) in (st.chains or {}).items():
-                if count:
-                    ast.hit(chain, self.hits_window, self.min_hits, count)
         return ast
+
+    def merge(self, actor: str, parts: tuple[str, ...]) -> None:
+        """Bring each part's chain counts to the actor: a principal's own (which it keeps,
+        for its link evidence), or a former actor's (which is gone)."""
+        into: _Chains | None = None
+        for part in parts:
+            other = self._actors.pop(part) or self._principals.peek(part)
+            if other is None:
+                continue
+            if into is None:
+                into = self._actors.get(actor)
+                if into.key == 0:
+                    into.key = stable_hash(actor.encode())
+            for chain, (count, _, _) in (other.chains or {}).items():
+                if count:
+                    into.hit(chain, self.hits_window, self.min_hits, count)
+            into.queries += other.queries
+            into.repeats += other.repeats
+            into.level = max(into.level, other.level)
 
     def _remember(self, key: int, principal: str) -> None:
         names = self._names

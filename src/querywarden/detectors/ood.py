@@ -23,7 +23,8 @@ limit what one caller can plant, but a Sybil attacker present from the first min
 still poison it. Declare a reference sample wherever one exists.
 
 Windows are kept per principal, or per actor once the engine has clustered the principal
-into one (``Interaction.actor``), so the keys of one Sybil attacker share a window.
+into one (``Interaction.actor``), so the keys of one Sybil attacker share a window; at the
+merge each key's window moves to the actor's (``merge``).
 
 Severities: ``medium`` when the surprise reaches ``surprise`` and the share reaches
 ``min_share`` after at least ``min_queries`` queries; ``high`` when a full window holds at
@@ -46,7 +47,7 @@ from querywarden.core.atlas import EXTRACTION
 from querywarden.core.detector import Calibration, Detector, PrincipalStates
 from querywarden.core.profile import ModelProfile
 from querywarden.core.records import Interaction, Severity, Signal
-from querywarden.detectors.event_window import push_event, share_calibration
+from querywarden.detectors.event_window import fold_events, push_event, share_calibration
 from querywarden.detectors.reference import (
     KnnReference,
     QuerySpace,
@@ -184,6 +185,21 @@ class OodDetector(Detector):
                 },
             )
         ]
+
+    def merge(self, actor: str, parts: tuple[str, ...]) -> None:
+        self._states.fold(actor, parts, self._fold)
+
+    def _fold(self, into: _State, other: _State) -> None:
+        """Add another principal's window and recent out-of-distribution inputs to an actor's."""
+        fold_events(into, other, self.window)
+        if other.novel is not None:
+            filled = min(other.novel_n, self.novelty_memory)
+            for z in other.novel[:filled]:
+                if into.novel is None:
+                    into.novel = np.zeros_like(other.novel)
+                into.novel[into.novel_n % self.novelty_memory] = z
+                into.novel_n += 1
+        into.level = max(into.level, other.level)
 
     def _novel(self, st: _State, z: npt.NDArray[np.float64]) -> bool:
         """Remember ``z``; True unless it is a variant of a recent out-of-distribution input.

@@ -29,8 +29,9 @@ tabular data: 0.94), augmentation with a network-like substitute gives W = 0.2-0
 first test (100 distances).
 
 State is kept per principal, or per actor once the engine has clustered the principal
-into one (``Interaction.actor``), so keys of one Sybil attacker pool their distances from
-then on.
+into one (``Interaction.actor``). At the merge each key's stored queries and distances move
+to the actor (``merge``), so the keys of one Sybil attacker pool everything they sent,
+including what they sent before they were linked.
 
 Severities: ``medium`` when W < ``delta``; ``high`` when it stays below for ``sustained``
 consecutive tests. A signal is emitted only when the level rises.
@@ -106,6 +107,12 @@ class _ClassWindow:
             self.pos = (self.pos + 1) % size
         self.rows[slot] = -2.0 * z
         self.sq[slot] = zz
+
+    def held(self) -> tuple[_F32, _F32]:
+        """The stored queries, oldest first, as ``(z rows, |z|^2)``."""
+        n = self.count
+        order = np.arange(n) if n < self.rows.shape[0] else (np.arange(n) + self.pos) % n
+        return self.rows[order] * np.float32(-0.5), self.sq[order]
 
 
 class _State:
@@ -198,6 +205,30 @@ class PradaDetector(Detector):
             return []
         st.since_test = 0
         return self._test(st, interaction)
+
+    def merge(self, actor: str, parts: tuple[str, ...]) -> None:
+        self._states.fold(actor, parts, self._fold)
+
+    def _fold(self, into: _State, other: _State) -> None:
+        """Add another principal's queries and distances to an actor's, as if it had sent them."""
+        for label, win in other.classes.items():
+            if label not in into.classes and len(into.classes) >= _MAX_CLASSES:
+                label = _OVERFLOW
+            target = into.classes.get(label)
+            rows, sq = win.held()
+            if target is None:
+                target = into.classes[label] = _ClassWindow(rows.shape[1])
+            for z, zz in zip(rows, sq.tolist(), strict=True):
+                target.add(z, zz, self.window)
+        if other.dists is not None:
+            n, cap = other.n_dists, self.max_distances
+            held = other.dists[:n] if n <= cap else np.roll(other.dists, -(n % cap))
+            for log_d in held.tolist():
+                self._record(into, log_d)
+        into.since_test += other.since_test
+        into.below_run = max(into.below_run, other.below_run)
+        into.level = max(into.level, other.level)
+        into.worst_w = min(into.worst_w, other.worst_w)
 
     def _record(self, st: _State, log_d: float) -> None:
         buf = st.dists
