@@ -103,8 +103,8 @@ def _signal(ts: float, principal: str = "key_a", technique: str = "AML.T0024.002
 
 # -- opening and migrating ---------------------------------------------------------------
 def test_open_migrates_an_empty_database_to_head(store: Store) -> None:
-    assert store.schema_revision == "0001"
-    assert store.meta()["schema_revision"] == "0001"
+    assert store.schema_revision == "0002"
+    assert store.meta()["schema_revision"] == "0002"
     stats = store.stats()
     assert (stats.interactions, stats.findings, stats.signals) == (0, 0, 0)
 
@@ -114,7 +114,7 @@ def test_reopening_keeps_data_and_does_not_remigrate(store_url: str) -> None:
         first.add_interactions([_interaction(1)])
     with open_store(store_url) as again:
         assert again.stats().interactions == 1
-        assert again.schema_revision == "0001"
+        assert again.schema_revision == "0002"
 
 
 # -- interactions and retention ------------------------------------------------------------

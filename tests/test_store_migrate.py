@@ -49,7 +49,7 @@ def test_downgrade_to_empty_and_back(tmp_path: Path) -> None:
     finally:
         engine.dispose()
     with open_store(url) as store:
-        assert store.schema_revision == migrate.head() == "0001"
+        assert store.schema_revision == migrate.head() == "0002"
 
 
 def test_a_database_from_a_newer_version_is_refused(tmp_path: Path) -> None:
@@ -67,3 +67,25 @@ def test_a_file_that_is_not_a_database_is_a_store_error(tmp_path: Path) -> None:
     (tmp_path / "notes.db").write_text("these are not the tables you are looking for\n" * 100)
     with pytest.raises(StoreError, match=r"notes\.db: file is not a database"):
         open_store(f"sqlite:///{tmp_path}/notes.db")
+
+
+def test_a_store_at_the_first_schema_gains_the_triage_tables_and_keeps_its_findings(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/qw.db"
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            cfg = migrate._config()
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "0001")  # a store written before operators could triage findings
+            conn.execute(
+                sa.text(
+                    "INSERT INTO findings VALUES ('fnd-1', 'open', '[\"key_a\"]', NULL, 'credit', 'AML.T0024.002',"
+                    " 'Extract AI Model', '[]', 3, 0.6, '[]', 1.0, 2.0, 2.0, 'req-1', 5, '{}', 'harden', 1)"
+                )
+            )
+    finally:
+        engine.dispose()
+    with open_store(url) as store:
+        assert store.schema_revision == "0002"
+        assert store.triage_finding("fnd-1", "close", "seen", by="alice") is not None
+        assert store.finding("fnd-1").finding.status == "closed"  # type: ignore[union-attr]

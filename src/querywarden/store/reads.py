@@ -39,7 +39,7 @@ _t = schema.traffic
 _active = _f.c.status != "closed"
 
 
-def _page(limit: int, offset: int) -> tuple[int, int]:
+def page(limit: int, offset: int) -> tuple[int, int]:
     if limit < 0 or offset < 0:
         raise StoreError(f"limit and offset must be 0 or more, got limit={limit} offset={offset}")
     return limit, offset
@@ -91,7 +91,7 @@ def finding_filter(
 
 
 def findings(conn: sa.Connection, where: list[sa.ColumnElement[bool]], limit: int, offset: int) -> list[Finding]:
-    limit, offset = _page(limit, offset)
+    limit, offset = page(limit, offset)
     q = sa.select(_f).where(*where).order_by(_f.c.updated_ts.desc(), _f.c.finding_id).limit(limit).offset(offset)
     return [codec.finding_from(r) for r in conn.execute(q)]
 
@@ -123,7 +123,7 @@ def signals(
 ) -> list[Signal]:
     """Signals, newest first. With ``finding_id``: the signals behind that finding, i.e.
     its model and technique, from its principals, within its first and last seen times."""
-    limit, offset = _page(limit, offset)
+    limit, offset = page(limit, offset)
     s = schema.signals
     where: list[sa.ColumnElement[bool]] = []
     if finding_id is not None:
@@ -156,7 +156,7 @@ def interactions(
     limit: int,
     offset: int,
 ) -> list[StoredInteraction]:
-    limit, offset = _page(limit, offset)
+    limit, offset = page(limit, offset)
     i = schema.interactions
     where = _equal((i.c.principal, principal), (i.c.model, model)) + _window(i.c.ts, since, until)
     order = (i.c.ts.desc(), i.c.seq.desc()) if newest_first else (i.c.ts, i.c.seq)
@@ -194,7 +194,7 @@ def principals(
     """Every principal the store knows of (from traffic, findings or decisions), summarized."""
     if order_by not in PRINCIPAL_ORDERS:
         raise StoreError(f"cannot order principals by {order_by!r}; allowed: {', '.join(PRINCIPAL_ORDERS)}")
-    limit, offset = _page(limit, offset)
+    limit, offset = page(limit, offset)
     p = schema.principals
     fa_query = (
         sa.select(
@@ -284,7 +284,7 @@ def load_decisions(conn: sa.Connection) -> list[Decision]:
 
 
 def audit(conn: sa.Connection, *, principal: str | None, limit: int, offset: int) -> list[AuditEntry]:
-    limit, offset = _page(limit, offset)
+    limit, offset = page(limit, offset)
     a = schema.decision_audit
     q = sa.select(a).order_by(a.c.seq.desc()).limit(limit).offset(offset)
     if principal is not None:

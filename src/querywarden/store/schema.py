@@ -201,3 +201,35 @@ snapshots = sa.Table(
     sa.Column("ts", sa.Double, nullable=False),
     sa.Column("blob", sa.LargeBinary, nullable=False),
 )
+
+finding_triage = sa.Table(
+    "finding_triage",
+    metadata,
+    sa.Column("finding_id", sa.String(64), primary_key=True),
+    sa.Column("acknowledged_by", sa.String(256)),
+    sa.Column("acknowledged_at", sa.Double),
+    sa.Column("acknowledged_note", sa.Text),
+    sa.Column("closed_by", sa.String(256)),
+    sa.Column("closed_at", sa.Double),
+    sa.Column("closed_note", sa.Text),
+    sa.Column("closed_revision", sa.Integer),
+)
+"""What operators did to a finding: who acknowledged it and who closed it, when (wall
+clock) and why. ``closed_revision`` is the finding's revision when it was closed: a later
+engine event (a higher revision) re-opens the finding, and the row shows that it did."""
+
+operator_audit = sa.Table(
+    "operator_audit",
+    metadata,
+    sa.Column("seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("recorded_at", sa.Double, nullable=False),
+    sa.Column("event", sa.String(32), nullable=False),
+    sa.Column("by", sa.String(256), nullable=False),
+    sa.Column("subject", sa.String(256), nullable=False),
+    sa.Column("note", sa.Text, nullable=False),
+    sa.Column("client_ip", sa.String(64)),
+    sa.Index("ix_operator_audit_subject", "subject"),
+)
+"""What operators did besides decisions: finding triage (``acknowledge``, ``close``) and
+console logins (``login``, ``login_failed``, with the client IP; never the secret).
+``subject`` is the finding id, or the user name a login was tried for."""

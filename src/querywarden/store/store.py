@@ -29,7 +29,7 @@ import querywarden
 from querywarden.core.engine import Step
 from querywarden.core.records import Decision, Finding, Interaction, Severity, Signal
 from querywarden.errors import StoreError
-from querywarden.store import migrate, reads, writes
+from querywarden.store import migrate, reads, triage, writes
 from querywarden.store.behind import Part, WriteBehind, write_parts
 from querywarden.store.codec import Retention
 from querywarden.store.url import StoreURL, create_engines, parse_url
@@ -37,10 +37,12 @@ from querywarden.store.views import (
     ActorSummary,
     AuditEntry,
     FindingDetail,
+    OperatorEvent,
     PrincipalSummary,
     SnapshotInfo,
     StoredInteraction,
     StoreStats,
+    Triage,
 )
 from querywarden.store.writer import Writer
 
@@ -188,6 +190,29 @@ class Store:
             self._writer.call(lambda conn: writes.clear_decision(conn, principal, ts=ts, note=actor_note, by=by))
         )
 
+    def triage_finding(
+        self, finding_id: str, action: str, note: str = "", *, by: str, client_ip: str | None = None
+    ) -> Finding | None:
+        """An operator acknowledges or closes a finding (``action``), audited under ``by``;
+        durable on return. The finding as it is now, None when the store has no such finding;
+        ``TriageRefused`` when it is closed (or changed meanwhile)."""
+        triage.check_action(action)
+        now = time.time()
+        found: Finding | None = self._writer.call(
+            lambda conn: triage.triage_finding(conn, finding_id, action, by=by, note=note, now=now, client_ip=client_ip)
+        )
+        return found
+
+    def audit_operator(
+        self, event: str, *, by: str, subject: str, note: str = "", client_ip: str | None = None
+    ) -> None:
+        """Append an operator event (e.g. ``login``, ``login_failed``) to the audit; durable on return."""
+        triage.check_event(event)
+        now = time.time()
+        self._writer.call(
+            lambda conn: triage.audit(conn, event, by=by, subject=subject, note=note, now=now, client_ip=client_ip)
+        )
+
     def prune(self, before: float) -> tuple[int, int]:
         """Delete interactions and signals with ``ts < before`` (epoch seconds); return the
         numbers of each deleted. Findings, decisions and the audit are kept."""
@@ -272,8 +297,27 @@ class Store:
         return self._read(lambda conn: reads.count_findings(conn, where))
 
     def finding(self, finding_id: str) -> FindingDetail | None:
-        """One finding's current state and its open/updated/closed events."""
-        return self._read(lambda conn: reads.finding(conn, finding_id))
+        """One finding's current state, its open/updated/closed events and its triage."""
+
+        def query(conn: sa.Connection) -> FindingDetail | None:
+            detail = reads.finding(conn, finding_id)
+            if detail is None:
+                return None
+            return FindingDetail(detail.finding, detail.events, triage.triage(conn, [finding_id]).get(finding_id))
+
+        return self._read(query)
+
+    def triage(self, finding_ids: Sequence[str]) -> dict[str, Triage]:
+        """What operators did to each of the findings (those with no triage are left out)."""
+        return self._read(lambda conn: triage.triage(conn, finding_ids))
+
+    def operator_audit(
+        self, limit: int = 50, offset: int = 0, *, event: str | None = None, subject: str | None = None
+    ) -> list[OperatorEvent]:
+        """Operator events other than decisions (finding triage, logins), newest first."""
+        return self._read(
+            lambda conn: triage.operator_events(conn, event=event, subject=subject, limit=limit, offset=offset)
+        )
 
     def principals(self, order_by: str = "risk", limit: int = 50, offset: int = 0) -> list[PrincipalSummary]:
         """Principal summaries ordered by ``risk`` (severity, then score, then queries),

@@ -40,11 +40,33 @@ class StoredInteraction:
 
 
 @dataclass(frozen=True, slots=True)
+class Triage:
+    """What operators did to a finding (times are the wall clock of the change).
+
+    ``reopened`` is True when the operator closed the finding and the engine raised it
+    again since (a later revision): the finding is active again and the close stays on
+    record.
+    """
+
+    finding_id: str
+    acknowledged_by: str | None = None
+    acknowledged_at: float | None = None
+    acknowledged_note: str | None = None
+    closed_by: str | None = None
+    closed_at: float | None = None
+    closed_note: str | None = None
+    closed_revision: int | None = None
+    reopened: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class FindingDetail:
-    """A finding's current state and every event that led to it, oldest first."""
+    """A finding's current state, every event that led to it (oldest first) and what
+    operators did to it."""
 
     finding: Finding
     events: tuple[Finding, ...]
+    triage: Triage | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +107,21 @@ class AuditEntry:
     finding_id: str | None
     params: dict[str, Any]
     shadow: bool
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorEvent:
+    """One operator action other than a decision: ``acknowledge`` or ``close`` of a finding
+    (``subject`` is its id), ``login`` or ``login_failed`` (``subject`` is the user name
+    tried, ``token`` for an API token; never the password or token)."""
+
+    seq: int
+    recorded_at: float
+    event: str
+    by: str
+    subject: str
+    note: str
+    client_ip: str | None
 
 
 @dataclass(frozen=True, slots=True)

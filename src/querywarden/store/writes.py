@@ -22,7 +22,7 @@ from querywarden.store import codec, schema
 from querywarden.store.codec import Retention
 
 
-def _insert(conn: sa.Connection, table: sa.Table) -> Any:
+def insert_for(conn: sa.Connection, table: sa.Table) -> Any:
     """The dialect's INSERT, which knows ``ON CONFLICT``."""
     if conn.dialect.name == "postgresql":
         return postgresql.insert(table)
@@ -58,7 +58,7 @@ def add_interactions(conn: sa.Connection, items: Sequence[Interaction], retentio
 def bump_traffic(conn: sa.Connection, rollup: Mapping[tuple[str, str], Sequence[float]]) -> None:
     """Add ``(count, first_ts, last_ts)`` per (principal, model) to the traffic roll-up."""
     t = schema.traffic
-    stmt = _insert(conn, t)
+    stmt = insert_for(conn, t)
     stmt = stmt.on_conflict_do_update(
         index_elements=[t.c.principal, t.c.model],
         set_={
@@ -82,7 +82,7 @@ def bump_traffic(conn: sa.Connection, rollup: Mapping[tuple[str, str], Sequence[
             entry[1] = min(entry[1], v[1])
             entry[2] = max(entry[2], v[2])
     pt = schema.principals
-    stmt = _insert(conn, pt)
+    stmt = insert_for(conn, pt)
     stmt = stmt.on_conflict_do_update(
         index_elements=[pt.c.principal],
         set_={
@@ -107,7 +107,7 @@ def know_principals(conn: sa.Connection, names: Iterable[str]) -> None:
     if unique:
         pt = schema.principals
         conn.execute(
-            _insert(conn, pt).on_conflict_do_nothing(index_elements=[pt.c.principal]),
+            insert_for(conn, pt).on_conflict_do_nothing(index_elements=[pt.c.principal]),
             [{"principal": p, "queries": 0, "first_seen_ts": None, "last_seen_ts": None} for p in unique],
         )
 
@@ -126,7 +126,7 @@ def add_findings(conn: sa.Connection, items: Sequence[Finding]) -> int:
         return 0
     ev = schema.finding_events
     conn.execute(
-        _insert(conn, ev).on_conflict_do_nothing(index_elements=[ev.c.finding_id, ev.c.revision, ev.c.status]),
+        insert_for(conn, ev).on_conflict_do_nothing(index_elements=[ev.c.finding_id, ev.c.revision, ev.c.status]),
         [codec.finding_event_row(f) for f in items],
     )
     latest: dict[str, Finding] = {}
@@ -135,18 +135,23 @@ def add_findings(conn: sa.Connection, items: Sequence[Finding]) -> int:
         if seen is None or f.revision >= seen.revision:
             latest[f.finding_id] = f
     t = schema.findings
-    stmt = _insert(conn, t)
+    stmt = insert_for(conn, t)
     columns = [c.name for c in t.columns if c.name != "finding_id"]
     stmt = stmt.on_conflict_do_update(
         index_elements=[t.c.finding_id],
         set_={name: stmt.excluded[name] for name in columns},
-        where=t.c.revision <= stmt.excluded.revision,
+        # forward only; an operator's close holds against the engine's events of the same
+        # revision (a replay) and gives way to a later one (the engine raised it again)
+        where=sa.or_(
+            t.c.revision < stmt.excluded.revision,
+            sa.and_(t.c.revision == stmt.excluded.revision, t.c.status != "closed"),
+        ),
     )
     conn.execute(stmt, [codec.finding_row(latest[k]) for k in sorted(latest)])
     fp = schema.finding_principals
     pairs = {(f.finding_id, p) for f in latest.values() for p in f.principals}
     conn.execute(
-        _insert(conn, fp).on_conflict_do_nothing(index_elements=[fp.c.finding_id, fp.c.principal]),
+        insert_for(conn, fp).on_conflict_do_nothing(index_elements=[fp.c.finding_id, fp.c.principal]),
         [{"finding_id": fid, "principal": p} for fid, p in sorted(pairs)],
     )
     know_principals(conn, (p for _, p in pairs))
@@ -171,7 +176,7 @@ def set_decisions(conn: sa.Connection, items: Sequence[Decision], *, note: str, 
     d_t = schema.decisions
     found = conn.execute(sa.select(d_t.c.principal, d_t.c.action).where(d_t.c.principal.in_(list(latest))))
     previous: dict[str, str] = {p: a for p, a in found}
-    stmt = _insert(conn, d_t)
+    stmt = insert_for(conn, d_t)
     columns = [c.name for c in d_t.columns if c.name != "principal"]
     stmt = stmt.on_conflict_do_update(
         index_elements=[d_t.c.principal], set_={name: stmt.excluded[name] for name in columns}
@@ -252,7 +257,7 @@ def save_actors(conn: sa.Connection, actors: Mapping[str, Iterable[str]], ts: fl
 def _upsert_members(conn: sa.Connection, members: Mapping[str, tuple[str, float]]) -> None:
     know_principals(conn, members)
     t = schema.actor_members
-    stmt = _insert(conn, t)
+    stmt = insert_for(conn, t)
     stmt = stmt.on_conflict_do_update(
         index_elements=[t.c.principal],
         set_={"actor": stmt.excluded.actor, "ts": stmt.excluded.ts},
@@ -263,7 +268,7 @@ def _upsert_members(conn: sa.Connection, members: Mapping[str, tuple[str, float]
 
 def save_snapshot(conn: sa.Connection, name: str, blob: bytes, ts: float) -> None:
     t = schema.snapshots
-    stmt = _insert(conn, t)
+    stmt = insert_for(conn, t)
     stmt = stmt.on_conflict_do_update(
         index_elements=[t.c.name], set_={"ts": stmt.excluded.ts, "blob": stmt.excluded.blob}
     )
@@ -272,6 +277,6 @@ def save_snapshot(conn: sa.Connection, name: str, blob: bytes, ts: float) -> Non
 
 def set_meta(conn: sa.Connection, values: Mapping[str, str]) -> None:
     t = schema.meta
-    stmt = _insert(conn, t)
+    stmt = insert_for(conn, t)
     stmt = stmt.on_conflict_do_update(index_elements=[t.c.key], set_={"value": stmt.excluded.value})
     conn.execute(stmt, [{"key": k, "value": v} for k, v in values.items()])
