@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -41,11 +41,14 @@ def serve_command(
         err.print(f"[red]error:[/red] --upstream must be a URL such as http://127.0.0.1:9000, not {shown}")
         raise typer.Exit(2)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from querywarden.gateway.server import build_server, load_gateway_settings, run
+    from querywarden.gateway.server import build_process_server, build_server, load_gateway_settings, run
 
     try:
         settings = load_gateway_settings(config, upstream=upstream)
-        server = build_server(settings, config, db)
+        if settings.engine_mode == "process":
+            server: Any = build_process_server(settings, config, db, admin=bool(admin_port))
+        else:
+            server = build_server(settings, config, db)
     except QueryWardenError as exc:
         err.print(f"[red]error:[/red] {escape(exc.located())}", highlight=False)
         raise typer.Exit(2) from None

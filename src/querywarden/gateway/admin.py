@@ -28,7 +28,7 @@ from starlette.types import ASGIApp
 from querywarden.core.engine import Engine
 from querywarden.errors import ConfigError
 from querywarden.gateway.metrics import GatewayMetrics
-from querywarden.gateway.pipeline import EnginePipeline
+from querywarden.gateway.pipeline import EnginePipeline, Pipeline
 from querywarden.gateway.settings import GatewaySettings
 
 MOUNT_GROUP = "querywarden.admin"
@@ -59,20 +59,24 @@ def discover_mounts(context: AdminContext) -> dict[str, ASGIApp]:
     return mounts
 
 
+def health(pipeline: Pipeline) -> JSONResponse:
+    """``/healthz``: 200 while the engine runs, 503 with ``"engine": "down"`` when it does not."""
+    up = pipeline.alive
+    body = {
+        "status": "ok" if up else "degraded",
+        "engine": "up" if up else "down",
+        "queue_depth": pipeline.depth,
+        "queue_dropped": pipeline.stats.dropped,
+        "engine_errors": pipeline.stats.errors,
+    }
+    return JSONResponse(body, status_code=200 if up else 503)
+
+
 def create_admin_app(context: AdminContext, mounts: Mapping[str, ASGIApp] | None = None) -> Starlette:
     """The admin ASGI app. ``mounts`` maps a name (``api``, ``console``) to an app at ``/<name>/``."""
 
     async def healthz(request: Request) -> JSONResponse:
-        pipeline = context.pipeline
-        up = pipeline.alive
-        body = {
-            "status": "ok" if up else "degraded",
-            "engine": "up" if up else "down",
-            "queue_depth": pipeline.depth,
-            "queue_dropped": pipeline.stats.dropped,
-            "engine_errors": pipeline.stats.errors,
-        }
-        return JSONResponse(body, status_code=200 if up else 503)
+        return health(context.pipeline)
 
     async def metrics(request: Request) -> Response:
         return Response(generate_latest(context.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import IO, Protocol, cast
@@ -29,6 +30,7 @@ from querywarden.core.engine import Engine, Step
 from querywarden.core.profile import ModelProfile
 from querywarden.core.records import ALLOW_ALL, Decision, Finding, InputKind, Interaction
 from querywarden.core.traffic_encode import encode
+from querywarden.gateway.mirror import replaces
 from querywarden.gateway.settings import GatewaySettings
 
 log = logging.getLogger("querywarden.gateway")
@@ -132,6 +134,9 @@ class EnginePipeline:
         self._actor_of: dict[str, str] = {}
         self._actor_decisions: dict[str, Decision] = {}
         self.max_actor_principals = 1_000_000
+        self.changes: deque[Decision | tuple[str, str]] | None = None
+        """When set (by the engine process), every decision taken and every (principal,
+        actor) placement is appended here for the data plane's mirror."""
         if store is not None:
             engine.load_decisions(store.load_decisions())
 
@@ -166,6 +171,11 @@ class EnginePipeline:
             self.stats.dropped += 1
             return False
         return True
+
+    def put(self, work: Work, timeout: float | None = None) -> None:
+        """Queue work, waiting for room (the engine process: its sender already bounds what
+        is in flight, so this only waits out a burst)."""
+        self._queue.put(work, timeout=timeout)
 
     def has_room(self) -> bool:
         return not self._queue.full()
@@ -256,11 +266,13 @@ class EnginePipeline:
             if len(self._actor_of) >= self.max_actor_principals:
                 self._actor_of.pop(next(iter(self._actor_of)))
             self._actor_of[interaction.principal] = actor
+            if self.changes is not None:
+                self.changes.append((interaction.principal, actor))
         for d in step.decisions:
-            if d.actor is not None:
-                current = self._actor_decisions.get(d.actor)
-                if current is None or d.action.rank > current.action.rank or current.shadow:
-                    self._actor_decisions[d.actor] = d
+            if d.actor is not None and replaces(self._actor_decisions.get(d.actor), d):
+                self._actor_decisions[d.actor] = d
+            if self.changes is not None:
+                self.changes.append(d)
         self.stats.findings += len(step.findings)
         self.stats.decisions += len(step.decisions)
         if self._traffic is not None:

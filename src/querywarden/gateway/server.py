@@ -23,14 +23,18 @@ from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
+from starlette.types import ASGIApp
 
 from querywarden.config_text import locate
 from querywarden.core.engine import Engine
 from querywarden.errors import ConfigError, QueryWardenError
 from querywarden.exports.edge import attach_exports
 from querywarden.gateway.admin import AdminContext, create_admin_app, discover_mounts
+from querywarden.gateway.admin_front import create_front_app
 from querywarden.gateway.app import Gateway
+from querywarden.gateway.metrics import GatewayMetrics
 from querywarden.gateway.pipeline import EnginePipeline
+from querywarden.gateway.remote import ProcessPipeline
 from querywarden.gateway.settings import GatewaySettings
 
 log = logging.getLogger("querywarden.gateway")
@@ -60,11 +64,16 @@ def load_gateway_settings(path: str | Path | None, **overrides: Any) -> GatewayS
 
 
 @dataclass
-class Server:
-    gateway: Gateway
-    admin: Starlette
+class ControlPlane:
+    """The engine and everything that reads it: store, snapshot, exports and the admin app.
+
+    ``querywarden serve`` builds it inside the proxy's process (``engine_mode = "thread"``)
+    or inside the engine process (``"process"``, see ``engine_process``).
+    """
+
     engine: Engine
     pipeline: EnginePipeline
+    admin: Starlette
     store: Any = None
     dispatcher: Any = None
 
@@ -80,10 +89,13 @@ class Server:
             self.store.close()
 
 
-def build_server(
-    settings: GatewaySettings, config_path: str | Path | None = None, store_url: str | None = None
-) -> Server:
-    """Everything ``querywarden serve`` runs, ready to be served."""
+def build_control(
+    settings: GatewaySettings,
+    config_path: str | Path | None,
+    store_url: str | None,
+    metrics: GatewayMetrics,
+) -> ControlPlane:
+    """The engine (snapshot restored, decisions loaded), its pipeline, exports and admin app."""
     engine, url, retention = _engine(config_path)
     store = None
     url = store_url or url
@@ -98,19 +110,95 @@ def build_server(
             except QueryWardenError as exc:
                 log.warning("engine snapshot not restored (%s); starting with fresh state", exc)
     pipeline = EnginePipeline.from_settings(engine, settings, store=store)
-    gateway = Gateway(settings, pipeline)
-    gateway.metrics.watch(pipeline)
-    dispatcher = attach_exports(pipeline, gateway.metrics.registry, config_path)
+    dispatcher = attach_exports(pipeline, metrics.registry, config_path)
     context = AdminContext(
         engine=engine,
         pipeline=pipeline,
-        metrics=gateway.metrics,
+        metrics=metrics,
         settings=settings,
         store=store,
         config_path=Path(config_path) if config_path is not None else None,
     )
     admin = create_admin_app(context, discover_mounts(context))
-    return Server(gateway=gateway, admin=admin, engine=engine, pipeline=pipeline, store=store, dispatcher=dispatcher)
+    return ControlPlane(engine=engine, pipeline=pipeline, admin=admin, store=store, dispatcher=dispatcher)
+
+
+@dataclass
+class Server:
+    """Thread mode: the proxy, the engine's worker thread and the admin app in one process."""
+
+    gateway: Gateway
+    admin: Starlette
+    engine: Engine
+    pipeline: EnginePipeline
+    store: Any = None
+    dispatcher: Any = None
+    control: ControlPlane | None = None
+
+    def save_state(self) -> None:
+        if self.control is not None:
+            self.control.save_state()
+
+    def close(self) -> None:
+        if self.control is not None:
+            self.control.close()
+
+
+def build_server(
+    settings: GatewaySettings, config_path: str | Path | None = None, store_url: str | None = None
+) -> Server:
+    """Everything ``querywarden serve`` runs in thread mode, ready to be served."""
+    metrics = GatewayMetrics()
+    control = build_control(settings, config_path, store_url, metrics)
+    gateway = Gateway(settings, control.pipeline, metrics=metrics)
+    metrics.watch(control.pipeline)
+    return Server(
+        gateway=gateway,
+        admin=control.admin,
+        engine=control.engine,
+        pipeline=control.pipeline,
+        store=control.store,
+        dispatcher=control.dispatcher,
+        control=control,
+    )
+
+
+@dataclass
+class ProcessServer:
+    """Process mode: this process proxies; the engine and the admin app's mounts live in a
+    child process, reached through ``pipeline`` (decisions, exchanges) and the admin front."""
+
+    gateway: Gateway
+    admin: ASGIApp
+    pipeline: ProcessPipeline
+
+    def save_state(self) -> None:
+        """Nothing here: the engine process saves its own state when its channel closes."""
+
+    def close(self) -> None:
+        self.pipeline.stop()
+
+
+def build_process_server(
+    settings: GatewaySettings,
+    config_path: str | Path | None = None,
+    store_url: str | None = None,
+    *,
+    admin: bool = True,
+) -> ProcessServer:
+    """The proxy of process mode, with its engine process started and ready (or an error)."""
+    if config_path is not None:
+        from querywarden.config import load_config
+
+        load_config(config_path)  # a config mistake stops ``serve`` here, located, as in thread mode
+    pipeline = ProcessPipeline(
+        settings, config_path=str(config_path) if config_path is not None else None, store_url=store_url, admin=admin
+    )
+    pipeline.launch()
+    metrics = GatewayMetrics()
+    gateway = Gateway(settings, pipeline, metrics=metrics)
+    metrics.watch(pipeline)
+    return ProcessServer(gateway=gateway, admin=create_front_app(pipeline, metrics), pipeline=pipeline)
 
 
 def _engine(config_path: str | Path | None) -> tuple[Engine, str | None, str]:
@@ -132,11 +220,11 @@ class _Server(uvicorn.Server):
         yield
 
 
-async def serve(server: Server, host: str, port: int, admin_host: str, admin_port: int | None) -> None:
+async def serve(server: Server | ProcessServer, host: str, port: int, admin_host: str, admin_port: int | None) -> None:
     """Serve traffic (and the admin app) until SIGINT/SIGTERM; then drain the engine and save state."""
-    # The engine worker shares the GIL with the event loop. By default a busy thread keeps
-    # it for 5 ms before the loop gets it back, straight into the tail latency; 1 ms bounds
-    # that wait at a small cost in thread switches.
+    # In thread mode the engine worker shares the GIL with the event loop. By default a busy
+    # thread keeps it for 5 ms before the loop gets it back, straight into the tail latency;
+    # 1 ms bounds that wait at a small cost in thread switches.
     sys.setswitchinterval(0.001)
     servers = [
         _Server(uvicorn.Config(server.gateway, host=host, port=port, log_level="info", access_log=False, lifespan="on"))
@@ -163,7 +251,7 @@ async def serve(server: Server, host: str, port: int, admin_host: str, admin_por
         server.close()
 
 
-def run(server: Server, host: str, port: int, admin_host: str, admin_port: int | None) -> None:
+def run(server: Server | ProcessServer, host: str, port: int, admin_host: str, admin_port: int | None) -> None:
     """Serve on uvloop when it is installed (the ``gateway`` extra pins it), as uvicorn itself would."""
     try:
         import uvloop

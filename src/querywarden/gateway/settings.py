@@ -44,6 +44,7 @@ class GatewaySettings:
     llm_top_logprobs: int = 0
     traffic_out: str | None = None
     seed: int | None = None
+    engine_mode: Literal["process", "thread"] = "process"
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, source: str | None = None) -> GatewaySettings:
@@ -72,6 +73,10 @@ def _coerce(key: str, value: Any, source: str | None) -> Any:
     if key == "on_missing_principal":
         if value not in ("refuse", "ip"):
             raise bad("'refuse' or 'ip'")
+        return value
+    if key == "engine_mode":
+        if value not in ("process", "thread"):
+            raise bad("'process' or 'thread'")
         return value
     if key == "throttle_scope":
         if value not in ("principal", "actor"):
@@ -137,4 +142,5 @@ HELP: dict[str, str] = {
     "llm_top_logprobs": "Cap on top_logprobs for hardened LLM principals (0 strips logprobs).",
     "traffic_out": "Path of a JSON Lines file the gateway appends every interaction to.",
     "seed": "Seed for the noise of hardened outputs; unset draws a fresh seed.",
+    "engine_mode": "Where `serve` runs the engine: 'process' (its own process, off the proxy's GIL) or 'thread'.",
 }

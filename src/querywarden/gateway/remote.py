@@ -1,0 +1,429 @@
+"""The engine in its own process, seen from the proxy: a mirror of decisions and a channel.
+
+``ProcessPipeline`` is what the gateway uses in process mode instead of the worker-thread
+``EnginePipeline``. The proxy's event loop does everything here, without locks or threads:
+
+- ``decision_for`` reads the local ``DecisionMirror`` (one dict lookup);
+- ``submit`` appends the exchange to a batch and returns; the batch is written to the
+  engine process 1 ms later (or at once past ``BATCH_MAX`` exchanges), as one msgpack
+  frame on a non-blocking socket, so the per-request cost is an append and a share of
+  one write;
+- the engine's ``Update`` frames arrive on the same socket and feed the mirror, and say
+  how many exchanges it has finished. What is sent and not yet finished, plus the batch,
+  is the queue: at ``queue_size`` ``submit`` refuses (``on_overflow`` applies).
+
+When the engine process dies the socket reads end-of-file: the engine is down at once
+(``alive`` is False, so ``on_engine_failure`` applies and ``/healthz`` says so), what it had
+not finished is counted as dropped, the mirror keeps every decision it had, and a new
+engine process is started after ``restart_delay`` (doubling up to 30 s while it fails). The
+new process loads decisions from the store and sends its whole table.
+
+``stop`` sends what is left, closes the proxy's end and waits: the engine process then
+processes everything queued, saves its snapshot and exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from querywarden.core.records import Decision
+from querywarden.errors import QueryWardenError
+from querywarden.gateway.channel import TO_PROXY, Batch, Failed, FrameReader, Hello, Ready, Update, frame, to_wire
+from querywarden.gateway.exchange import Exchange
+from querywarden.gateway.mirror import DecisionMirror
+from querywarden.gateway.pipeline import PipelineStats, Work
+from querywarden.gateway.settings import GatewaySettings
+
+log = logging.getLogger("querywarden.gateway")
+
+FLUSH_DELAY = 0.001
+"""Seconds an exchange may wait for others to share its write to the engine process."""
+BATCH_MAX = 64
+"""Exchanges that trigger a write at once."""
+_RECV = 1 << 20
+
+
+@dataclasses.dataclass
+class _Launched:
+    sock: socket.socket
+    proc: subprocess.Popen[bytes]
+    reader: FrameReader
+    updates: list[Update]
+
+
+class ProcessPipeline:
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        *,
+        config_path: str | None = None,
+        store_url: str | None = None,
+        admin: bool = True,
+        restart_delay: float = 0.5,
+        start_timeout: float = 120.0,
+    ) -> None:
+        self.capacity = max(1, settings.queue_size)
+        self.restart_delay = restart_delay
+        self.start_timeout = start_timeout
+        self.mirror = DecisionMirror()
+        self.stats = PipelineStats()
+        self.restarts = 0
+        self._dir = tempfile.mkdtemp(prefix="querywarden-") if admin else None
+        self.admin_uds = str(Path(self._dir) / "admin.sock") if self._dir else None
+        """The Unix socket the engine process serves its admin app (API, console) on."""
+        self._hello = Hello(
+            settings=_plain(dataclasses.asdict(settings)),
+            config_path=config_path,
+            store_url=store_url,
+            admin_uds=self.admin_uds,
+        )
+        self._launched: _Launched | None = None
+        self._sock: socket.socket | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._reader = FrameReader()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pending: list[Exchange] = []
+        self._out = bytearray()
+        self._flush_armed = False
+        self._sent = 0
+        self._handled = 0
+        self._engine_stats = (0, 0, 0, 0, 0, 0)
+        self._ended_stats = (0, 0, 0, 0, 0, 0)
+        self._up = False
+        self._stopping = False
+        self._restart: asyncio.Task[None] | None = None
+
+    # -- the request path (event loop) ----------------------------------------------------
+    def decision_for(self, principal: str) -> Decision:
+        return self.mirror.decision_for(principal)
+
+    def actor_of(self, principal: str) -> str | None:
+        return self.mirror.actor_of.get(principal)
+
+    def submit(self, work: Work) -> bool:
+        """Batch an exchange for the engine process without blocking. False (and counted)
+        when the engine is down or the queue is full."""
+        if not self._up or self._sent - self._handled + len(self._pending) >= self.capacity:
+            self.stats.dropped += 1
+            return False
+        if not isinstance(work, Exchange):
+            raise TypeError(f"the engine process takes gateway exchanges, not {type(work).__name__}")
+        self._pending.append(work)
+        if len(self._pending) >= BATCH_MAX:
+            self._flush()
+        elif not self._flush_armed and self._loop is not None:
+            self._flush_armed = True
+            self._loop.call_later(FLUSH_DELAY, self._flush)
+        return True
+
+    def has_room(self) -> bool:
+        return self._sent - self._handled + len(self._pending) < self.capacity
+
+    @property
+    def depth(self) -> int:
+        return self._sent - self._handled + len(self._pending)
+
+    @property
+    def alive(self) -> bool:
+        return self._up
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def launch(self) -> None:
+        """Start the engine process and wait until it is ready (before serving: a config or
+        store error surfaces here, as a ``QueryWardenError``)."""
+        if self._launched is None and self._sock is None:
+            self._launched = self._spawn()
+
+    def start(self) -> None:
+        """Attach to the running event loop (the gateway's lifespan start-up)."""
+        if self._up:
+            return
+        self._loop = asyncio.get_running_loop()
+        self._stopping = False
+        self.launch()
+        launched, self._launched = self._launched, None
+        if launched is not None:
+            self._attach(launched)
+
+    def drain(self, timeout: float | None = None) -> None:
+        """Wait until the engine process has finished everything submitted so far (call it
+        from another thread than the event loop's; on the loop it only sends the batch)."""
+        loop = self._loop
+        if loop is None or not self._up:
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._flush()
+            return
+        future = asyncio.run_coroutine_threadsafe(self._drained(), loop)
+        with contextlib.suppress(TimeoutError):
+            future.result(timeout)
+
+    async def _drained(self) -> None:
+        self._flush()
+        target, sock = self._sent, self._sock
+        while self._sock is sock and sock is not None and self._handled < target:
+            await asyncio.sleep(0.002)
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """Send what is left, close the channel and wait for the engine process to drain,
+        save its state and exit."""
+        self._stopping = True
+        if self._restart is not None:
+            self._restart.cancel()
+            self._restart = None
+        launched, self._launched = self._launched, None
+        if launched is not None:
+            self._attach_sync(launched)
+        sock, proc = self._sock, self._proc
+        if sock is not None:
+            self._detach()
+            try:
+                sock.setblocking(True)
+                sock.settimeout(timeout)
+                data = bytes(self._out)
+                if self._pending:
+                    data += frame(Batch([to_wire(e) for e in self._pending]))
+                    self._sent += len(self._pending)
+                self._pending.clear()
+                self._out.clear()
+                sock.sendall(data)
+                sock.shutdown(socket.SHUT_WR)
+                while chunk := sock.recv(_RECV):  # the engine's last updates, then its end-of-file
+                    self._take(chunk)
+            except OSError as exc:
+                log.error("engine process channel failed while stopping: %s", exc)
+            finally:
+                sock.close()
+                self._sock = None
+                self._up = False
+        if proc is not None:
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                log.error("engine process %d did not stop within %.0f s; killing it", proc.pid, timeout)
+                proc.kill()
+                proc.wait()
+            self._proc = None
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+
+    # -- the engine process ----------------------------------------------------------------
+    def _spawn(self) -> _Launched:
+        """Start an engine process and read its frames until it says it is ready."""
+        ours, theirs = socket.socketpair()
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "querywarden.gateway.engine_process", str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),),
+            )
+        finally:
+            theirs.close()
+        reader = FrameReader()
+        updates: list[Update] = []
+        deadline = time.monotonic() + self.start_timeout
+        try:
+            ours.settimeout(self.start_timeout)
+            ours.sendall(frame(self._hello))
+            while True:
+                ours.settimeout(max(0.01, deadline - time.monotonic()))
+                data = ours.recv(_RECV)
+                if not data:
+                    code = proc.wait(10)
+                    raise QueryWardenError(f"the engine process exited with code {code} before it was ready")
+                for body in reader.feed(data):
+                    message = TO_PROXY.decode(body)
+                    if isinstance(message, Failed):
+                        proc.wait(10)
+                        raise QueryWardenError(message.message)
+                    if isinstance(message, Update):
+                        updates.append(message)
+                    elif isinstance(message, Ready):
+                        ours.setblocking(False)
+                        return _Launched(ours, proc, reader, updates)
+        except TimeoutError:
+            _end(proc)
+            ours.close()
+            raise QueryWardenError(f"the engine process was not ready within {self.start_timeout:.0f} s") from None
+        except BaseException:
+            _end(proc)
+            ours.close()
+            raise
+
+    def _attach_sync(self, launched: _Launched) -> None:
+        self._sock, self._proc, self._reader = launched.sock, launched.proc, launched.reader
+        self._sent = self._handled = 0
+        for update in launched.updates:
+            self._apply(update)
+        self._up = True
+
+    def _attach(self, launched: _Launched) -> None:
+        self._attach_sync(launched)
+        assert self._loop is not None and self._sock is not None
+        self._loop.add_reader(self._sock.fileno(), self._on_readable)
+
+    def _detach(self) -> None:
+        if self._sock is not None and self._loop is not None and not self._loop.is_closed():
+            self._loop.remove_reader(self._sock.fileno())
+            self._loop.remove_writer(self._sock.fileno())
+
+    def _flush(self) -> None:
+        self._flush_armed = False
+        sock = self._sock
+        if not self._pending or sock is None:
+            return
+        data = frame(Batch([to_wire(e) for e in self._pending]))
+        self._sent += len(self._pending)
+        self._pending.clear()
+        if self._out:
+            self._out += data
+            return
+        try:
+            n = sock.send(data)
+        except BlockingIOError:
+            n = 0
+        except OSError:
+            self._lost()
+            return
+        if n < len(data):
+            self._out += data[n:]
+            assert self._loop is not None
+            self._loop.add_writer(sock.fileno(), self._on_writable)
+
+    def _on_writable(self) -> None:
+        sock = self._sock
+        if sock is None:
+            return
+        try:
+            n = sock.send(self._out)
+        except BlockingIOError:
+            return
+        except OSError:
+            self._lost()
+            return
+        del self._out[:n]
+        if not self._out and self._loop is not None:
+            self._loop.remove_writer(sock.fileno())
+
+    def _on_readable(self) -> None:
+        sock = self._sock
+        if sock is None:
+            return
+        try:
+            data = sock.recv(_RECV)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._lost()
+            return
+        self._take(data)
+
+    def _take(self, data: bytes) -> None:
+        for body in self._reader.feed(data):
+            message = TO_PROXY.decode(body)
+            if isinstance(message, Update):
+                self._apply(message)
+
+    def _apply(self, update: Update) -> None:
+        mirror = self.mirror
+        if update.full:
+            mirror.replace_decisions(update.decisions)
+        elif update.decisions:
+            mirror.set_decisions(update.decisions)
+        if update.cleared:
+            mirror.clear(update.cleared)
+        for principal, actor in update.actors:
+            mirror.join(principal, actor)
+        for decision in update.actor_decisions:
+            mirror.decide_actor(decision)
+        self._handled = update.handled
+        self._engine_stats = (update.handled, *update.stats)
+        self._count()
+
+    def _count(self) -> None:
+        s = self.stats
+        total = [a + b for a, b in zip(self._ended_stats, self._engine_stats, strict=True)]
+        s.handled, s.interactions, s.errors, s.findings, s.decisions, s.unknown_model = total
+
+    def _lost(self) -> None:
+        """The engine process's end of the channel closed: it died (or is stopping)."""
+        sock, proc = self._sock, self._proc
+        if sock is None:
+            return
+        self._detach()
+        sock.close()
+        self._sock = None
+        self._up = False
+        lost = self._sent - self._handled + len(self._pending)
+        self.stats.dropped += lost
+        self._pending.clear()
+        self._out.clear()
+        self._ended_stats = tuple(a + b for a, b in zip(self._ended_stats, self._engine_stats, strict=True))  # type: ignore[assignment]
+        self._engine_stats = (0, 0, 0, 0, 0, 0)
+        self._sent = self._handled = 0
+        code = _end(proc) if proc is not None else None
+        self._proc = None
+        if self._stopping or self._loop is None:
+            return
+        log.error(
+            "engine process exited (code %s); %d exchanges it had not finished are counted as dropped; "
+            "decisions stay enforced; restarting it",
+            code,
+            lost,
+        )
+        self._restart = self._loop.create_task(self._restarted())
+
+    async def _restarted(self) -> None:
+        loop = asyncio.get_running_loop()
+        delay = self.restart_delay
+        while not self._stopping:
+            await asyncio.sleep(delay)
+            try:
+                launched = await loop.run_in_executor(None, self._spawn)
+            except QueryWardenError as exc:
+                log.error("engine process did not restart (%s); retrying in %.1f s", exc, min(delay * 2, 30.0))
+                delay = min(delay * 2, 30.0)
+                continue
+            if self._stopping:
+                launched.sock.close()
+                _end(launched.proc)
+                return
+            self._attach(launched)
+            self.restarts += 1
+            log.warning("engine process restarted (pid %d)", launched.proc.pid)
+            self._restart = None
+            return
+
+
+def _end(proc: subprocess.Popen[bytes]) -> int | None:
+    """Reap a process whose channel closed, killing it if it is still running."""
+    code = proc.poll()
+    if code is None:
+        proc.kill()
+        code = proc.wait()
+    return code
+
+
+def _plain(value: Any) -> Any:
+    """Settings as msgpack-ready plain data (tuples become lists, mappings dicts)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value

@@ -1,0 +1,253 @@
+"""Process mode: the proxy in this process, the engine in a child, a real upstream on loopback.
+
+Decisions taken in the engine process reach the proxy's mirror; killing the engine process
+applies ``on_engine_failure`` at once, keeps every decision enforced, and a new engine
+process takes over with the decisions from the store; a stalled engine fills the bounded
+channel and ``on_overflow`` applies.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+from gateway_upstream import N_FEATURES, LoopbackServer, Upstream
+from querywarden.core.records import Action, Client, Decision
+from querywarden.gateway.adapters import Router
+from querywarden.gateway.channel import (
+    TO_PROXY,
+    Batch,
+    FrameReader,
+    Update,
+    adapters_by_name,
+    frame,
+    from_wire,
+    to_wire,
+)
+from querywarden.gateway.exchange import Exchange
+from querywarden.gateway.mirror import DecisionMirror
+from querywarden.gateway.server import ProcessServer, build_process_server, load_gateway_settings
+
+CONFIG = """
+[models.credit]
+n_features = {n}
+
+[[policy.rules]]
+min_severity = "medium"
+action = "block"
+
+[store]
+url = "sqlite:///{db}"
+"""
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[str]:
+    with LoopbackServer(Upstream().app) as server:
+        yield server.url
+
+
+@contextmanager
+def process_gateway(
+    upstream: str, tmp_path: Path, **settings: Any
+) -> Iterator[tuple[httpx.Client, httpx.Client, ProcessServer]]:
+    cfg = tmp_path / "qw.toml"
+    cfg.write_text(CONFIG.format(n=N_FEATURES, db=tmp_path / "qw.db"))
+    server = build_process_server(
+        load_gateway_settings(None, upstream=upstream, default_model="credit", **settings), cfg
+    )
+    server.pipeline.restart_delay = 0.1
+    try:
+        with (
+            LoopbackServer(server.gateway) as gw,
+            LoopbackServer(server.admin) as admin,
+            httpx.Client(base_url=gw.url, timeout=10) as client,
+            httpx.Client(base_url=admin.url, timeout=10) as admin_client,
+        ):
+            yield client, admin_client, server
+    finally:
+        server.close()
+
+
+def probe(client: httpx.Client, key: str, n: int) -> list[int]:
+    """A sweep along each feature in turn: the inversion detector's pattern."""
+    codes = []
+    for i in range(n):
+        row = [0.0] * N_FEATURES
+        row[i % N_FEATURES] = (i // N_FEATURES) * 0.01
+        codes.append(client.post("/predict", json={"instances": [row]}, headers={"x-api-key": key}).status_code)
+    return codes
+
+
+def until(condition: Callable[[], bool], what: str, seconds: float = 20.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+def metric(admin: httpx.Client, name: str) -> float:
+    found = re.search(rf"^{name} (\S+)$", admin.get("/metrics").text, re.M)
+    assert found is not None, name
+    return float(found.group(1))
+
+
+ROW = [0.3] * N_FEATURES
+
+
+def test_an_engine_block_reaches_the_proxy_and_admin_reads_the_engine(upstream: str, tmp_path: Path) -> None:
+    with process_gateway(upstream, tmp_path) as (client, admin, server):
+        assert server.pipeline._proc is not None and server.pipeline._proc.pid != os.getpid()
+        assert admin.get("/healthz").json()["engine"] == "up"
+        codes = probe(client, "thief", 60)
+        server.pipeline.drain(10)
+        blocked = client.post("/predict", json={"instances": [ROW]}, headers={"x-api-key": "thief"})
+        assert codes[0] == 200 and blocked.status_code == 403, codes
+        assert blocked.json()["error"]["finding_id"].startswith("fnd-")
+        assert client.post("/predict", json={"instances": [ROW]}, headers={"x-api-key": "customer"}).status_code == 200
+        assert 10 < codes.count(200) < 60 and codes[-1] == 403, "blocked part-way, as soon as the engine decided"
+        assert metric(admin, "querywarden_engine_interactions_total") >= codes.count(200)
+        assert metric(admin, "querywarden_engine_up") == 1.0
+        # the REST API answers from the engine process (it holds the store and the engine)
+        assert admin.get("/api/stats").status_code == 401
+
+
+def test_killing_the_engine_fails_open_counts_and_restarts_with_decisions(upstream: str, tmp_path: Path) -> None:
+    with process_gateway(upstream, tmp_path) as (client, admin, server):
+        probe(client, "thief", 60)
+        server.pipeline.drain(10)
+        assert client.post("/predict", json={"instances": [ROW]}, headers={"x-api-key": "thief"}).status_code == 403
+        first = server.pipeline._proc
+        assert first is not None
+        os.kill(first.pid, signal.SIGKILL)
+        until(lambda: admin.get("/healthz").status_code == 503, "the proxy never saw the engine die", 10)
+        assert admin.get("/healthz").json()["engine"] == "down"
+        assert admin.get("/api/stats").json()["error"]["code"] == "engine_down"
+        dropped = metric(admin, "querywarden_engine_queue_dropped_total")
+        passed = client.post("/predict", json={"instances": [ROW]}, headers={"x-api-key": "customer"})
+        still = client.post("/predict", json={"instances": [ROW]}, headers={"x-api-key": "thief"})
+        assert passed.status_code == 200 and still.status_code == 403
+        assert metric(admin, "querywarden_engine_queue_dropped_total") == dropped + 1
+        until(lambda: admin.get("/healthz").status_code == 200, "the engine process was not restarted")
+        assert server.pipeline._proc is not None and server.pipeline._proc.pid != first.pid
+        again = client.post("/predict", json={"instances": [ROW]}, headers={"x-api-key": "thief"})
+        assert again.status_code == 403, "the restarted engine keeps the block (from the store)"
+        assert server.pipeline.mirror.decisions, "and its full table replaced the mirror's"
+
+
+def test_killing_the_engine_fails_closed_with_503(upstream: str, tmp_path: Path) -> None:
+    with process_gateway(upstream, tmp_path, on_engine_failure="closed") as (client, _, server):
+        assert client.post("/predict", json={"instances": [ROW]}, headers={"x-api-key": "c"}).status_code == 200
+        server.pipeline.restart_delay = 60.0
+        assert server.pipeline._proc is not None
+        os.kill(server.pipeline._proc.pid, signal.SIGKILL)
+        until(lambda: not server.pipeline.alive, "the proxy never saw the engine die", 10)
+        r = client.post("/predict", json={"instances": [ROW]}, headers={"x-api-key": "c"})
+        assert r.status_code == 503 and r.json()["error"]["code"] == "overloaded"
+
+
+@pytest.mark.parametrize(("mode", "code"), [("open", 200), ("closed", 503)])
+def test_a_stalled_engine_fills_the_channel(upstream: str, tmp_path: Path, mode: str, code: int) -> None:
+    with process_gateway(upstream, tmp_path, queue_size=2, on_overflow=mode) as (client, admin, server):
+        proc = server.pipeline._proc
+        assert proc is not None
+        os.kill(proc.pid, signal.SIGSTOP)
+        try:
+            first = [client.post("/predict", json={"instances": [ROW]}, headers={"x-api-key": "c"}) for _ in range(2)]
+            third = client.post("/predict", json={"instances": [ROW]}, headers={"x-api-key": "c"})
+            depth = admin.get("/healthz").json()["queue_depth"]
+        finally:
+            os.kill(proc.pid, signal.SIGCONT)
+        assert [r.status_code for r in first] == [200, 200] and depth == 2
+        assert third.status_code == code
+        assert server.pipeline.stats.dropped == (1 if mode == "open" else 0)
+        until(lambda: server.pipeline.depth == 0, "the engine never caught up")
+
+
+def test_the_engine_drains_and_saves_its_state_on_stop(upstream: str, tmp_path: Path) -> None:
+    with process_gateway(upstream, tmp_path) as (client, _, server):
+        for _ in range(20):
+            client.post("/predict", json={"instances": [ROW]}, headers={"x-api-key": "c"})
+    assert server.pipeline._proc is None and not server.pipeline.alive
+    assert server.pipeline.stats.interactions == 20, "everything sent was processed before the engine exited"
+    from querywarden.store import open_store
+
+    with open_store(f"sqlite:///{tmp_path / 'qw.db'}") as store:
+        assert store.load_snapshot("gateway-engine") is not None
+
+
+# -- the channel and the mirror, without processes -----------------------------------------
+
+
+def test_frames_survive_any_split_and_exchanges_cross_intact() -> None:
+    router = Router()
+    parsed = router.generic.parse_request({"instances": [[1.0, 2.5], [3.0, -4.0]]})
+    exchange = Exchange(
+        id="r-1",
+        ts=12.5,
+        principal="key_a",
+        model="credit",
+        client=Client(ip="10.0.0.1", user_agent="ua"),
+        adapter=router.generic,
+        request=parsed,
+        response_raw=b'{"predictions": [[0.9, 0.1], [0.2, 0.8]]}',
+    )
+    data = frame(Batch([to_wire(exchange)])) * 3
+    reader = FrameReader()
+    bodies = [b for i in range(0, len(data), 7) for b in reader.feed(data[i : i + 7])]
+    assert len(bodies) == 3
+    from querywarden.gateway.channel import TO_ENGINE
+
+    batch = TO_ENGINE.decode(bodies[0])
+    assert isinstance(batch, Batch)
+    back = from_wire(batch.exchanges[0], adapters_by_name(router))
+    want, got = exchange.interactions(), back.interactions()
+    assert [i.id for i in got] == ["r-1#0", "r-1#1"] and got[0].client == want[0].client
+    for a, b in zip(want, got, strict=True):
+        assert a.features is not None and b.features is not None
+        np.testing.assert_array_equal(a.features, b.features)
+        assert a.output is not None and b.output is not None
+        np.testing.assert_array_equal(a.output.probabilities, b.output.probabilities)
+
+
+def test_the_mirror_applies_actor_decisions_to_fresh_keys() -> None:
+    mirror = DecisionMirror(max_actor_principals=2)
+    block = Decision(principal="a", action=Action.BLOCK, ts=1.0, actor="actor-1", finding_id="f")
+    update = TO_PROXY.decode(
+        frame(Update(handled=1, stats=(1, 0, 1, 1, 0), decisions=[block], actors=[("b", "actor-1")]))[4:]
+    )
+    assert isinstance(update, Update)
+    mirror.set_decisions(update.decisions)
+    for principal, actor in update.actors:
+        mirror.join(principal, actor)
+    mirror.decide_actor(update.decisions[0])
+    assert mirror.decision_for("a").action is Action.BLOCK
+    inherited = mirror.decision_for("b")
+    assert inherited.action is Action.BLOCK and inherited.principal == "b" and inherited.finding_id == "f"
+    assert mirror.decision_for("c").action is Action.ALLOW
+    mirror.join("c", "actor-2")
+    mirror.join("d", "actor-2")  # past the cap: the oldest placement goes
+    assert "b" not in mirror.actor_of and mirror.decision_for("b").action is Action.ALLOW
+    mirror.clear(["a"])
+    assert mirror.decision_for("a").action is Action.ALLOW
+
+
+def test_a_bad_engine_mode_is_a_located_error(tmp_path: Path) -> None:
+    from querywarden.errors import ConfigError
+
+    cfg = tmp_path / "qw.toml"
+    cfg.write_text('[gateway]\nqueue_size = 10\nengine_mode = "fork"\n')
+    with pytest.raises(ConfigError, match="'process' or 'thread'") as caught:
+        load_gateway_settings(cfg)
+    assert caught.value.line == 3
+    assert load_gateway_settings(None).engine_mode == "process"
