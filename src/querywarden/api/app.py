@@ -27,8 +27,10 @@ from querywarden.console.context import OPERATOR_ACTIONS, ConsoleContext
 from querywarden.console.exposure import inventory
 from querywarden.core.records import Severity
 from querywarden.errors import StoreError
+from querywarden.store import OPERATOR_EVENTS, TriageRefused
 
 MAX_LIMIT = 500
+MAX_NOTE = 500
 FINDING_STATUSES = ("open", "updated", "closed", "active")
 PRINCIPAL_ORDERS = ("risk", "queries", "last_seen")
 Handler = Callable[[Request, Identity], Awaitable[Response]]
@@ -87,6 +89,26 @@ def paged(items: list[Any], limit: int, offset: int, **extra: Any) -> JSONRespon
     return JSONResponse(body)
 
 
+async def _note(request: Request) -> str:
+    """The ``note`` of a JSON body (``{"note": "why"}``); an empty body means no note."""
+    raw = await request.body()
+    if not raw.strip():
+        return ""
+    try:
+        body = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise BadRequest("body: expected a JSON object") from None
+    if not isinstance(body, dict):
+        raise BadRequest("body: expected a JSON object")
+    unknown = set(body) - {"note"}
+    if unknown:
+        raise BadRequest(f"body: unknown field(s) {sorted(unknown)}; allowed: note")
+    note = body.get("note", "")
+    if not isinstance(note, str) or len(note) > MAX_NOTE:
+        raise BadRequest(f"note: expected a string of at most {MAX_NOTE} characters")
+    return note
+
+
 def create_api(ctx: ConsoleContext) -> Starlette:
     """The API as an ASGI app, to be mounted at ``/api``."""
     store = ctx.store
@@ -102,6 +124,8 @@ def create_api(ctx: ConsoleContext) -> Starlette:
                 return await handler(request, who)
             except BadRequest as exc:
                 return error(400, "bad_request", str(exc))
+            except TriageRefused as exc:
+                return error(409, "conflict", exc.reason)
             except StoreError as exc:
                 return error(503, "store", exc.located())
 
@@ -122,17 +146,33 @@ def create_api(ctx: ConsoleContext) -> Starlette:
             "actor": request.query_params.get("actor") or None,
             "since": _float(request, "since"),
         }
-        items = [serialize.finding(f) for f in store.findings(**filters, limit=limit, offset=offset)]
+        found = store.findings(**filters, limit=limit, offset=offset)
+        triage = store.triage([f.finding_id for f in found])
+        items = [serialize.triaged(f, triage.get(f.finding_id)) for f in found]
         return paged(items, limit, offset, total=store.count_findings(**filters))
 
     async def get_finding(request: Request, who: Identity) -> Response:
         detail = store.finding(request.path_params["finding_id"])
         if detail is None:
             return error(404, "not_found", f"no finding {request.path_params['finding_id']!r}")
-        body = serialize.finding(detail.finding)
+        body = serialize.triaged(detail.finding, detail.triage)
         body["events"] = [serialize.finding(e) for e in detail.events]
         body["signals"] = [serialize.signal(s) for s in store.signals(finding_id=detail.finding.finding_id, limit=200)]
         return JSONResponse(body)
+
+    def triage_finding(action: str) -> Handler:
+        async def handler(request: Request, who: Identity) -> Response:
+            fid = request.path_params["finding_id"]
+            note = await _note(request)
+            client = request.client.host if request.client else None
+            found = store.triage_finding(fid, action, note, by=who.name, client_ip=client)
+            if found is None:
+                return error(404, "not_found", f"no finding {fid!r}")
+            detail = store.finding(fid)
+            body = serialize.triaged(found, detail.triage if detail is not None else None)
+            return JSONResponse({"finding": body})
+
+        return handler
 
     async def list_principals(request: Request, who: Identity) -> Response:
         limit, offset = _page(request)
@@ -246,6 +286,16 @@ def create_api(ctx: ConsoleContext) -> Starlette:
         rows = store.audit(limit=limit, offset=offset, principal=request.query_params.get("principal") or None)
         return paged([serialize.audit(e) for e in rows], limit, offset)
 
+    async def list_operator_audit(request: Request, who: Identity) -> Response:
+        limit, offset = _page(request)
+        rows = store.operator_audit(
+            limit,
+            offset,
+            event=_choice(request, "event", OPERATOR_EVENTS),
+            subject=request.query_params.get("subject") or None,
+        )
+        return paged([serialize.operator_event(e) for e in rows], limit, offset)
+
     async def list_models(request: Request, who: Identity) -> Response:
         items = [serialize.exposure(e) for e in inventory(store, ctx.profiles, ctx.policy)]
         return JSONResponse({"items": items})
@@ -273,6 +323,8 @@ def create_api(ctx: ConsoleContext) -> Starlette:
         Route("/whoami", guarded(whoami)),
         Route("/findings", guarded(list_findings)),
         Route("/findings/{finding_id}", guarded(get_finding)),
+        Route("/findings/{finding_id}/acknowledge", guarded(triage_finding("acknowledge")), methods=["POST"]),
+        Route("/findings/{finding_id}/close", guarded(triage_finding("close")), methods=["POST"]),
         Route("/principals", guarded(list_principals)),
         Route("/principals/{principal}", guarded(get_principal)),
         Route("/principals/{principal}/interactions", guarded(principal_interactions)),
@@ -284,6 +336,7 @@ def create_api(ctx: ConsoleContext) -> Starlette:
         Route("/decisions/{principal}", guarded(put_decision), methods=["PUT"]),
         Route("/decisions/{principal}", guarded(delete_decision), methods=["DELETE"]),
         Route("/audit", guarded(list_audit)),
+        Route("/audit/operator", guarded(list_operator_audit)),
         Route("/models", guarded(list_models)),
         Route("/stats", guarded(get_stats)),
         Route("/intel", guarded(get_intel)),

@@ -10,6 +10,7 @@ from typing import Any
 
 import querywarden
 from querywarden.api.schemas import ACTIONS, SEVERITIES, ref, schemas
+from querywarden.store import OPERATOR_EVENTS
 
 
 def _q(name: str, description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -95,6 +96,20 @@ def document() -> dict[str, Any]:
         "parameters": [_p("principal"), _q("note", "Why; kept in the audit log.")],
         "responses": {**_ok(decision_reply), "403": {"$ref": "#/components/responses/Csrf"}},
     }
+
+    def triage(summary: str) -> dict[str, Any]:
+        return {
+            "summary": summary,
+            "parameters": [_p("finding_id")],
+            "requestBody": {"required": False, "content": {"application/json": {"schema": ref("TriageChange")}}},
+            "responses": {
+                **_ok({"type": "object", "properties": {"finding": ref("Finding")}}),
+                "403": {"$ref": "#/components/responses/Csrf"},
+                "404": {"$ref": "#/components/responses/NotFound"},
+                "409": {"$ref": "#/components/responses/Conflict"},
+            },
+        }
+
     paths: dict[str, Any] = {
         "/openapi.json": {
             "get": {"summary": "This document.", "security": [], "responses": {"200": {"description": "OK"}}}
@@ -110,6 +125,12 @@ def document() -> dict[str, Any]:
                 [_p("finding_id")],
                 True,
             )
+        },
+        "/findings/{finding_id}/acknowledge": {
+            "post": triage("Acknowledge a finding: it stays active, marked with who, when and why; audited.")
+        },
+        "/findings/{finding_id}/close": {
+            "post": triage("Close a finding; audited. It re-opens when the engine raises it again.")
         },
         "/principals": {
             "get": _get(
@@ -162,6 +183,17 @@ def document() -> dict[str, Any]:
                 "Decision changes, newest first.",
                 _page_of("AuditEntry"),
                 [_q("principal", "Only this principal."), *PAGE],
+            )
+        },
+        "/audit/operator": {
+            "get": _get(
+                "Operator events other than decisions (finding triage, console logins), newest first.",
+                _page_of("OperatorEvent"),
+                [
+                    _q("event", "Only this event.", {"enum": list(OPERATOR_EVENTS)}),
+                    _q("subject", "Only this finding id or login name."),
+                    *PAGE,
+                ],
             )
         },
         "/models": {
@@ -226,6 +258,10 @@ def document() -> dict[str, Any]:
                 },
                 "NotFound": {
                     "description": "No such record.",
+                    "content": {"application/json": {"schema": ref("Error")}},
+                },
+                "Conflict": {
+                    "description": "The record's state does not allow the change (e.g. the finding is closed).",
                     "content": {"application/json": {"schema": ref("Error")}},
                 },
                 "Csrf": {

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from querywarden.store import OPERATOR_EVENTS
+
 SEVERITIES = ["info", "low", "medium", "high", "critical"]
 ACTIONS = ["allow", "harden", "throttle", "block"]
 
@@ -53,6 +55,37 @@ def schemas() -> dict[str, Any]:
             "evidence": {"type": "object"},
             "action": {"type": "string"},
             "revision": {"type": "integer"},
+            "triage": {
+                "oneOf": [ref("Triage"), {"type": "null"}],
+                "description": "What operators did to it; in finding lists and details, not in events.",
+            },
+        },
+    }
+    nullable_num = {"type": ["number", "null"]}
+    triage = {
+        "type": "object",
+        "description": "An operator's acknowledgment and close of a finding (wall-clock times).",
+        "properties": {
+            "acknowledged_by": nullable_str,
+            "acknowledged_at": nullable_num,
+            "acknowledged_note": nullable_str,
+            "closed_by": nullable_str,
+            "closed_at": nullable_num,
+            "closed_note": nullable_str,
+            "closed_revision": {"type": ["integer", "null"], "description": "The finding's revision when closed."},
+            "reopened": {"type": "boolean", "description": "Closed, then raised again by the engine."},
+        },
+    }
+    operator_event = {
+        "type": "object",
+        "properties": {
+            "seq": {"type": "integer"},
+            "recorded_at": {"type": "number"},
+            "event": {"enum": list(OPERATOR_EVENTS)},
+            "by": {"type": "string"},
+            "subject": {"type": "string", "description": "The finding id, or the user name a login was tried for."},
+            "note": {"type": "string"},
+            "client_ip": nullable_str,
         },
     }
     signal = {
@@ -217,6 +250,13 @@ def schemas() -> dict[str, Any]:
         "Principal": principal,
         "Actor": actor,
         "AuditEntry": audit,
+        "OperatorEvent": operator_event,
+        "Triage": triage,
+        "TriageChange": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {"note": {"type": "string", "maxLength": 500, "description": "Why; kept in the audit log."}},
+        },
         "Interaction": interaction,
         "Exposure": exposure,
         "Stats": stats,

@@ -14,7 +14,15 @@ import numpy as np
 from querywarden.console.exposure import Exposure
 from querywarden.console.intel import FeedView, MatchView
 from querywarden.core.records import Decision, Finding, Signal
-from querywarden.store import ActorSummary, AuditEntry, PrincipalSummary, StoredInteraction, StoreStats
+from querywarden.store import (
+    ActorSummary,
+    AuditEntry,
+    OperatorEvent,
+    PrincipalSummary,
+    StoredInteraction,
+    StoreStats,
+    Triage,
+)
 
 
 def plain(value: Any) -> Any:
@@ -54,6 +62,38 @@ def finding(f: Finding) -> dict[str, Any]:
         "evidence": plain(f.evidence),
         "action": f.action,
         "revision": f.revision,
+    }
+
+
+def triaged(f: Finding, t: Triage | None) -> dict[str, Any]:
+    """A finding with what operators did to it (``triage`` is null when nothing)."""
+    return {**finding(f), "triage": triage(t)}
+
+
+def triage(t: Triage | None) -> dict[str, Any] | None:
+    if t is None:
+        return None
+    return {
+        "acknowledged_by": t.acknowledged_by,
+        "acknowledged_at": t.acknowledged_at,
+        "acknowledged_note": t.acknowledged_note,
+        "closed_by": t.closed_by,
+        "closed_at": t.closed_at,
+        "closed_note": t.closed_note,
+        "closed_revision": t.closed_revision,
+        "reopened": t.reopened,
+    }
+
+
+def operator_event(e: OperatorEvent) -> dict[str, Any]:
+    return {
+        "seq": e.seq,
+        "recorded_at": e.recorded_at,
+        "event": e.event,
+        "by": e.by,
+        "subject": e.subject,
+        "note": e.note,
+        "client_ip": e.client_ip,
     }
 
 
