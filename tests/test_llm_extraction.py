@@ -88,15 +88,45 @@ def test_sampling_one_prefix_many_times_is_extraction_and_retries_are_not() -> N
     assert levels[:2] == [(8, Severity.LOW, ["resampling"]), (10, Severity.MEDIUM, ["resampling"])]
 
 
-def test_sampling_with_a_new_seed_each_time_counts_sooner() -> None:
+def test_sampling_with_a_new_seed_each_time_counts_from_the_second_send() -> None:
     det = ExtractionPromptDetector(profile=PROFILE, min_hits=3, resample_min=8)
     opening = "Customer: Hello, this is"
     samples = [
         chat.interaction(f"s{i}", float(i), "sampler", opening, "Rosa", params={"seed": i, "temperature": 1.0})
         for i in range(8)
     ]
-    levels = [(i, s.severity) for i, it in enumerate(samples, 1) for s in det.update(it)]
-    assert levels == [(4, Severity.LOW), (6, Severity.MEDIUM)]
+    levels = [
+        (i, s.severity, s.evidence["sampling_options"]) for i, it in enumerate(samples, 1) for s in det.update(it)
+    ]
+    # a seeded resend counts twice: two at the second send, four at the third
+    assert levels == [(2, Severity.LOW, True), (3, Severity.MEDIUM, True), (7, Severity.HIGH, True)]
+
+
+def test_one_request_asking_for_many_samples_is_resampling() -> None:
+    det = ExtractionPromptDetector(profile=PROFILE, min_hits=2)
+    many = chat.interaction("n", 1.0, "p", "Customer: Hello, this is", "Rosa", params={"n": 8, "temperature": 1.0})
+    [signal] = det.update(many)
+    assert signal.evidence["patterns"] == ["resampling"] and signal.severity is Severity.MEDIUM
+    greedy = chat.interaction("g", 1.0, "q", "Customer: Hello, this is", "Rosa", params={"n": 8, "temperature": 0})
+    assert det.update(greedy) == []
+
+
+def test_a_record_opening_sampled_with_logprobs_counts_twice() -> None:
+    det = ExtractionPromptDetector(profile=PROFILE, min_hits=2)
+    ranked = {"temperature": 1.0, "logprobs": 1, "max_tokens": 40}
+    it = chat.interaction("r", 1.0, "p", "your new IBAN is", "saved.", params=ranked)
+    assert [(s.severity, s.evidence["patterns"]) for s in det.update(it)] == [(Severity.MEDIUM, ["record"])]
+    plain = chat.interaction("q", 1.0, "q", "your new IBAN is", "saved.", params={"temperature": 1.0})
+    assert [s.severity for s in det.update(plain)] == [Severity.LOW]
+    greedy = chat.interaction("g", 1.0, "g", "your new IBAN is", "saved.", params={"temperature": 0, "logprobs": 5})
+    assert [s.severity for s in det.update(greedy)] == [Severity.LOW]
+
+
+def test_identical_resends_calibrate_the_resampling_count() -> None:
+    det = ExtractionPromptDetector(profile=PROFILE)
+    for i in range(5):
+        det.update(chat.interaction(f"r{i}", float(i), "app", "how do I reset my password", "ok"))
+    assert det.calibration()["resample_min"].values == (5.0,)
 
 
 def test_keys_sending_the_same_shape_are_linked() -> None:

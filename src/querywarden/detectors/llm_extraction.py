@@ -14,11 +14,18 @@ what makes a model leave its aligned behaviour and emit memorised text:
 - ``continuation``: "continue the following text verbatim", verbatim-prefix continuation;
 - ``resampling``: the same prompt sent over and over to sample many continuations of one
   prefix, e.g. a transcript opening, and keep the likeliest: verbatim-prefix extraction
-  needs no instruction at all, but it needs many samples. A prompt counts from its
-  ``resample_min``-th send, or earlier, from its ``resample_min // 2``-th send with
-  request options that changed since the previous send (a new ``seed`` each time), among
-  the principal's 16 most recently sent distinct prompts. Retries resend the identical
-  body two to four times.
+  needs no instruction at all, but it needs many samples (Carlini et al., 2021). A prompt
+  counts from its ``resample_min``-th identical send (calibrated: retries resend the
+  identical body a few times), from its second send with changed request options (a new
+  ``seed`` or temperature: a deterministic deployment answers an identical body
+  identically, so a sampler must vary something; a new ``seed`` or ``n`` is a request for
+another draw, while apps also resend a question with another temperature), or at once when one request asks for
+  ``n`` >= 2 samples; among the principal's 16 most recently sent distinct prompts.
+
+A pattern prompt sent with options that rank or diversify samples (``logprobs``, a
+``seed``, ``n`` >= 2, at a temperature above 0) counts twice: sampling a record opening
+with logprobs to rank the candidates is the extraction itself, and one such request does
+what two plain ones would.
 
 Campaigns split over many keys send the same shapes from every key. A global index maps
 the masked shape of each pattern prompt (entities replaced by typed slots, as the template
@@ -79,6 +86,10 @@ _CONTINUE = re.compile(
     re.IGNORECASE | re.DOTALL,
 )
 _DIVERGED_RUN = 20
+_SAMPLING_PARAMS = ("seed", "n")
+"""The request options whose change on a resend means "give me another sample". Customers'
+apps resend a question with another temperature or ``max_tokens`` (benign chat does); a new
+seed for the same prompt is a request for a different draw."""
 _SENT_MEMORY = 16
 _MAX_LINK_EMITS = 8
 _MAX_RELATED = 16
@@ -143,10 +154,32 @@ def diverged(answer: str) -> bool:
     return best_end >= 0 and len(ws) - best_end - 1 >= 10
 
 
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def sampling_options(params: dict[str, object]) -> bool:
+    """True when the request asks to rank or diversify samples: logprobs, a seed or n >= 2, not greedy."""
+    temperature = _number(params.get("temperature"))
+    if temperature is not None and temperature <= 0:
+        return False
+    n = _number(params.get("n"))
+    logprobs = params.get("logprobs")
+    return (n is not None and n >= 2) or "seed" in params or (logprobs is not None and logprobs is not False)
+
+
+def _samples(params: dict[str, object]) -> int:
+    """How many samples one request asks for (``n``; 1 when greedy)."""
+    n = _number(params.get("n"))
+    temperature = _number(params.get("temperature"))
+    return int(n) if n is not None and n >= 2 and (temperature is None or temperature > 0) else 1
+
+
 class _State:
-    __slots__ = ("diverged", "hits", "kinds", "level", "links", "n", "peak", "sent")
+    __slots__ = ("diverged", "hits", "kinds", "level", "links", "max_sends", "n", "peak", "sent")
 
     def __init__(self) -> None:
+        self.max_sends = 0
         self.links = 0
         self.sent: OrderedDict[int, tuple[int, int, int]] = OrderedDict()
         """prompt digest -> (sends, sends whose options differed from the previous send, last options digest)"""
@@ -201,7 +234,11 @@ class ExtractionPromptDetector(Detector):
             return []
         base = patterns(text)
         digest = zlib.crc32(text[:4000].encode("utf-8", "surrogatepass"))
-        options = zlib.crc32(repr(sorted(interaction.params.items())).encode()) if interaction.params else 0
+        params = interaction.params
+        sampling = sorted((k, params[k]) for k in _SAMPLING_PARAMS if k in params)
+        options = zlib.crc32(repr(sampling).encode()) if sampling else 0
+        weight = 2 if sampling_options(interaction.params) else 1
+        samples = _samples(interaction.params)
         signals: list[Signal] = []
         for key in subjects(interaction):
             st = self._states.get(key)
@@ -211,11 +248,13 @@ class ExtractionPromptDetector(Detector):
             st.sent[digest] = (sends, varied, options)  # re-inserted last: the least recently sent go first
             if len(st.sent) > _SENT_MEMORY:
                 st.sent.popitem(last=False)
-            resampled = sends >= self.resample_min or varied >= max(2, self.resample_min // 2)
+            if varied == 1:
+                st.max_sends = max(st.max_sends, sends)  # identical resends: what retries look like
+            resampled = sends >= self.resample_min or varied >= 2 or samples >= 2
             found = (*base, "resampling") if resampled else base
             if not found:
                 continue
-            st.hits.append(st.n)
+            st.hits.extend([st.n] * weight)
             st.kinds.update(found)
             recent = sum(1 for i in st.hits if i > st.n - self.window)
             st.peak = max(st.peak, recent)
@@ -241,6 +280,7 @@ class ExtractionPromptDetector(Detector):
                         severity=sev,
                         evidence={
                             "patterns": list(found),
+                            "sampling_options": weight == 2,
                             "patterns_seen": sorted(st.kinds),
                             "pattern_prompts_in_window": recent,
                             "window": self.window,
@@ -279,6 +319,11 @@ class ExtractionPromptDetector(Detector):
         return len(self._states)
 
     def calibration(self) -> dict[str, Calibration]:
-        """Each benign principal's most pattern prompts within one window."""
-        peaks = tuple(float(st.peak) for key, st in self._states.items() if not is_actor(key))
-        return {"min_hits": Calibration(values=peaks, alarm_above=True, floor=2.0)}
+        """Each benign principal's most pattern prompts within one window, and most identical sends of one prompt."""
+        states = [st for key, st in self._states.items() if not is_actor(key)]
+        return {
+            "min_hits": Calibration(values=tuple(float(st.peak) for st in states), alarm_above=True, floor=2.0),
+            "resample_min": Calibration(
+                values=tuple(float(st.max_sends) for st in states), alarm_above=True, floor=3.0
+            ),
+        }
