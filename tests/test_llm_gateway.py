@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -116,3 +117,17 @@ def test_leakage_detector_hardens_the_principal_and_later_streams_are_redacted()
         later = _ask(client, 4, stream=True)
         gw.pipeline.drain(5)
     assert "@" not in later and "[REDACTED:email]" in later
+
+
+def test_serve_reads_the_protected_passages_from_the_config(tmp_path: Path) -> None:
+    from querywarden.gateway.server import build_server
+
+    (tmp_path / "system.txt").write_text("You are Penny, the support assistant of Northgate Bank. Code ESC-1.")
+    config = tmp_path / "qw.toml"
+    config.write_text('[models.chat]\ninput_kind = "text"\noutput_kind = "text"\nprotected_text = "system.txt"\n')
+    server = build_server(GatewaySettings(upstream="http://127.0.0.1:9"), config)
+    try:
+        assert set(server.gateway.protected) == {"chat"}
+        assert server.gateway.protected["chat"].find("you are penny, the support assistant of northgate bank")
+    finally:
+        server.close()

@@ -36,6 +36,7 @@ from querywarden.gateway.metrics import GatewayMetrics
 from querywarden.gateway.pipeline import EnginePipeline
 from querywarden.gateway.remote import ProcessPipeline
 from querywarden.gateway.settings import GatewaySettings
+from querywarden.text.protected import ProtectedText
 
 log = logging.getLogger("querywarden.gateway")
 SNAPSHOT = "gateway-engine"
@@ -150,7 +151,7 @@ def build_server(
     """Everything ``querywarden serve`` runs in thread mode, ready to be served."""
     metrics = GatewayMetrics()
     control = build_control(settings, config_path, store_url, metrics)
-    gateway = Gateway(settings, control.pipeline, metrics=metrics)
+    gateway = Gateway(settings, control.pipeline, metrics=metrics, protected=_protected(config_path))
     metrics.watch(control.pipeline)
     return Server(
         gateway=gateway,
@@ -196,9 +197,18 @@ def build_process_server(
     )
     pipeline.launch()
     metrics = GatewayMetrics()
-    gateway = Gateway(settings, pipeline, metrics=metrics)
+    gateway = Gateway(settings, pipeline, metrics=metrics, protected=_protected(config_path))
     metrics.watch(pipeline)
     return ProcessServer(gateway=gateway, admin=create_front_app(pipeline, metrics), pipeline=pipeline)
+
+
+def _protected(config_path: str | Path | None) -> dict[str, ProtectedText]:
+    """The models' protected passages, which the proxy redacts from hardened answers."""
+    if config_path is None:
+        return {}
+    from querywarden.config import load_protected
+
+    return load_protected(config_path)
 
 
 def _engine(config_path: str | Path | None) -> tuple[Engine, str | None, str]:
