@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
+from sklearn.neighbors import KNeighborsClassifier
 
 from querywarden.core.engine import DetectorSpec, Engine
 from querywarden.core.profile import ModelProfile
@@ -172,7 +173,7 @@ def test_natural_and_synthetic_extraction_both_show_only_as_budget(victim: Victi
 
 
 def test_coverage_of_the_reference_space(victim: Victim) -> None:
-    det = BudgetLedger(profile=victim.profile, coverage_share=0.3, daily_bits=1e12)
+    det = BudgetLedger(profile=victim.profile, coverage_share=0.3, daily_bits=1e12, fidelity=1.0)
     few = run(det, victim.stream(victim.pool[:5], "few"))
     assert few == []
     many = run(det, victim.stream(victim.pool[:300], "many"))
@@ -182,12 +183,51 @@ def test_coverage_of_the_reference_space(victim: Victim) -> None:
     assert ledger is not None and ledger["classes_seen"] == 10 and ledger["classes_total"] == 10
 
 
+# -- the copy the answers allow ---------------------------------------------------------
+def test_natural_answers_that_suffice_for_a_copy_raise_low_with_its_agreement(victim: Victim) -> None:
+    det = BudgetLedger(profile=victim.profile, daily_bits=1e12, coverage_share=1.0)
+    signals = run(det, victim.stream(victim.pool, "thief"))
+    (sig,) = signals
+    assert sig.severity == Severity.LOW and sig.evidence["crossed"] == "copy"
+    assert 65 <= sig.evidence["copy_answers"] < len(victim.pool), "input dimension + 1 answers at least"
+    assert sig.evidence["copy_skill"] >= 0.8 and "suffice for a copy" in sig.evidence["exposure"]
+    # the estimate is what a 1-NN copy of the same answers really agrees on held-out inputs
+    rows = victim.pool[: sig.evidence["copy_answers"]]
+    thief = KNeighborsClassifier(n_neighbors=1).fit(rows, victim.model.predict(rows))
+    held_out = victim.profile.reference
+    real = float((thief.predict(held_out) == victim.model.predict(held_out)).mean())
+    assert abs(sig.evidence["copy_agreement"] - real) <= 0.08
+
+
+def test_answers_of_one_class_or_one_record_are_no_copy(victim: Victim) -> None:
+    det = BudgetLedger(profile=victim.profile, daily_bits=1e12, coverage_share=1.0, fidelity_answers=10)
+    run(det, victim.stream(victim.pool, "population"))  # the model's answers over natural inputs
+    labels = victim.model.predict(victim.pool)
+    sevens = victim.pool[labels == 7]
+    assert run(det, victim.stream(np.vstack([sevens] * 8), "sevens")) == []
+    ledger = det.ledger("sevens")
+    assert ledger is not None and ledger["copy_skill"] < 0.2, "right on one class only"
+    assert ledger["copy_answers"] == len(sevens), "exact repeats teach a copy nothing"
+
+
+def test_too_few_answers_never_count_as_a_copy(victim: Victim) -> None:
+    det = BudgetLedger(profile=victim.profile, daily_bits=1e12, coverage_share=1.0, fidelity=0.01)
+    assert run(det, victim.stream(victim.pool[:64], "few")) == []
+    assert [s.evidence["crossed"] for s in run(det, victim.stream(victim.pool[64:80], "few", t0=T0 + 100))] == ["copy"]
+
+
+def test_copies_are_bounded(victim: Victim) -> None:
+    det = BudgetLedger(profile=victim.profile, copy_size=32, max_copies=3)
+    for k in range(5):
+        run(det, victim.stream(victim.pool[:100], f"p{k}"))
+    assert det.copy_bytes() <= 3 * 32 * (64 * 4 + 16)
+
+
 # -- actors -----------------------------------------------------------------------------
 def test_actor_budget_adds_up_its_principals(victim: Victim) -> None:
     det = BudgetLedger(profile=victim.profile, daily_bits=100 * FULL)
-    rows = victim.pool[:60]
     for k in range(4):  # 60 answers per key, under the bar; 240 for the actor
-        stream = victim.stream(rows, f"key-{k}", t0=T0 + 1000 * k)
+        stream = victim.stream(victim.pool[60 * k : 60 * k + 60], f"key-{k}", t0=T0 + 1000 * k)
         head = [msgspec.structs.replace(it, actor=None) for it in stream[:10]]  # before clustering
         tail = [msgspec.structs.replace(it, actor="actor-1") for it in stream[10:]]
         signals = run(det, head + tail)
@@ -195,13 +235,17 @@ def test_actor_budget_adds_up_its_principals(victim: Victim) -> None:
     actor = det.ledger(actor="actor-1")
     assert actor is not None and actor["outputs"] == 240
     key = det.ledger("key-0")
+    assert key is not None and actor["copy_answers"] >= 232 and actor["copy_skill"] > key["copy_skill"]
+    key = det.ledger("key-0")
     assert key is not None and key["outputs"] == 60
     assert det.state_size() == 5
 
 
 def test_engine_sets_the_actor_and_the_finding_stays_low(victim: Victim) -> None:
     load_detectors()
-    engine = Engine({"digits": victim.profile}, detectors=[DetectorSpec("budget", {"daily_bits": 30 * FULL})])
+    engine = Engine(
+        {"digits": victim.profile}, detectors=[DetectorSpec("budget", {"daily_bits": 30 * FULL, "fidelity": 1.0})]
+    )
     findings = []
     for it in victim.stream(victim.pool[:100], "scorer"):
         findings.extend(engine.process(it).findings)
@@ -250,6 +294,10 @@ def test_invalid_parameters_are_refused(victim: Victim) -> None:
         BudgetLedger(profile=victim.profile, daily_bits=0)
     with pytest.raises(ValueError, match="budget"):
         BudgetLedger(profile=victim.profile, coverage_share=1.5)
+    with pytest.raises(ValueError, match="fidelity"):
+        BudgetLedger(profile=victim.profile, fidelity=0)
+    with pytest.raises(ValueError, match="copy_size"):
+        BudgetLedger(profile=victim.profile, copy_size=0)
 
 
 def test_registered_as_a_plugin() -> None:

@@ -16,7 +16,17 @@ once principals are clustered; a principal's earlier account is folded into its 
   decision boundary teach a copy the most);
 - **coverage of the input space**: cells of a coarse grid (the queries projected on six fixed
   random directions, each cut at the reference sample's terciles, 729 cells) visited,
-  compared with the cells the reference sample occupies; and **coverage of the classes**.
+  compared with the cells the reference sample occupies; and **coverage of the classes**;
+- **the copy the answers allow** (``answer_copy``): the agreement with the model of a
+  1-nearest-neighbour copy built from the account's answers, measured leave-one-out and
+  weighted by the classes' shares of all the model's answers, and its *skill*: how far that
+  agreement goes from the trivial copy's (always the commonest class) towards 1.
+
+The exposure that matters is the moment the answers suffice to rebuild the model: a skill
+of ``fidelity`` or more, once the account has learned at least ``fidelity_answers`` distinct
+answers (by default the input dimension + 1, fewer than even a linear model needs) raises a
+``low`` signal whose evidence says it in words. It does not depend on speed or on the day:
+an attacker sending one record an hour crosses it at the same answer count.
 
 Crossing a disclosure threshold raises a ``low`` signal: exposure, not an attack pattern.
 The daily threshold is ``daily_bits`` when set (``querywarden calibrate`` sets it from
@@ -30,9 +40,11 @@ doubling past the threshold emits another ``low`` signal with the current number
 finding's evidence plots the budget's progress without a signal per query.
 
 Blind spots: it measures, it does not judge. Natural in-distribution extraction (Knockoff
-with natural data) shows *only* as a growing budget, the same as a large batch customer;
-an extraction spread over many keys that are never clustered into an actor shows as many
-small budgets.
+with natural data) shows *only* as exposure, the same as a large batch customer's: both
+hold enough answers for a copy, and the ledger says so for both. An extraction spread over
+many keys that are never clustered into an actor shows as many small budgets, each short
+of a copy. The 1-NN copy is a yardstick, not the best thief: on one-hot tabular data a
+trained copy agrees more, so the crossing comes late there.
 """
 
 from __future__ import annotations
@@ -45,6 +57,7 @@ from querywarden.core.atlas import EXTRACTION
 from querywarden.core.detector import Calibration, Detector, PrincipalStates
 from querywarden.core.profile import ModelProfile
 from querywarden.core.records import Evidence, Interaction, Severity, Signal, Vector
+from querywarden.detectors.answer_copy import AnswerCopy
 from querywarden.detectors.reference import QuerySpace, reference_rows
 
 DAY = 86_400.0
@@ -57,6 +70,10 @@ _LOG2_10 = math.log2(10.0)
 _HIST = 64
 _WARMUP = 50
 """Completed benign principal-days before the learned threshold replaces the floor."""
+_JUDGE_EVERY = 8
+"""A copy's agreement is estimated every this many answers it learns (amortised)."""
+_SHARE_LIMIT = 512
+"""Answers per account that count towards the population's class shares."""
 
 
 class _Ledger:
@@ -65,6 +82,10 @@ class _Ledger:
         "bits_today",
         "cells",
         "classes",
+        "copy_agreement",
+        "copy_answers",
+        "copy_baseline",
+        "copy_signalled",
         "coverage_signalled",
         "day",
         "day_signalled",
@@ -90,6 +111,10 @@ class _Ledger:
         self.classes = 0  # bitmap of classes answered
         self.day_signalled = False
         self.coverage_signalled = False
+        self.copy_signalled = False
+        self.copy_agreement = 0.0
+        self.copy_answers = 0
+        self.copy_baseline = 1.0
         self.next_mark = 0.0
         self.merged: str | None = None  # the actor this principal's account was folded into
 
@@ -111,6 +136,10 @@ class BudgetLedger(Detector):
         factor: float = 2.0,
         min_answers: int = 2000,
         coverage_share: float = 0.5,
+        fidelity: float = 0.8,
+        fidelity_answers: int | None = None,
+        copy_size: int = 256,
+        max_copies: int = 1_000,
         max_principals: int = 100_000,
         max_actors: int = 10_000,
     ) -> None:
@@ -119,11 +148,19 @@ class BudgetLedger(Detector):
             raise ValueError("budget: daily_bits > 0, 0 < quantile < 1, factor >= 1 and min_answers >= 1 are required")
         if not 0 < coverage_share <= 1:
             raise ValueError("budget: 0 < coverage_share <= 1 is required")
+        if not 0 < fidelity <= 1 or (fidelity_answers is not None and fidelity_answers < 1):
+            raise ValueError("budget: 0 < fidelity <= 1 and fidelity_answers >= 1 are required")
+        if copy_size < 1 or max_copies < 1:
+            raise ValueError("budget: copy_size >= 1 and max_copies >= 1 are required")
         self.daily_bits = daily_bits
         self.quantile = quantile
         self.factor = factor
         self.min_answers = min_answers
         self.coverage_share = coverage_share
+        self.fidelity = fidelity
+        self.fidelity_answers = fidelity_answers
+        self.copy_size = copy_size
+        self.max_copies = max_copies
         self.max_principals = max_principals
         self.max_actors = max_actors
         self._space = QuerySpace.from_profile(profile)
@@ -134,6 +171,10 @@ class BudgetLedger(Detector):
             self._build_grid(reference_rows(profile, self._space))
         self._principals: PrincipalStates[_Ledger] = PrincipalStates(_Ledger, max_principals)
         self._actors: PrincipalStates[_Ledger] = PrincipalStates(_Ledger, max_actors)
+        self._copies: PrincipalStates[AnswerCopy] = PrincipalStates(AnswerCopy, max_copies)
+        self._answers: dict[int, int] = {}  # the population's answers per class
+        self._answered = 0
+        self._min_copy = fidelity_answers or (self._space.dim + 1 if self._space is not None else 1)
         self._hist = np.zeros(_HIST, dtype=np.int64)
         self._limit = self._learned_threshold()
 
@@ -162,11 +203,14 @@ class BudgetLedger(Detector):
         digits = (proj[..., None] > self._edges).sum(axis=-1)
         return np.asarray(digits @ (_BINS ** np.arange(_DIRECTIONS)), dtype=np.int64)
 
-    def _cell(self, interaction: Interaction) -> int | None:
-        if self._space is None or self._directions is None:
+    def _point(self, interaction: Interaction) -> Vector | None:
+        """The query in the ledger's space, or None without a usable input."""
+        if self._space is None:
             return None
-        z = self._space.transform(interaction.features)
-        if z is None:
+        return self._space.transform(interaction.features)
+
+    def _cell(self, z: Vector | None) -> int | None:
+        if z is None or self._directions is None:
             return None
         return int(self._cells_of(z @ self._directions))
 
@@ -212,11 +256,19 @@ class BudgetLedger(Detector):
         told = self._disclosure(interaction)
         if told is None:
             return []
-        cell = self._cell(interaction)
+        z = self._point(interaction)
+        cell = self._cell(z)
         day = math.floor(interaction.ts / DAY)
         signals = []
         own = self._principals.get(interaction.principal)
+        cls = told[3]
+        if cls is not None and own.outputs < _SHARE_LIMIT:
+            self._answers[cls] = self._answers.get(cls, 0) + 1
+            self._answered += 1
         self._post(own, told, cell, day, pooled=True)
+        point = z.astype(np.float32) if z is not None and cls is not None else None
+        if point is not None:
+            self._learn(own, "p", interaction.principal, point, cls)
         sig = self._judge(interaction, own, "principal", interaction.principal)
         if sig is not None:
             signals.append(sig)
@@ -226,8 +278,14 @@ class BudgetLedger(Detector):
             if own.merged != actor:
                 _fold(group, own)
                 own.merged = actor
+                mine = self._copies.peek(_copy_key("p", interaction.principal))
+                if mine is not None:
+                    self._copies.get(_copy_key("a", actor)).absorb(mine, capacity=self.copy_size)
+                    self._estimate(group, "a", actor)
             else:
                 self._post(group, told, cell, day, pooled=False)
+                if point is not None:
+                    self._learn(group, "a", actor, point, cls)
             sig = self._judge(interaction, group, "actor", actor)
             if sig is not None:
                 signals.append(sig)
@@ -259,6 +317,33 @@ class BudgetLedger(Detector):
             led.cells |= 1 << cell
         if cls is not None and 0 <= cls < 4096:
             led.classes |= 1 << cls
+
+    # -- the copy the answers allow ---------------------------------------------------
+    def _learn(self, led: _Ledger, scope: str, subject: str, point: np.ndarray, cls: int | None) -> None:
+        assert cls is not None
+        copy = self._copies.get(_copy_key(scope, subject))
+        if not copy.learn(point, cls, capacity=self.copy_size):
+            return
+        led.copy_answers = copy.learned
+        if copy.learned >= self._min_copy and copy.learned % _JUDGE_EVERY == 0:
+            self._estimate(led, scope, subject)
+
+    def _estimate(self, led: _Ledger, scope: str, subject: str) -> None:
+        copy = self._copies.peek(_copy_key(scope, subject))
+        if copy is None or not self._answered:
+            return
+        shares = {c: n / self._answered for c, n in self._answers.items()}
+        led.copy_agreement = copy.agreement(shares)
+        led.copy_baseline = max(shares.values())
+        led.copy_answers = copy.learned
+
+    @staticmethod
+    def copy_skill(led: _Ledger) -> float:
+        """How far the copy's agreement is from the trivial copy's (always the commonest
+        class: ``copy_baseline``) towards a perfect one, in [0, 1]."""
+        if led.copy_baseline >= 1.0:
+            return 0.0
+        return max(0.0, (led.copy_agreement - led.copy_baseline) / (1.0 - led.copy_baseline))
 
     def threshold(self) -> float:
         """Bits per day past which a principal's (or actor's) disclosure is signalled."""
@@ -293,14 +378,26 @@ class BudgetLedger(Detector):
         elif not led.coverage_signalled and self._reference_cells and self.coverage(led) >= self.coverage_share:
             led.coverage_signalled = True
             reason = "coverage"
+        elif not led.copy_signalled and led.copy_answers >= self._min_copy and self.copy_skill(led) >= self.fidelity:
+            led.copy_signalled = True
+            reason = "copy"
         if reason is None:
             return None
-        ratio = max(led.bits_today / limit, self.coverage(led) / self.coverage_share)
+        ratio = max(
+            led.bits_today / limit, self.coverage(led) / self.coverage_share, self.copy_skill(led) / self.fidelity
+        )
+        evidence = self.budget(led) | {"scope": scope, "subject": subject, "crossed": reason}
+        if reason == "copy":
+            evidence["exposure"] = (
+                f"{led.copy_answers} answers suffice for a copy with ~{led.copy_agreement:.2f} agreement on "
+                f"natural inputs, where always answering the commonest class agrees {led.copy_baseline:.2f} "
+                "(a 1-nearest-neighbour copy, leave-one-out; a trained copy does better)"
+            )
         return self.signal(
             interaction,
             score=min(0.5, 0.2 + 0.05 * math.log2(1.0 + ratio)),
             severity=Severity.LOW,
-            evidence=self.budget(led) | {"scope": scope, "subject": subject, "crossed": reason},
+            evidence=evidence,
         )
 
     def budget(self, led: _Ledger) -> Evidence:
@@ -321,6 +418,11 @@ class BudgetLedger(Detector):
             "coverage_share": round(self.coverage(led), 4),
             "classes_seen": led.classes.bit_count(),
             "classes_total": k,
+            "copy_agreement": round(led.copy_agreement, 3),
+            "copy_baseline": round(led.copy_baseline, 3),
+            "copy_skill": round(self.copy_skill(led), 3),
+            "copy_answers": led.copy_answers,
+            "copy_threshold": self.fidelity,
         }
 
     def ledger(self, principal: str | None = None, *, actor: str | None = None) -> Evidence | None:
@@ -331,6 +433,10 @@ class BudgetLedger(Detector):
     # -- contract -----------------------------------------------------------------------
     def state_size(self) -> int:
         return len(self._principals) + len(self._actors)
+
+    def copy_bytes(self) -> int:
+        """Memory the accounts' copies hold (at most ``max_copies`` times ``copy_size`` rows)."""
+        return sum(copy.nbytes() for _, copy in self._copies.items())
 
     def calibration(self) -> dict[str, Calibration]:
         ledgers = [led for _, led in self._principals.items()]
@@ -353,6 +459,10 @@ def _decimals(p: Vector) -> int:
         if np.abs(s - np.rint(s)).max() < 1e-9:
             return d
     return _MAX_DECIMALS
+
+
+def _copy_key(scope: str, subject: str) -> str:
+    return f"{scope}\x00{subject}"
 
 
 def _fold(into: _Ledger, other: _Ledger) -> None:
