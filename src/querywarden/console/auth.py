@@ -62,6 +62,7 @@ class Auth:
         key = settings.secret_key or secrets.token_urlsafe(32)
         self._signer = URLSafeTimedSerializer(key, salt="querywarden-console-session")
         self._failures: dict[str, list[float]] = {}
+        self._refused: dict[str, float] = {}
 
     @classmethod
     def with_fallback(cls, settings: ConsoleSettings, announce: Callable[[str], None]) -> Auth:
@@ -100,6 +101,17 @@ class Auth:
     def locked_out(self, client: str, now: float) -> bool:
         recent = [t for t in self._failures.get(client, ()) if now - t < FAILURE_WINDOW]
         return len(recent) >= self.settings.max_login_failures
+
+    def first_refusal(self, client: str, now: float) -> bool:
+        """True for a locked-out client's first refused attempt of this lockout (worth
+        auditing), False for the ones after it."""
+        since = self._refused.get(client)
+        if since is not None and now - since < FAILURE_WINDOW:
+            return False
+        if client not in self._refused and len(self._refused) >= MAX_TRACKED_CLIENTS:
+            self._refused.pop(next(iter(self._refused)))
+        self._refused[client] = now
+        return True
 
     def _fail(self, client: str, now: float) -> None:
         if client not in self._failures and len(self._failures) >= MAX_TRACKED_CLIENTS:

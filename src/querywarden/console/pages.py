@@ -19,6 +19,7 @@ from querywarden.console.exposure import inventory
 from querywarden.console.web import Pages, secure
 from querywarden.core.atlas import API_ACCESS, TECHNIQUES
 from querywarden.core.records import Severity
+from querywarden.store import OPERATOR_EVENTS
 
 PAGE_SIZE = 50
 SEVERITIES = [s.label for s in Severity]
@@ -99,6 +100,7 @@ class Views:
             "findings.html",
             who,
             rows=rows,
+            triage=self.store.triage([f.finding_id for f in rows]),
             total=total,
             page=page,
             pages=max(1, -(-total // PAGE_SIZE)),
@@ -126,6 +128,8 @@ class Views:
             who,
             f=f,
             events=detail.events,
+            triage=detail.triage,
+            changed=_arg(request, "changed", ["acknowledge", "close"]),
             signals=self.store.signals(finding_id=fid, limit=100),
             triggering=triggering[:60],
             principals=[p for p in principals if p is not None],
@@ -250,11 +254,21 @@ class Views:
         )
 
     async def audit(self, request: Request, who: Identity) -> Response:
+        """Decision changes, or (``log=operator``) finding triage and console logins."""
         page = _page(request)
+        log = _arg(request, "log", ["decisions", "operator"]) or "decisions"
         principal = _arg(request, "principal")
-        rows = self.store.audit(limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE, principal=principal)
+        offset = (page - 1) * PAGE_SIZE
+        if log == "operator":
+            event = _arg(request, "event", list(OPERATOR_EVENTS))
+            events = self.store.operator_audit(PAGE_SIZE, offset, event=event)
+            more = len(events) == PAGE_SIZE
+            return self.pages.render(
+                request, "audit.html", who, log=log, rows=events, page=page, principal=None, event=event, more=more
+            )
+        rows = self.store.audit(limit=PAGE_SIZE, offset=offset, principal=principal)
         return self.pages.render(
-            request, "audit.html", who, rows=rows, page=page, principal=principal, more=len(rows) == PAGE_SIZE
+            request, "audit.html", who, log=log, rows=rows, page=page, principal=principal, more=len(rows) == PAGE_SIZE
         )
 
     async def search(self, request: Request, who: Identity) -> Response:
