@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import msgspec
 import pytest
+from starlette.requests import Request
 
 from e2e.traffic import copied_store, profiles
 from gateway_upstream import LoopbackServer
@@ -19,6 +20,7 @@ from querywarden.console.auth import Auth
 from querywarden.console.context import ConsoleContext
 from querywarden.console.settings import ConsoleSettings, hash_password, token_digest
 from querywarden.console.standalone import standalone_app
+from querywarden.console.web import client_address
 from querywarden.core.engine import Engine
 from querywarden.core.records import Severity
 
@@ -136,3 +138,14 @@ def test_a_locked_out_client_is_audited_once_per_lockout(ctx: ConsoleContext) ->
     assert len(failed) == 4, "three checked failures and one note that the client is locked out"
     assert failed[0].note.startswith("locked out after too many failures")
     assert ctx.store.operator_audit(event="login") == []
+
+
+def test_the_client_address_behind_the_admin_front_is_the_one_it_forwards() -> None:
+    def request(client: tuple[str, int] | None, *forwarded: bytes) -> Request:
+        headers = [(b"x-forwarded-for", value) for value in forwarded]
+        return Request({"type": "http", "method": "POST", "path": "/", "headers": headers, "client": client})
+
+    assert client_address(request(("192.0.2.1", 5000), b"10.9.9.9")) == "192.0.2.1", "a TCP peer is the client"
+    # over the admin Unix socket: the front appends the real peer after whatever the client sent
+    assert client_address(request(None, b"6.6.6.6, 7.7.7.7", b"192.0.2.44")) == "192.0.2.44"
+    assert client_address(request(None)) is None

@@ -213,6 +213,7 @@ def test_log_in_see_the_finding_block_the_principal_and_the_gateway_refuses_it(
             expect(page.locator("text=AML.T0024.001").first).to_be_visible()
             expect(page.locator("text=ML03:2023").first).to_be_visible()
             page.screenshot(path=str(shots / "finding.png"), full_page=True)
+            finding_url = page.url
 
             # 3. open the principal and block it
             page.locator("section", has_text="Affected principals").locator(
@@ -236,7 +237,28 @@ def test_log_in_see_the_finding_block_the_principal_and_the_gateway_refuses_it(
             assert predict(gateway, "cust-25", attacker_row).status_code == 200
             page.screenshot(path=str(shots / "principal.png"), full_page=True)
 
+            # 5. acknowledge the finding, then close it: both audited under the analyst's name
+            page.goto(finding_url)
+            fid = finding_url.rsplit("/", 1)[-1]
+            page.locator("#triage input[name=note]").fill("attacker blocked, SOC-77")
+            page.click("#triage button[value=acknowledge]")
+            expect(page.locator(".flash")).to_contain_text("Finding acknowledged")
+            expect(page.locator("#triage")).to_contain_text("by analyst")
+            expect(page.locator("#triage")).to_contain_text("attacker blocked, SOC-77")
+            page.locator("#triage input[name=note]").fill("done: key revoked")
+            page.click("#triage button[value=close]")
+            expect(page.locator(".flash")).to_contain_text("Finding closed")
+            expect(page.locator("#triage button")).to_have_count(0)
+            page.goto(console + "/findings?status=active")
+            expect(page.locator(f"a[href='/console/findings/{fid}']")).to_have_count(0)
+            page.goto(console + "/audit?log=operator")
+            expect(page.locator("tr.event-close")).to_contain_text("done: key revoked")
+            expect(page.locator("tr.event-acknowledge")).to_contain_text("analyst")
+            expect(page.locator("tr.event-login").first).to_contain_text("127.0.0.1")
+            assert predict(gateway, "inverter", attacker_row).status_code == 403, "closing a finding lifts no block"
+
             if has_intel():
+                page.goto(console + "/principals/" + principal)
                 expect(page.locator("#intel")).to_contain_text("abuse-desk")
             for name, path in (("models", "/models"), ("actors", "/actors"), ("audit", "/audit"), ("intel", "/intel")):
                 page.goto(console + path)

@@ -25,6 +25,7 @@ from querywarden.console import intel
 from querywarden.console.auth import CSRF_HEADER, SAFE_METHODS, Identity
 from querywarden.console.context import OPERATOR_ACTIONS, ConsoleContext
 from querywarden.console.exposure import inventory
+from querywarden.console.web import client_address
 from querywarden.core.records import Severity
 from querywarden.errors import StoreError
 from querywarden.store import OPERATOR_EVENTS, TriageRefused
@@ -164,7 +165,7 @@ def create_api(ctx: ConsoleContext) -> Starlette:
         async def handler(request: Request, who: Identity) -> Response:
             fid = request.path_params["finding_id"]
             note = await _note(request)
-            client = request.client.host if request.client else None
+            client = client_address(request)
             found = store.triage_finding(fid, action, note, by=who.name, client_ip=client)
             if found is None:
                 return error(404, "not_found", f"no finding {fid!r}")

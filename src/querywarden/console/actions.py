@@ -20,7 +20,7 @@ from starlette.responses import RedirectResponse, Response
 
 from querywarden.console.auth import Identity
 from querywarden.console.context import OPERATOR_ACTIONS
-from querywarden.console.web import Pages, safe_next, same_origin, secure
+from querywarden.console.web import Pages, client_address, safe_next, same_origin, secure
 from querywarden.store import TRIAGE_ACTIONS, TriageRefused
 
 MAX_NOTE = 500
@@ -44,7 +44,7 @@ class Actions:
             return self.pages.render(request, "error.html", None, 403, message="Log in from the console's own page.")
         form = await request.form()
         user, password, target = (str(form.get(k, "")) for k in ("user", "password", "next"))
-        client = request.client.host if request.client else "unknown"
+        client = client_address(request) or "unknown"
         tried = user.strip()[:MAX_NAME] or "token"
         now = time.monotonic()
         locked = self.ctx.auth.locked_out(client, now)
@@ -98,7 +98,7 @@ class Actions:
         action, note = await self._form(request)
         if action not in TRIAGE_ACTIONS:
             return self.pages.render(request, "error.html", who, 400, message=f"Unknown action {action!r}.")
-        client = request.client.host if request.client else None
+        client = client_address(request)
         try:
             found = self.ctx.store.triage_finding(fid, action, note, by=who.name, client_ip=client)
         except TriageRefused as exc:

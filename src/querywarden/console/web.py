@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from querywarden.console.auth import CSRF_FIELD, SAFE_METHODS, Identity
@@ -151,6 +151,22 @@ def safe_next(base: str, target: str | None) -> str:
     if target and target.startswith(base + "/") and not target.startswith("//") and "\\" not in target:
         return target
     return base + "/"
+
+
+def client_address(request: HTTPConnection) -> str | None:
+    """The address of the client an operator request came from.
+
+    A TCP peer is the client. A request with no TCP peer came over the Unix socket that
+    only the gateway's own admin front connects to (``serve`` with the engine in its own
+    process): the front appends the real peer as the last ``X-Forwarded-For`` header, so
+    that one is used; a client cannot reach the socket to forge it.
+    """
+    if request.client is not None:
+        return request.client.host
+    forwarded = request.headers.getlist("x-forwarded-for")
+    if not forwarded:
+        return None
+    return forwarded[-1].rsplit(",", 1)[-1].strip() or None
 
 
 def same_origin(request: Request) -> bool:
