@@ -103,3 +103,10 @@ def test_bad_parameters_are_refused() -> None:
         FingerprintIndex(capacity=0, top_s=32, table_factor=2.0)
     with pytest.raises(DetectorError):
         Fingerprinter(lo=np.zeros(4), step=np.ones(4), levels=0, window=2, top_s=4, salt="")
+
+
+def test_outside_counts_features_more_than_one_bin_out_of_range() -> None:
+    fp = Fingerprinter(lo=np.zeros(4), step=np.full(4, 0.25), levels=4, window=2, top_s=4, salt="s")
+    assert fp.outside(np.array([0.0, 0.5, 1.0, 0.99])) == 0.0
+    assert fp.outside(np.array([-0.2, 1.2, 0.5, 0.5])) == 0.0, "within one bin of the range"
+    assert fp.outside(np.array([-0.3, 1.3, 0.5, np.nan])) == 0.75

@@ -208,6 +208,25 @@ def test_line_searches_that_re_ask_points_read_as_extraction(cancer: tuple) -> N
     assert strong[0].evidence["exact_repeats"] > 0
 
 
+def test_line_walks_far_off_the_input_box_read_as_extraction_without_repeats(cancer: tuple) -> None:
+    """Functionally-equivalent extraction walks wherever the network's kinks are, far off the
+    data; a boundary walk must end in a valid input, so the same walk inside the box does not."""
+    profile, x, model = cancer
+    lo, hi = x.min(axis=0), x.max(axis=0)
+    rng = np.random.default_rng(12)
+    for centre, expected in ((hi + 10 * (hi - lo), EXTRACTION), ((lo + hi) / 2, ADVERSARIAL)):
+        det = NearDuplicateDetector(profile=profile)
+        rows = []
+        for _ in range(4):
+            start, direction = centre + rng.normal(size=30) * (hi - lo) / 50, rng.normal(size=30) * (hi - lo) / 400
+            rows.extend(start + k * direction for k in range(40))
+        signals = run(det, interactions(np.array(rows), ["walker"], model))
+        strong = [s for s in signals if s.severity >= Severity.MEDIUM]
+        assert strong and {s.technique for s in strong} == {expected}
+        assert strong[0].evidence["exact_repeats"] == 0
+        assert strong[0].evidence["off_box_share"] == (1.0 if expected == EXTRACTION else 0.0)
+
+
 def test_tabular_walk_is_caught_and_what_if_users_are_not(cancer: tuple) -> None:
     profile, x, model = cancer
     det = NearDuplicateDetector(profile=profile)

@@ -93,6 +93,13 @@ class Fingerprinter:
         np.fmin(q, self.top_code, out=q)
         return q.astype(np.uint64)  # truncation is the floor: q is not negative here
 
+    def outside(self, x: npt.NDArray[np.float64]) -> float:
+        """Share of the features lying more than one bin outside their range (NaN counts as outside)."""
+        q = x * self.inv_step
+        q -= self.shift  # in range: [1, levels + 1)
+        inside = (q >= 0.0) & (q < self.top_code + 1.0)
+        return 1.0 - float(np.count_nonzero(inside)) / max(1, int(q.shape[0]))
+
     def window_hashes(self, x: npt.NDArray[np.float64]) -> U64:
         q = self.codes(x)
         if self._gather is not None:

@@ -31,10 +31,14 @@ hours or days apart and stay apart. When principals merge into an actor their ch
 counts are added to the actor's (``merge``), so the actor crosses ``min_hits`` as soon as
 its members together have.
 
-Technique: a chain whose outputs settle on one class with rising confidence is model
-inversion (AML.T0024.001); a chain from a principal whose queries are 10% or more exact
-repeats is extraction (AML.T0024.002: functionally-equivalent extraction line-searches in
-tiny steps and re-asks points); anything else is decision-boundary probing (AML.T0043).
+Technique: a chain from a principal whose queries are 10% or more exact repeats, or
+whose hits mostly lie off the valid input box (a quarter of their features more than one
+quantisation bin outside their range), is extraction (AML.T0024.002: functionally-
+equivalent extraction line-searches in tiny steps, re-asks points and walks far off the
+data, wherever the network's kinks are; evasion and inversion must end in a valid input,
+so their walks stay in the box); a chain whose outputs settle on one class with rising
+confidence is model inversion (AML.T0024.001); anything else is decision-boundary probing
+(AML.T0043).
 
 Blind spots: adaptive attacks that use the block as an oracle and resample until they
 pass (OARS), query blinding (random transforms large enough to change most windows), and
@@ -61,6 +65,10 @@ _MAX_LINK_PEERS = 32
 _MAX_CHAINS = 8
 _RECENT = 64
 _EXTRACTION_REPEATS = 0.1
+_OFF_BOX_FEATURES = 0.25
+"""A hit with this share of its features more than one bin outside their range is off the box."""
+_EXTRACTION_OFF_BOX = 0.5
+"""Hits off the valid input box, as a share of all hits, that make a chain extraction."""
 _LAST_HITS = 3
 
 
@@ -75,6 +83,7 @@ class _Chains:
         "links",
         "long",
         "near",
+        "outside",
         "peak",
         "queries",
         "recent",
@@ -86,6 +95,7 @@ class _Chains:
         self.key = 0
         self.queries = 0
         self.near = 0
+        self.outside = 0
         self.repeats = 0
         self.peak = 0
         self.level = Severity.INFO
@@ -267,13 +277,16 @@ class NearDuplicateDetector(Detector):
         if repeat:
             st.repeats += 1
         n = st.hit(chain, self.hits_window, self.min_hits) if hit else 0
+        off_box = hit and fp.outside(x) >= _OFF_BOX_FEATURES
         if hit:
+            st.outside += off_box
             _remember_output(st, interaction)
         sig = self._crossing(interaction, st, n, "principal") if hit else None
         if ast is not None:
             ast.queries += 1
             ast.repeats += repeat
             if hit:
+                ast.outside += off_box
                 an = ast.hit(chain, self.hits_window, self.min_hits)
                 _remember_output(ast, interaction)
                 if sig is None:
@@ -349,6 +362,7 @@ class NearDuplicateDetector(Detector):
                     into.hit(chain, self.hits_window, self.min_hits, count)
             into.queries += other.queries
             into.repeats += other.repeats
+            into.outside += other.outside
             into.level = max(into.level, other.level)
 
     def _remember(self, key: int, principal: str) -> None:
@@ -389,7 +403,7 @@ class NearDuplicateDetector(Detector):
         if level <= st.level:
             return None
         st.level = level
-        st.technique = _technique(st.recent, st.repeats / max(1, st.queries))
+        st.technique = _technique(st.recent, st.repeats / max(1, st.queries), st.outside / max(1, st.near))
         recent = st.recent or ()
         low_margin = sum(1 for _, _, m in recent if m < 0.2)
         evidence: Evidence = {
@@ -399,6 +413,7 @@ class NearDuplicateDetector(Detector):
             "threshold": self.min_hits,
             "near_duplicate_hits_total": st.near,
             "exact_repeats": st.repeats,
+            "off_box_share": round(st.outside / max(1, st.near), 3),
             "queries": st.queries,
             "low_margin_share": round(low_margin / len(recent), 3) if recent else None,
         }
@@ -474,12 +489,15 @@ def _remember_output(st: _Chains, interaction: Interaction) -> None:
     st.recent.append((top, top_p, margin if math.isfinite(margin) else 0.0))
 
 
-def _technique(recent: deque[tuple[int, float, float]] | None, repeat_share: float) -> str:
+def _technique(recent: deque[tuple[int, float, float]] | None, repeat_share: float, off_box_share: float) -> str:
     """Inversion when the recent hits' outputs settled on one class (a boundary walk keeps
     crossing between two) and its confidence climbed from the first quarter of them to the
-    last; a chain with many exact repeats is extraction (functionally-equivalent extraction
-    line-searches in tiny steps and re-asks points); anything else is boundary probing."""
-    if repeat_share >= _EXTRACTION_REPEATS:
+    last; a chain with many exact repeats, or whose hits mostly lie off the valid input box,
+    is extraction (functionally-equivalent extraction line-searches in tiny steps, re-asks
+    points and walks wherever the network's kinks are, far off the data; evasion must end
+    in a valid input near a real one, so its walks stay in the box); anything else is
+    boundary probing."""
+    if repeat_share >= _EXTRACTION_REPEATS or off_box_share >= _EXTRACTION_OFF_BOX:
         return EXTRACTION
     if not recent or len(recent) < 16:
         return ADVERSARIAL
