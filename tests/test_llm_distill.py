@@ -36,3 +36,23 @@ def test_keys_of_a_campaign_are_linked_then_counted_together() -> None:
     linked = [s for it in chat.distillation(keys, 90, seed=4, actor="farm") for s in det.update(it)]
     actor = [s for s in linked if s.severity >= Severity.MEDIUM]
     assert actor and actor[0].evidence["counted_on"] == "actor"
+
+
+def test_a_sweep_split_over_keys_is_high_and_one_heavy_user_is_medium() -> None:
+    det = DistillationDetector(profile=PROFILE, min_cot_topics=20, campaign_keys=2)
+    alone = [s for it in chat.distillation(["solo"], 60) for s in det.update(it)]
+    assert max(s.severity for s in alone) is Severity.MEDIUM  # one key, many topics: a heavy user
+    det = DistillationDetector(profile=PROFILE, min_cot_topics=20, campaign_keys=2)
+    farm = [s for it in chat.distillation(["k1", "k2", "k3"], 60, actor="farm") for s in det.update(it)]
+    crossed = [s for s in farm if s.severity >= Severity.MEDIUM]
+    assert crossed[0].severity is Severity.HIGH and crossed[0].evidence["counted_on"] == "actor"
+    assert crossed[0].evidence["keys"] == 3
+
+
+def test_link_min_is_calibrated_on_how_often_one_customer_reuses_a_reasoning_sentence() -> None:
+    det = DistillationDetector(profile=PROFILE)
+    for i in range(3):
+        det.update(
+            chat.interaction(f"s{i}", float(i), "student", f"Why is the sky blue {i}? Explain step by step.", ".")
+        )
+    assert det.calibration()["link_min"].values == (3.0,)

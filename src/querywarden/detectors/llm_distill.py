@@ -20,6 +20,12 @@ principals that used it at least ``link_min`` times, and the signal names the ot
 times at most) so the engine merges the keys into one actor, whose counts then add up (a
 principal seen in an actor for the first time brings its window's counts with it).
 
+The response has to fit the threat: hardening strips logprobs, which a text distiller does
+not need. So coverage that crosses ``min_cot_topics`` on an actor whose reasoning prompts
+came from ``campaign_keys`` or more keys is ``high`` (the default policy blocks the actor's
+keys): one customer asking many questions step by step is a heavy user, the same sweep
+split over rotated keys is a campaign.
+
 Blind spots: a campaign that varies its wrapper on every prompt (paraphrased cues still
 count per principal, but do not link keys); distillation of answers alone, with no
 reasoning cue, shows only as coverage (``low``) and volume.
@@ -55,6 +61,7 @@ _MAX_WRAPPERS = 4096
 _MAX_LINKED = 16
 _MAX_RELATED = 8
 _MAX_LINK_EMITS = 8
+_MAX_KEYS = 64
 
 
 def cot_cue(text: str) -> str | None:
@@ -88,10 +95,25 @@ def topic_key(text: str, cue: str | None) -> int:
 
 
 class _State:
-    __slots__ = ("actor", "cot", "cot_topics", "level", "n", "peak_cot", "peak_topics", "topics", "window", "wrappers")
+    __slots__ = (
+        "actor",
+        "cot",
+        "cot_topics",
+        "keys",
+        "level",
+        "n",
+        "peak_cot",
+        "peak_topics",
+        "peak_uses",
+        "topics",
+        "window",
+        "wrappers",
+    )
 
     def __init__(self) -> None:
         self.actor: str | None = None
+        self.keys: set[str] = set()
+        """On an actor: the keys that sent its reasoning prompts in this window (at most 64 kept)."""
         self.window = -1
         self.n = 0
         self.cot = 0
@@ -101,6 +123,7 @@ class _State:
         self.level = 0
         self.peak_cot = 0
         self.peak_topics = 0
+        self.peak_uses = 0
 
 
 class DistillationDetector(Detector):
@@ -116,14 +139,20 @@ class DistillationDetector(Detector):
         min_cot_topics: int = 40,
         high_cot_topics: int = 160,
         min_topics: int = 400,
+        campaign_keys: int = 2,
         link_min: int = 4,
         link_weight: float = 1.5,
         window: float = 86_400.0,
         max_principals: int = 100_000,
     ) -> None:
         super().__init__(profile=profile)
-        if min(min_cot_topics, high_cot_topics, min_topics, link_min) < 1 or window <= 0 or link_weight < 0:
+        if (
+            min(min_cot_topics, high_cot_topics, min_topics, link_min, campaign_keys) < 1
+            or window <= 0
+            or link_weight < 0
+        ):
             raise ValueError("llm_distill: thresholds must be >= 1, window > 0 and link_weight >= 0")
+        self.campaign_keys = campaign_keys
         self.min_cot_topics = min_cot_topics
         self.high_cot_topics = high_cot_topics
         self.min_topics = min_topics
@@ -151,22 +180,28 @@ class DistillationDetector(Detector):
                 st.topics.clear()
                 st.cot_topics.clear()
                 st.wrappers.clear()
+                st.keys.clear()
             st.n += 1
             if len(st.topics) <= self.min_topics:
                 st.topics.add(topic)
             related: tuple[str, ...] = ()
             if cue is not None and wrapper is not None:
                 st.cot += 1
+                if is_actor(key) and len(st.keys) < _MAX_KEYS:
+                    st.keys.add(interaction.principal)
                 if len(st.cot_topics) <= high:
                     st.cot_topics.add(topic)
                 if len(st.wrappers) < 64 or wrapper in st.wrappers:
                     uses = st.wrappers.get(wrapper, 0) + 1
                     st.wrappers[wrapper] = uses
+                    st.peak_uses = max(st.peak_uses, uses)
                     if not is_actor(key):
                         related = self._link(wrapper, key, uses)
             st.peak_cot = max(st.peak_cot, len(st.cot_topics))
             st.peak_topics = max(st.peak_topics, len(st.topics))
             sev = level(len(st.cot_topics), self.min_cot_topics, high)
+            if sev is Severity.MEDIUM and len(st.keys) >= self.campaign_keys:
+                sev = Severity.HIGH  # the sweep is split over rotated keys: a campaign, not a heavy user
             if sev is None and len(st.topics) >= self.min_topics:
                 sev = Severity.LOW
             if (sev is not None and sev > st.level) or related:
@@ -187,6 +222,7 @@ class DistillationDetector(Detector):
                             "wrapper": (cue or "")[:120],
                             "window_seconds": self.window,
                             "threshold": self.min_cot_topics,
+                            **({"keys": len(st.keys)} if is_actor(key) else {}),
                             **subject_evidence(key),
                         },
                         related=related,
@@ -209,6 +245,8 @@ class DistillationDetector(Detector):
                 high = max(self.high_cot_topics, self.min_cot_topics + 1)
                 pooled.topics.update(list(st.topics)[: max(0, self.min_topics + 1 - len(pooled.topics))])
                 pooled.cot_topics.update(list(st.cot_topics)[: max(0, high + 1 - len(pooled.cot_topics))])
+                if st.cot and len(pooled.keys) < _MAX_KEYS:
+                    pooled.keys.add(key)
         return st
 
     def _link(self, wrapper: int, principal: str, uses: int) -> tuple[str, ...]:
@@ -233,11 +271,14 @@ class DistillationDetector(Detector):
         return len(self._states)
 
     def calibration(self) -> dict[str, Calibration]:
-        """Each benign principal's most distinct topics asked with reasoning cues (and without) in one window."""
+        """Each benign principal's most distinct topics asked with reasoning cues (and without) in one
+        window, and its most uses of one reasoning sentence."""
         states = [st for key, st in self._states.items() if not is_actor(key)]
         return {
             "min_cot_topics": Calibration(
                 values=tuple(float(s.peak_cot) for s in states), alarm_above=True, floor=10.0
             ),
             "min_topics": Calibration(values=tuple(float(s.peak_topics) for s in states), alarm_above=True, floor=50.0),
+            # a wrapper links keys only past every benign principal's reuse of one reasoning sentence
+            "link_min": Calibration(values=tuple(float(s.peak_uses) for s in states), alarm_above=True, floor=2.0),
         }
