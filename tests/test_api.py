@@ -71,7 +71,10 @@ def test_requests_without_credentials_are_refused(api: httpx.Client) -> None:
 def test_findings_filters_and_pagination(api: httpx.Client, ctx: ConsoleContext) -> None:
     body = api.get("/findings").json()
     assert body["total"] == ctx.store.count_findings() >= 2
-    assert {f["principals"][0] for f in body["items"]} == {"inverter"}
+    attacks = api.get("/findings", params={"severity": "medium"}).json()["items"]
+    assert {f["principals"][0] for f in attacks} == {"inverter"}, "attack patterns only on the attacker"
+    exposure = [f for f in body["items"] if f["severity"] in ("info", "low")]
+    assert len(exposure) + len(attacks) == body["total"], "the rest is exposure (low/info), no attack pattern"
     crit = api.get("/findings", params={"severity": "critical"}).json()
     assert crit["total"] == ctx.store.count_findings(severity_at_least="critical")
     assert all(f["severity"] == "critical" for f in crit["items"])
