@@ -28,12 +28,13 @@ from gateway_upstream import LoopbackServer
 from querywarden.bench.llm_attacks import REGISTRY, LlmAttack
 from querywarden.bench.llm_runner import POLICIES, assistant_profile
 from querywarden.core.atlas import LLM_LEAKAGE
-from querywarden.core.engine import Engine
+from querywarden.core.engine import DetectorSpec, Engine
 from querywarden.core.policy import Rule
 from querywarden.core.records import Action, Severity
 from querywarden.defaults import default_detectors
 from querywarden.gateway import EnginePipeline, Gateway, GatewaySettings
 from querywarden.llm.assistant import MODEL_ID, Assistant, build_assistant
+from querywarden.llm.corpus import SYSTEM_SECRET
 from querywarden.llm.server import create_app
 
 pytestmark = pytest.mark.slow
@@ -186,3 +187,37 @@ def test_with_the_default_policy_the_hardened_answers_come_back_redacted(
     assert answered < first_leak and outcome["statuses"][403] == attack.budget - answered
     assert engine.decision_for("attacker").action is Action.BLOCK
     assert_customer_served(attack, engine, customer, answers)
+
+
+def test_the_system_prompt_secret_stays_in_with_the_default_policy(assistant: Assistant, assistant_url: str) -> None:
+    """The operator declares the system prompt (digests only). Its extraction is seen after two
+    requests (``min_attempts`` 2, as calibration on benign chat sets it) and hardened; the
+    completion of the prompt's own opening that follows comes back with the echo redacted
+    (streamed), and the echo itself raises the finding to high: blocked."""
+    attack = REGISTRY["system-prompt"](assistant, SEED, "ci")
+    profile = assistant_profile(assistant)
+    assert profile.protected is not None
+
+    def ask(client: httpx.Client, body: dict[str, Any], endpoint: str) -> tuple[int, str]:
+        streamed = endpoint == "completions"
+        path = "/v1/chat/completions" if endpoint == "chat" else "/v1/completions"
+        r = client.post(path, json={**body, "stream": streamed}, headers={"x-api-key": "prober"})
+        return r.status_code, _text(r, streamed) if r.status_code == 200 else ""
+
+    with httpx.Client(base_url=assistant_url, timeout=30) as client:
+        bare = [ask(client, r.body, r.endpoint)[1] for r in attack.requests]
+    assert any(SYSTEM_SECRET in t for t in bare)
+
+    specs = [DetectorSpec(s.name, {"min_attempts": 2}) if s.name == "llm_sysprompt" else s for s in default_detectors()]
+    engine = Engine({MODEL_ID: profile}, detectors=specs, policy=POLICIES["default"])
+    settings = GatewaySettings(upstream=assistant_url, default_model=MODEL_ID, hash_api_keys=False)
+    gateway = Gateway(settings, EnginePipeline.from_settings(engine, settings), protected={MODEL_ID: profile.protected})
+    answers: list[tuple[int, str]] = []
+    with LoopbackServer(gateway) as gw, httpx.Client(base_url=gw.url, timeout=30) as client:
+        for r in attack.requests:
+            answers.append(ask(client, r.body, r.endpoint))
+            gateway.pipeline.drain(30)
+    assert not any(SYSTEM_SECRET in t for _, t in answers)
+    assert any("[REDACTED:protected]" in t for _, t in answers)
+    assert engine.decision_for("prober").action is Action.BLOCK
+    assert Counter(s for s, _ in answers)[403] >= len(attack.requests) - 4
