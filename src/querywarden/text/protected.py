@@ -2,8 +2,9 @@
 
 An assistant's system prompt (or any passage its operator names) must not come back in an
 answer. The passages are kept only as digests: every run of ``window`` consecutive words
-(lower-cased letters and digits, punctuation and spacing ignored) is hashed to 64 bits, and
-a passage shorter than ``window`` words is hashed whole. The text itself is dropped once the
+(lower-cased letters and digits, punctuation and spacing ignored) is hashed to 64 bits (a
+polynomial of its words' BLAKE2b hashes, so a whole answer's runs cost one multiply-add per
+word), and a passage shorter than ``window`` words is hashed whole. The text itself is dropped once the
 digests exist, so neither a detector's state nor a finding can hold it; evidence names an
 echo by its length, offsets and digest.
 
@@ -20,6 +21,7 @@ echo by its length, offsets and digest.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -35,7 +37,33 @@ _HOLD = 4096
 """Characters a stream redactor may hold back; past it, pending words are decided with what has come."""
 
 
+_MASK = (1 << 64) - 1
+_BASE = 0x100000001B3  # an odd multiplier: runs are polynomials of their words' hashes, mod 2**64
+
+
+@functools.lru_cache(maxsize=65536)
+def _word_hash(word: str) -> int:
+    return int.from_bytes(hashlib.blake2b(word.encode(), digest_size=8).digest(), "little")
+
+
+def _run_digests(words: Sequence[str], n: int) -> list[int]:
+    """The digest of every run of ``n`` words, rolled along in one pass (one multiply-add per word)."""
+    if len(words) < n:
+        return []
+    hashes = [_word_hash(w) for w in words]
+    top = pow(_BASE, n - 1, 1 << 64)
+    h = 0
+    for x in hashes[:n]:
+        h = (h * _BASE + x) & _MASK
+    out = [h]
+    for i in range(n, len(hashes)):
+        h = ((h - hashes[i - n] * top) * _BASE + hashes[i]) & _MASK
+        out.append(h)
+    return out
+
+
 def _digest(words: Sequence[str]) -> int:
+    """The digest shown in evidence for one echoed run (any length)."""
     return int.from_bytes(hashlib.blake2b(" ".join(words).encode(), digest_size=8).digest(), "little")
 
 
@@ -79,7 +107,7 @@ class ProtectedText:
             count += 1
             n = min(window, len(ws))
             lengths.add(n)
-            digests.update(_digest(ws[i : i + n]) for i in range(len(ws) - n + 1))
+            digests.update(_run_digests(ws, n))
         if not digests:
             raise ValueError("protected text: no words to protect")
         return cls(window, tuple(sorted(lengths, reverse=True)), frozenset(digests), count)
@@ -141,8 +169,9 @@ class ProtectedText:
         """For each word from ``skip`` on, whether a run matching a digest covers it."""
         out = [False] * (len(words) - skip)
         for n in self.lengths:
-            for i in range(max(0, skip - n + 1), len(words) - n + 1):
-                if _digest(words[i : i + n]) in self.digests:
+            first = max(0, skip - n + 1)
+            for i, h in enumerate(_run_digests(words[first:], n), start=first):
+                if h in self.digests:
                     for j in range(max(i, skip), i + n):
                         out[j - skip] = True
         return out
