@@ -49,6 +49,10 @@ class Detector:
     name: ClassVar[str] = ""
     technique: ClassVar[str] = ""
     description: ClassVar[str] = ""
+    supplies_links: ClassVar[bool] = False
+    """True for a detector whose purpose is link evidence (signals with ``related`` and a
+    ``link_weight``). The engine runs such detectors first, so a merge they cause already
+    applies to the interaction that caused it in every other detector."""
     needs: ClassVar[frozenset[str]] = frozenset()
     """What an interaction must carry for the detector to learn from it: any of
     ``features``, ``probabilities``, ``text``, ``output``. Others are skipped cheaply."""

@@ -19,7 +19,7 @@ from typing import Any
 import msgspec
 
 from querywarden.core import registry, snapshot
-from querywarden.core.actors import ActorGraph, Merge
+from querywarden.core.actors import ActorGraph
 from querywarden.core.detector import Detector, PrincipalStates
 from querywarden.core.policy import DEFAULT_POLICY, Policy
 from querywarden.core.profile import ModelProfile
@@ -87,6 +87,8 @@ class Engine:
                 allowed = ", ".join(n for n in cls.param_names() if n != "profile")
                 raise DetectorError(f"detector {spec.name!r} has no parameter {sorted(unknown)}; allowed: {allowed}")
             built.append(cls(profile=profile, **dict(spec.params)))
+        # link evidence first: a merge it causes reaches the other detectors on the same interaction
+        built.sort(key=lambda det: not det.supplies_links)
         return built
 
     def add_model(self, profile: ModelProfile) -> None:
@@ -117,6 +119,10 @@ class Engine:
             out = det.update(interaction)
             if out:
                 signals.extend(out)
+                if self._link(out):
+                    actor = self.actors.actor_of(interaction.principal)
+                    if actor != interaction.actor:
+                        interaction = msgspec.structs.replace(interaction, actor=actor)
 
         findings: list[Finding] = []
         if self._processed % self.sweep_every == 0:
@@ -125,12 +131,6 @@ class Engine:
             return _EMPTY
 
         decisions: list[Decision] = []
-        for sig in signals:
-            if sig.link_weight > 0:
-                for other in sig.related:
-                    merge = self.actors.join(sig.principal, other, sig.link_weight, sig.detector)
-                    if merge is not None:
-                        self._merge(merge)
         for sig in signals:
             actor = self.actors.actor_of(sig.principal)
             members = self.actors.members(sig.principal) if actor else (sig.principal,)
@@ -146,11 +146,23 @@ class Engine:
             findings.append(event)
         return Step(signals, findings, decisions, self.actors.actor_of(interaction.principal))
 
-    def _merge(self, merge: Merge) -> None:
-        """Tell every detector, of every model, that the parts now form one actor."""
-        for detectors in self._detectors.values():
-            for det in detectors:
-                det.merge(merge.actor, merge.parts)
+    def _link(self, signals: list[Signal]) -> bool:
+        """Add the signals' link evidence to the actor graph; True if it merged anything.
+
+        Each merge is handed at once to every detector, of every model, which folds the
+        parts' state into the actor's (``Detector.merge``); the detectors still to run on
+        the current interaction then see it as the actor's."""
+        merged = False
+        for sig in signals:
+            if sig.link_weight > 0:
+                for other in sig.related:
+                    merge = self.actors.join(sig.principal, other, sig.link_weight, sig.detector)
+                    if merge is not None:
+                        merged = True
+                        for detectors in self._detectors.values():
+                            for det in detectors:
+                                det.merge(merge.actor, merge.parts)
+        return merged
 
     def decision_for(self, principal: str) -> Decision:
         """The principal's current decision: an operator's pin wins over the engine's."""

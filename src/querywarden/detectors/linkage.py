@@ -1,7 +1,7 @@
 """Linkage: evidence that several principals are one actor, from their clients and behaviour.
 
 The engine's actor graph merges two principals once the link evidence between them reaches
-its ``link_threshold`` (3.0 by default). This detector supplies three kinds of it, as ``info``
+its ``link_threshold`` (3.0 by default). This detector supplies four kinds of it, as ``info``
 signals that name the other principals in ``related``; it never raises a finding itself.
 
 *Client linkage* (weak). Principals that send from the same IP prefix (IPv4 /24, IPv6 /48)
@@ -31,7 +31,19 @@ its first query, with a synthetic share whose 95% lower bound still reaches
 principals that did the same and began within ``onset_window`` seconds of it. With the
 behaviour match of that checkpoint this merges keys that send only a dozen queries each.
 A customer qualifies only by sending almost nothing but off-manifold inputs at machine pace
-from its first query, and then needs a partner of the same style starting alongside.
+from its first query, and then needs a partner of the same style starting alongside. After
+the doublings, a principal is compared again at every multiple of the last gap, so a key
+that turns synthetic late, or joins a running campaign late, is still linked.
+
+*Sweep linkage.* Attribute inference (Fredrikson) sends each target record once per value of
+the sensitive feature; finite differences send a record again with one coordinate moved.
+Split over keys, each key still sends records followed by copies with the same one or two
+features changed. During a principal's first 64 queries, a near-repeat of its last new
+record that changes at most two features is a sweep step on that feature set, counted once
+per record (a what-if user editing one application sweeps one record). A principal that
+swept the same features over 2 records, and again at 4, within ``burst`` of its first query
+is linked with ``sweep_weight`` to the principals that did the same within ``horizon``, and
+with ``onset_weight`` to those that began within ``onset_window`` of it.
 
 Blind spots: natural-data extraction split over keys with unrelated clients (nothing
 synthetic to share); keys that send fewer than ``min_queries`` distinct queries each; keys
@@ -56,6 +68,12 @@ from querywarden.core.records import Interaction, Severity, Signal
 _MAX_PEERS = 64
 _FULL_RATE_QUERIES = 64
 _SAMPLE_EVERY = 8
+_SWEEP_FEATURES = 2
+"""A near-repeat that changes at most this many features of its base is a sweep step."""
+_SWEEP_SETS = 4
+"""Feature sets whose sweeps are followed per principal."""
+_SWEEP_EMITS = (2, 4)
+"""Records swept on one feature set at which a principal's sweep is compared with others'."""
 
 
 class _Principal:
@@ -75,6 +93,8 @@ class _Principal:
         "queries",
         "repeats",
         "sq_u",
+        "sweep_due",
+        "sweeps",
     )
 
     def __init__(self) -> None:
@@ -93,6 +113,8 @@ class _Principal:
         self.client_raw: tuple[str, str] | None = None
         self.client: str | None = None
         self.linked_client: set[str] | None = None
+        self.sweeps: dict[tuple[int, ...], list[int]] | None = None  # features -> [records swept, last base]
+        self.sweep_due: tuple[int, ...] | None = None
 
     def signature(self) -> np.ndarray:
         n = max(1, self.n)
@@ -119,6 +141,7 @@ class LinkageDetector(Detector):
     technique = API_ACCESS
     description = "links principals that share a client prefix and agent, or the same synthetic query style at once"
     needs = frozenset({"features"})
+    supplies_links = True
 
     def __init__(
         self,
@@ -131,6 +154,7 @@ class LinkageDetector(Detector):
         tolerance: float = 0.15,
         horizon: float = 3600.0,
         onset_weight: float = 1.5,
+        sweep_weight: float = 1.5,
         onset_window: float = 600.0,
         burst: float = 120.0,
         checkpoints: int = 5,
@@ -148,6 +172,8 @@ class LinkageDetector(Detector):
             raise ValueError("linkage: tolerance, horizon, group_size and pool_size must be positive")
         if onset_weight < 0 or onset_window < 0 or burst < 0 or checkpoints < 1 or not 0 <= novelty <= 1:
             raise ValueError("linkage: onset_weight, onset_window, burst >= 0, checkpoints >= 1, 0 <= novelty <= 1")
+        if sweep_weight < 0:
+            raise ValueError("linkage: sweep_weight >= 0 is required")
         self.client_weight = client_weight
         self.behaviour_weight = behaviour_weight
         self.min_queries = min_queries
@@ -155,6 +181,7 @@ class LinkageDetector(Detector):
         self.tolerance = tolerance
         self.horizon = horizon
         self.onset_weight = onset_weight
+        self.sweep_weight = sweep_weight
         self.onset_window = onset_window
         self.burst = burst
         self.checkpoints = checkpoints
@@ -167,6 +194,7 @@ class LinkageDetector(Detector):
         self._states: PrincipalStates[_Principal] = PrincipalStates(_Principal, max_principals)
         self._groups: OrderedDict[str, list[str]] = OrderedDict()
         self._pool: OrderedDict[str, _Entry] = OrderedDict()
+        self._sweepers: OrderedDict[tuple[str, tuple[int, ...]], tuple[float, float]] = OrderedDict()
         self._reference = self._reference_stats(profile)
         self._ones = np.ones(self._reference[0].shape[0]) if self._reference is not None else np.ones(0)
 
@@ -221,10 +249,17 @@ class LinkageDetector(Detector):
             return signals
         if st.queries > _FULL_RATE_QUERIES and st.queries % _SAMPLE_EVERY:
             return signals
-        if not self._fold(st, x):
+        folded = self._fold(st, x)
+        if st.sweep_due is not None:
+            peers, lockstep = self._sweep_peers(interaction.principal, st, st.sweep_due)
+            st.sweep_due = None
+            if peers:
+                signals.append(self._link(interaction, peers, self.sweep_weight, "sweep"))
+            if lockstep and self.onset_weight > 0:
+                signals.append(self._link(interaction, lockstep, self.onset_weight, "onset"))
+        if not folded:
             return signals
-        due = self.min_queries * (2**st.checkpoints)
-        if st.checkpoints < self.checkpoints and st.n >= due:
+        if st.n >= self._due(st.checkpoints):
             st.checkpoints += 1
             peers, lockstep = self._behaviour_peers(interaction.principal, st)
             if peers:
@@ -235,6 +270,15 @@ class LinkageDetector(Detector):
 
     def state_size(self) -> int:
         return len(self._states)
+
+    def _due(self, done: int) -> int:
+        """Folded queries at which the next checkpoint falls: ``min_queries``, doubling
+        ``checkpoints`` times, then at every multiple of the last gap, so a long-running key
+        that turns synthetic late, or a key joining a campaign late, is still compared."""
+        if done < self.checkpoints:
+            return self.min_queries << done
+        gap = self.min_queries << (self.checkpoints - 1)
+        return gap * (done - self.checkpoints + 2)
 
     # -- client linkage -----------------------------------------------------------------
     def _join_group(self, principal: str, st: _Principal, key: str) -> tuple[str, ...]:
@@ -296,6 +340,8 @@ class LinkageDetector(Detector):
                 and changed < self.novelty * d
                 and changed < self.novelty * np.count_nonzero(code | prev)
             ):
+                if changed <= _SWEEP_FEATURES and self.sweep_weight > 0:
+                    self._note_sweep(st, np.flatnonzero(code != prev))
                 st.repeats += 1
                 if st.repeats < _SAMPLE_EVERY:
                     return False
@@ -310,6 +356,53 @@ class LinkageDetector(Detector):
             xi = x[integral]
             st.grid_off += np.count_nonzero(xi != np.round(xi)) > 0.25 * xi.shape[0]
         return True
+
+    # -- sweep linkage ------------------------------------------------------------------
+    def _note_sweep(self, st: _Principal, edited: np.ndarray) -> None:
+        """Count a sweep step: the last new record sent again with these features changed.
+
+        Each record counts once per feature set, so a what-if user editing one application
+        again and again sweeps one record. A principal that sweeps the same features over
+        a second (and a fourth) record at machine pace (within ``burst`` of its first query)
+        is due a comparison with the other principals sweeping those features."""
+        key = tuple(edited.tolist())
+        sweeps = st.sweeps
+        if sweeps is None:
+            sweeps = st.sweeps = {}
+        entry = sweeps.get(key)
+        if entry is None:
+            if len(sweeps) >= _SWEEP_SETS:
+                return
+            entry = sweeps[key] = [0, -1]
+        if entry[1] == st.n:
+            return
+        entry[0] += 1
+        entry[1] = st.n
+        if entry[0] in _SWEEP_EMITS and st.last_ts - st.first_ts <= self.burst:
+            st.sweep_due = key
+
+    def _sweep_peers(
+        self, principal: str, st: _Principal, key: tuple[int, ...]
+    ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The principals that swept the same features over several records at machine pace
+        and were active within ``horizon``, and among them those that began within
+        ``onset_window`` of this one (a campaign splitting one attribute inference, or one
+        gradient estimate, over keys it starts together)."""
+        sweepers = self._sweepers
+        recent = st.first_ts - self.horizon
+        peers: list[str] = []
+        lockstep: list[str] = []
+        for (other, features), (first_ts, last_ts) in sweepers.items():
+            if features != key or other == principal or last_ts < recent:
+                continue
+            peers.append(other)
+            if abs(first_ts - st.first_ts) <= self.onset_window:
+                lockstep.append(other)
+        sweepers[(principal, key)] = (st.first_ts, st.last_ts)
+        sweepers.move_to_end((principal, key))
+        if len(sweepers) > self.pool_size:
+            sweepers.popitem(last=False)
+        return tuple(peers[-_MAX_PEERS:]), tuple(lockstep[-_MAX_PEERS:])
 
     def _matches(self, a: np.ndarray, na: int, b: np.ndarray, nb: int) -> bool:
         """Whether two signatures are one style.
