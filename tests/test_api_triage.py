@@ -4,6 +4,7 @@ a closed finding re-opens when the engine raises it again."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -155,3 +156,57 @@ def test_triage_answers_the_same_on_postgresql(postgres_server: Any, ctx: Consol
         assert answers[0] == answers[1]
     finally:
         pg.close()
+
+
+def test_a_close_inside_serve_is_exported_as_an_ocsf_close(tmp_path: Path) -> None:
+    from gateway_upstream import Upstream
+    from querywarden.gateway.server import build_server, load_gateway_settings
+
+    (tmp_path / "scrapers.txt").write_text("127.0.0.0/8\n")
+    events = tmp_path / "findings.ocsf.jsonl"
+    cfg = tmp_path / "qw.toml"
+    cfg.write_text(
+        f"""[models.credit]
+n_features = 8
+
+[store]
+url = "sqlite:///{tmp_path}/qw.db"
+
+[console]
+token_sha256 = ["{token_digest(TOKEN)}"]
+
+[[exports]]
+kind = "ocsf"
+path = "{events}"
+
+[[intel.feeds]]
+kind = "ip"
+path = "scrapers.txt"
+severity = "high"
+"""
+    )
+    with LoopbackServer(Upstream().app) as up:
+        server = build_server(load_gateway_settings(None, upstream=up.url, default_model="credit"), cfg)
+        try:
+            with LoopbackServer(server.gateway) as gw:
+                r = httpx.post(gw.url + "/predict", json={"instances": [[0.3] * 8]}, headers={"x-api-key": "k_1"})
+                assert r.status_code == 200
+            server.pipeline.drain(5)
+            assert server.dispatcher.drain(10) and server.store is not None
+            server.store.flush()
+            (opened,) = [json.loads(line) for line in events.read_text().splitlines()]
+            fid = opened["finding_info"]["uid"]
+            with (
+                LoopbackServer(server.admin) as admin,
+                httpx.Client(base_url=admin.url + "/api", headers={"authorization": f"Bearer {TOKEN}"}) as api,
+            ):
+                assert api.post(f"/findings/{fid}/acknowledge", json={"note": "on it"}).status_code == 200
+                assert api.post(f"/findings/{fid}/close", json={"note": "key revoked"}).status_code == 200
+            assert server.dispatcher.drain(10)
+            lines = [json.loads(line) for line in events.read_text().splitlines()]
+            assert len(lines) == 2, "an acknowledge changes no status and is not exported"
+            closed = lines[1]
+            assert closed["finding_info"]["uid"] == fid
+            assert (closed["activity_id"], closed["status_id"], closed["status"]) == (3, 4, "Resolved")
+        finally:
+            server.close()

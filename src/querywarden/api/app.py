@@ -166,7 +166,7 @@ def create_api(ctx: ConsoleContext) -> Starlette:
             fid = request.path_params["finding_id"]
             note = await _note(request)
             client = client_address(request)
-            found = store.triage_finding(fid, action, note, by=who.name, client_ip=client)
+            found = ctx.triage(fid, action, note, by=who.name, client_ip=client)
             if found is None:
                 return error(404, "not_found", f"no finding {fid!r}")
             detail = store.finding(fid)

@@ -100,7 +100,7 @@ class Actions:
             return self.pages.render(request, "error.html", who, 400, message=f"Unknown action {action!r}.")
         client = client_address(request)
         try:
-            found = self.ctx.store.triage_finding(fid, action, note, by=who.name, client_ip=client)
+            found = self.ctx.triage(fid, action, note, by=who.name, client_ip=client)
         except TriageRefused as exc:
             return self.pages.render(request, "error.html", who, 409, message=exc.reason)
         if found is None:

@@ -24,7 +24,7 @@ from querywarden.console.settings import load_console_settings
 from querywarden.core.engine import Engine
 from querywarden.core.policy import DEFAULT_HARDEN, DEFAULT_POLICY, DEFAULT_THROTTLE, Policy
 from querywarden.core.profile import ModelProfile
-from querywarden.core.records import Action, Decision
+from querywarden.core.records import Action, Decision, Finding
 from querywarden.store import Store
 
 OPERATOR_ACTIONS = ("allow", "harden", "throttle", "block", "clear")
@@ -48,6 +48,8 @@ class ConsoleContext:
 
     sync: Any = None
     """A ``DecisionSync`` to start once the admin port serves (``serve`` only)."""
+    exports: Any = None
+    """The export dispatcher of ``serve`` (None alone, or without ``[[exports]]``)."""
 
     def enforced(self, principal: str) -> Decision | None:
         """The decision a running gateway applies to ``principal`` now; None when not live."""
@@ -105,6 +107,17 @@ class ConsoleContext:
         self.store.set_decision(decision, note, by=by)
         return decision
 
+    def triage(
+        self, finding_id: str, action: str, note: str = "", *, by: str, client_ip: str | None = None
+    ) -> Finding | None:
+        """Record an operator's ``acknowledge`` or ``close`` of a finding (audited); the finding
+        as it is now, None if unknown. A close is exported like the engine's closed events
+        (OCSF activity Close, status Resolved) when ``serve`` has exports."""
+        found = self.store.triage_finding(finding_id, action, note, by=by, client_ip=client_ip)
+        if found is not None and action == "close" and self.exports:
+            self.exports.submit([found])
+        return found
+
 
 def announce_token(token: str) -> None:
     """Print the one-time login token where the operator starting the process sees it."""
@@ -145,6 +158,7 @@ def from_admin(admin: Any) -> ConsoleContext:
             intel=load_intel(config_path),
             gateway_decision=admin.pipeline.decision_for,
             sync=sync,
+            exports=getattr(admin, "exports", None),
         )
 
     return shared_context(admin, build)

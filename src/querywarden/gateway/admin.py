@@ -45,6 +45,8 @@ class AdminContext:
     store: Any = None
     config_path: Path | None = None
     """The config file ``serve`` was started with; mounted apps read their own tables from it."""
+    exports: Any = None
+    """The export dispatcher, so an operator's close of a finding reaches the SIEM as the engine's events do."""
 
 
 def discover_mounts(context: AdminContext) -> dict[str, ASGIApp]:

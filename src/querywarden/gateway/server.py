@@ -119,6 +119,7 @@ def build_control(
         settings=settings,
         store=store,
         config_path=Path(config_path) if config_path is not None else None,
+        exports=dispatcher,
     )
     admin = create_admin_app(context, discover_mounts(context))
     return ControlPlane(engine=engine, pipeline=pipeline, admin=admin, store=store, dispatcher=dispatcher)
