@@ -11,7 +11,7 @@ from sklearn.datasets import load_breast_cancer, load_digits
 
 from querywarden.core import snapshot
 from querywarden.core.profile import ModelProfile
-from querywarden.core.records import InputKind
+from querywarden.core.records import InputKind, Interaction
 from querywarden.detectors.reference import (
     KnnReference,
     QuerySpace,
@@ -208,3 +208,22 @@ def test_trimming_drops_planted_points_from_an_untrusted_sample(digits: tuple) -
     assert trimmed.threshold == pytest.approx(honest.threshold, rel=0.1)
     probe = space.transform_many(np.random.default_rng(3).uniform(0, 16, size=(20, 64)))
     assert all(trimmed.distance(trimmed.embed(z)) > trimmed.threshold for z in probe)
+
+
+def test_detectors_of_one_model_share_one_space_and_each_point_is_computed_once(digits: tuple) -> None:
+    profile = digits[0]
+    a, b = QuerySpace.from_profile(profile), QuerySpace.from_profile(profile)
+    assert a is b and a is not None
+    assert QuerySpace.from_profile(profile, max_dims=16) is not a, "another projection is another space"
+    restored = snapshot.loads(snapshot.dumps(a))
+    assert restored is a, "a restored detector shares the space again"
+    x = np.full(profile.expected_dim(), 3.0)
+    first = Interaction(id="1", ts=0.0, principal="p", model=profile.id, features=x)
+    z = a.transform_of(first)
+    assert z is not None and z is a.transform_of(first)
+    assert np.array_equal(z, a.transform(x))
+    with pytest.raises(ValueError):
+        z[0] = 1.0  # shared between detectors: read-only
+    second = Interaction(id="2", ts=1.0, principal="p", model=profile.id, features=x * 2)
+    z2 = a.transform_of(second)
+    assert z2 is not None and not np.array_equal(z, z2)

@@ -194,7 +194,7 @@ class BoundaryDetector(Detector):
             event = low < self.margin
             st = self._states.get(interaction.actor or interaction.principal)
         else:
-            z = space.transform(interaction.features) if space is not None else None
+            z = space.transform_of(interaction) if space is not None else None
             label = out.label
             if label is None or z is None:
                 return []
@@ -215,7 +215,7 @@ class BoundaryDetector(Detector):
         if not event:
             return []
         if z is None and space is not None:
-            z = space.transform(interaction.features)  # only boundary events need the input
+            z = space.transform_of(interaction)  # only boundary events need the input
         if z is not None:
             self._add_centre(st, z)
         if st.n < self.min_queries:

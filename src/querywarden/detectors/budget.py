@@ -207,7 +207,7 @@ class BudgetLedger(Detector):
         """The query in the ledger's space, or None without a usable input."""
         if self._space is None:
             return None
-        return self._space.transform(interaction.features)
+        return self._space.transform_of(interaction)
 
     def _cell(self, z: Vector | None) -> int | None:
         if z is None or self._directions is None:

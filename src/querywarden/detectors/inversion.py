@@ -206,7 +206,7 @@ class InversionDetector(Detector):
         return min(self.max_edited, 1 if dim < 8 else self.max_edited)
 
     def update(self, interaction: Interaction) -> list[Signal]:
-        z = self._space.transform(interaction.features) if self._space is not None else None
+        z = self._space.transform_of(interaction) if self._space is not None else None
         if z is None:
             return []
         st = self._states.get(interaction.actor or interaction.principal)

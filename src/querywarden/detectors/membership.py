@@ -142,7 +142,7 @@ class MembershipDetector(Detector):
 
     def update(self, interaction: Interaction) -> list[Signal]:
         x = interaction.features
-        z = self._space.transform(x) if self._space is not None else None
+        z = self._space.transform_of(interaction) if self._space is not None else None
         if z is None or x is None:
             return []
         st = self._states.get(interaction.actor or interaction.principal)

@@ -139,7 +139,7 @@ class OodDetector(Detector):
         space = self._space
         if space is None:
             return []
-        z = space.transform(interaction.features)
+        z = space.transform_of(interaction)
         if z is None:
             return []
         ref = self._reference

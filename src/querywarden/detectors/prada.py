@@ -180,7 +180,7 @@ class PradaDetector(Detector):
         space = self._space
         if space is None:
             return []
-        z64 = space.transform(interaction.features)
+        z64 = space.transform_of(interaction)
         if z64 is None:
             return []
         z = z64.astype(np.float32)

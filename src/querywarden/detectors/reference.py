@@ -18,14 +18,16 @@ Three pieces, all numpy-only so the detectors that hold them stay picklable:
 
 from __future__ import annotations
 
+import hashlib
 import math
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from scipy import special
 
 from querywarden.core.profile import ModelProfile
-from querywarden.core.records import Vector
+from querywarden.core.records import Interaction, Vector
 from querywarden.errors import DetectorError
 
 Matrix = npt.NDArray[np.float64]
@@ -36,9 +38,14 @@ _PROJECTION_SEED = 20261128
 
 
 class QuerySpace:
-    """Range-normalised (and, past ``max_dims``, randomly projected) feature vectors."""
+    """Range-normalised (and, past ``max_dims``, randomly projected) feature vectors.
 
-    __slots__ = ("dim", "lo", "out_dim", "projection", "scale")
+    Spaces with the same scale and projection are one shared object (``from_profile`` and
+    unpickling both go through ``shared_space``), so the detectors of one model that ask
+    for the same interaction's point with ``transform_of`` compute it once between them.
+    """
+
+    __slots__ = ("_last", "_last_z", "dim", "lo", "out_dim", "projection", "scale")
 
     def __init__(self, lo: Vector, scale: Vector, projection: Matrix | None = None) -> None:
         self.lo = lo
@@ -46,6 +53,11 @@ class QuerySpace:
         self.dim = int(lo.shape[0])
         self.projection = projection
         self.out_dim = int(projection.shape[1]) if projection is not None else self.dim
+        self._last: Interaction | None = None
+        self._last_z: Vector | None = None
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return shared_space, (self.lo, self.scale, self.projection)
 
     @classmethod
     def from_profile(cls, profile: ModelProfile, *, max_dims: int = 64) -> QuerySpace | None:
@@ -77,7 +89,18 @@ class QuerySpace:
         if dim > max_dims:
             rng = np.random.default_rng(_PROJECTION_SEED)
             projection = rng.standard_normal((dim, max_dims)) / math.sqrt(max_dims)
-        return cls(lo.astype(np.float64), (1.0 / scale).astype(np.float64), projection)
+        return shared_space(lo.astype(np.float64), (1.0 / scale).astype(np.float64), projection)
+
+    def transform_of(self, interaction: Interaction) -> Vector | None:
+        """``transform(interaction.features)``, computed once per interaction however many
+        detectors ask. The point is shared, so it is read-only."""
+        if interaction is self._last:
+            return self._last_z
+        z = self.transform(interaction.features)
+        if z is not None:
+            z.flags.writeable = False
+        self._last, self._last_z = interaction, z
+        return z
 
     def transform(self, features: Vector | None) -> Vector | None:
         """One query in the common space, or None when it is missing, the wrong width or not finite."""
@@ -95,6 +118,25 @@ class QuerySpace:
         if self.projection is not None:
             z = z @ self.projection
         return np.asarray(z, dtype=np.float64)
+
+
+_SPACES: dict[bytes, QuerySpace] = {}
+_MAX_SPACES = 256
+
+
+def shared_space(lo: Vector, scale: Vector, projection: Matrix | None) -> QuerySpace:
+    """The one ``QuerySpace`` with this scale and projection (made on first use)."""
+    h = hashlib.blake2b(np.ascontiguousarray(lo).tobytes(), digest_size=16)
+    h.update(np.ascontiguousarray(scale).tobytes())
+    if projection is not None:
+        h.update(np.ascontiguousarray(projection).tobytes())
+    key = h.digest()
+    space = _SPACES.get(key)
+    if space is None:
+        if len(_SPACES) >= _MAX_SPACES:
+            del _SPACES[next(iter(_SPACES))]
+        space = _SPACES[key] = QuerySpace(lo, scale, projection)
+    return space
 
 
 def reference_rows(profile: ModelProfile, space: QuerySpace) -> Matrix | None:
