@@ -1,13 +1,14 @@
 """Gateway latency: what the gateway adds in front of a real model server on loopback.
 
-Three processes: a model server (a 64-feature, 4-class softmax regression behind
-Starlette/uvicorn), the gateway (as ``querywarden serve`` builds it, with every
-registered detector and no config, so profiles are drafted live) and a load generator
-(async httpx at fixed concurrency). Each run sends the same 64-feature generic predict
-requests for a fixed time, after a warm-up, either straight to the model server or
-through the gateway; runs alternate and the medians are reported.
+Processes: a model server (Starlette/uvicorn serving 64-feature generic predict calls,
+either a near-free 4-class softmax regression or a scikit-learn MLP's ``predict_proba``),
+the gateway as ``querywarden serve`` builds it (every registered detector, no config, so
+profiles are drafted live) in process mode (the default: the engine in a child process)
+and in thread mode (the engine in a worker thread of the proxy), and a load generator in
+its own process. For each model server the paths alternate (direct, process mode, thread
+mode) with the same arrival schedule; medians over runs are reported.
 
-    .venv/bin/python benchmarks/gateway_latency.py                   # print the table
+    .venv/bin/python benchmarks/gateway_latency.py                   # print the tables
     .venv/bin/python benchmarks/gateway_latency.py --write docs/performance.md
 
 Targets: p99 added by the gateway <= 2 ms, throughput >= 70% of direct.
@@ -42,8 +43,27 @@ N_CLASSES = 4
 HERE = Path(__file__).resolve()
 
 
+def bench_rows() -> list[list[float]]:
+    """One row per API key: points of the MLP's own training set, which it classifies with
+    confidence (a fixed row near a class boundary, sent thousands of times, is what the
+    boundary-probing detector exists to catch, and its answers would be blocks, not model calls)."""
+    from sklearn.datasets import make_classification
+
+    x, _ = make_classification(
+        n_samples=2000, n_features=N_FEATURES, n_informative=16, n_classes=N_CLASSES, random_state=0
+    )
+    return [[round(float(v), 4) for v in row] for row in x[:8]]
+
+
 # -- the processes ---------------------------------------------------------------------------
-def serve_upstream(port: int) -> None:
+MODELS = {
+    "softmax": "a 4-class softmax regression (a 64x4 matrix product: nearly free)",
+    "mlp": "a scikit-learn `MLPClassifier` (64-256-128-4) `predict_proba`",
+}
+MODES = ("process", "thread")
+
+
+def serve_upstream(port: int, model: str) -> None:
     import numpy as np
     import uvicorn
     from starlette.applications import Starlette
@@ -54,31 +74,44 @@ def serve_upstream(port: int) -> None:
     rng = np.random.default_rng(0)
     weights = rng.normal(size=(N_FEATURES, N_CLASSES))
 
-    async def predict(request: Request) -> Response:
-        rows = np.asarray(json.loads(await request.body())["instances"], dtype=np.float64)
+    def softmax(rows: Any) -> Any:
         z = rows @ weights
         p = np.exp(z - z.max(axis=1, keepdims=True))
-        p /= p.sum(axis=1, keepdims=True)
+        return p / p.sum(axis=1, keepdims=True)
+
+    predict_proba = softmax
+    if model == "mlp":
+        from sklearn.datasets import make_classification
+        from sklearn.neural_network import MLPClassifier
+
+        x, y = make_classification(
+            n_samples=2000, n_features=N_FEATURES, n_informative=16, n_classes=N_CLASSES, random_state=0
+        )
+        predict_proba = (
+            MLPClassifier(hidden_layer_sizes=(256, 128), max_iter=50, random_state=0).fit(x, y).predict_proba
+        )
+
+    async def predict(request: Request) -> Response:
+        rows = np.asarray(json.loads(await request.body())["instances"], dtype=np.float64)
+        p = predict_proba(rows)
         return Response(json.dumps({"predictions": p.tolist()}), media_type="application/json")
 
     app = Starlette(routes=[Route("/predict", predict, methods=["POST"])])
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
-def serve_gateway(port: int, upstream: str, detectors: bool) -> None:
-    from querywarden.core.engine import Engine
-    from querywarden.gateway.server import build_server, load_gateway_settings, run
+def serve_gateway(port: int, upstream: str, mode: str) -> None:
+    from querywarden.gateway.server import build_process_server, build_server, load_gateway_settings, run
 
-    server = build_server(load_gateway_settings(None, upstream=upstream, default_model="bench"))
-    if not detectors:  # the proxy alone: an engine that only counts, to separate proxying from detection
-        server.engine = server.pipeline.engine = Engine({})
+    settings = load_gateway_settings(None, upstream=upstream, default_model="bench", engine_mode=mode)
+    server = build_process_server(settings, admin=False) if mode == "process" else build_server(settings)
     run(server, "127.0.0.1", port, "127.0.0.1", None)
 
 
 async def _load(url: str, concurrency: int, warmup: float, duration: float) -> dict[str, Any]:
     import httpx
 
-    body = json.dumps({"instances": [[round(0.01 * i, 2) for i in range(N_FEATURES)]]}).encode()
+    rows = bench_rows()
     latencies: list[float] = []
     errors = 0
     served = 0
@@ -91,6 +124,7 @@ async def _load(url: str, concurrency: int, warmup: float, duration: float) -> d
         async def worker(n: int) -> None:
             nonlocal errors, served
             headers = {"x-api-key": f"bench-key-{n}", "content-type": "application/json"}
+            body = json.dumps({"instances": [rows[n % len(rows)]]}).encode()
             while True:
                 t0 = time.perf_counter()
                 if t0 >= stop_at:
@@ -127,18 +161,22 @@ def run_load(url: str, concurrency: int, warmup: float, duration: float) -> dict
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
-_WRK_SCRIPT = """wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["X-Api-Key"] = "bench-key"
-wrk.body = '%s'
+_WRK_SCRIPT = """local bodies = {%s}
+local n = 0
+request = function()
+  n = n + 1
+  local i = n %% #bodies
+  local headers = {["Content-Type"] = "application/json", ["X-Api-Key"] = "bench-key-" .. i}
+  return wrk.format("POST", nil, headers, bodies[i + 1])
+end
 """
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
 def run_wrk(url: str, concurrency: int, warmup: float, duration: float) -> dict[str, Any]:
-    body = json.dumps({"instances": [[round(0.01 * i, 2) for i in range(N_FEATURES)]]})
+    bodies = ", ".join("'" + json.dumps({"instances": [row]}) + "'" for row in bench_rows())
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
-        f.write(_WRK_SCRIPT % body)
+        f.write(_WRK_SCRIPT % bodies)
     try:
         base = ["wrk", "-t1", f"-c{concurrency}", "-s", f.name, "--latency"]
         warm = subprocess.run(
@@ -175,10 +213,10 @@ def _wrk_requests(text: str) -> int:
 
 
 # -- open loop: a fixed request rate, latency from the scheduled send time -------------------
-def _request_bytes(url: str, key: str) -> tuple[str, int, bytes]:
+def _request_bytes(url: str, key: str, row: list[float]) -> tuple[str, int, bytes]:
     """One pre-built HTTP/1.1 request: the generator spends its CPU on timing, not on encoding."""
     parts = urlsplit(url)
-    body = json.dumps({"instances": [[round(0.01 * i, 2) for i in range(N_FEATURES)]]}).encode()
+    body = json.dumps({"instances": [row]}).encode()
     head = (
         f"POST {parts.path} HTTP/1.1\r\nhost: {parts.netloc}\r\ncontent-type: application/json\r\n"
         f"x-api-key: {key}\r\ncontent-length: {len(body)}\r\n\r\n"
@@ -207,8 +245,9 @@ async def _open_loop(url: str, rate: float, warmup: float, duration: float, seed
     ``lag``; it is the same for both paths, so it cancels in the difference.
     """
     rng = random.Random(seed)
-    host, port, _ = _request_bytes(url, "")
-    requests = [_request_bytes(url, f"bench-key-{n}")[2] for n in range(8)]
+    rows = bench_rows()
+    host, port, _ = _request_bytes(url, "", rows[0])
+    requests = [_request_bytes(url, f"bench-key-{n}", row)[2] for n, row in enumerate(rows)]
     idle: list[tuple[tuple[asyncio.StreamReader, asyncio.StreamWriter], float]] = []
     latencies: list[float] = []
     lags: list[float] = []
@@ -297,6 +336,12 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def children(pid: int) -> list[int]:
+    """The child processes of a process (the gateway's engine process), from /proc."""
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(c) for c in path.read_text().split()] if path.exists() else []
+
+
 # -- orchestration ---------------------------------------------------------------------------
 def free_port() -> int:
     with socket.socket() as s:
@@ -305,7 +350,7 @@ def free_port() -> int:
 
 
 def wait_port(port: int, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"server on port {port} exited with {proc.returncode}")
@@ -317,7 +362,8 @@ def wait_port(port: int, proc: subprocess.Popen[bytes]) -> None:
 
 
 def spawn(*args: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, str(HERE), *args], stdout=subprocess.DEVNULL)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, str(HERE), *args], stdout=subprocess.DEVNULL, env=env)
 
 
 def main() -> None:
@@ -326,7 +372,9 @@ def main() -> None:
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--upstream", default="")
     ap.add_argument("--url", default="")
-    ap.add_argument("--no-detectors", action="store_true", help="(gateway role) run the engine without detectors")
+    ap.add_argument("--model", choices=sorted(MODELS), default="softmax", help="(upstream role) the model served")
+    ap.add_argument("--mode", choices=MODES, default="process", help="(gateway role) where the engine runs")
+    ap.add_argument("--models", default="softmax,mlp", help="Model servers to measure behind, comma-separated.")
     ap.add_argument("--rates", default="100,300,1000", help="Open-loop request rates (req/s), comma-separated.")
     ap.add_argument("--rate", type=float, default=100.0, help="(open role) the request rate")
     ap.add_argument("--seed", type=int, default=0, help="(open role) seed of the arrival schedule")
@@ -336,11 +384,13 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=5.0, help="Seconds per saturation run.")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--write", type=Path, help="Write the 'Gateway latency' section into this Markdown file.")
+    ap.add_argument("--save", type=Path, help="Also save the raw runs as JSON here.")
+    ap.add_argument("--load", type=Path, help="Report the raw runs saved by --save instead of measuring.")
     args = ap.parse_args()
     if args.role == "upstream":
-        serve_upstream(args.port)
+        serve_upstream(args.port, args.model)
     elif args.role == "gateway":
-        serve_gateway(args.port, args.upstream, not args.no_detectors)
+        serve_gateway(args.port, args.upstream, args.mode)
     elif args.role == "load":
         print(json.dumps(asyncio.run(_load(args.url, args.concurrency, args.warmup, args.duration))))
     elif args.role == "open":
@@ -350,57 +400,76 @@ def main() -> None:
 
 
 Runs = dict[str, list[dict[str, Any]]]
+PATHS = ("direct", *MODES)
 
 
 def bench(args: argparse.Namespace) -> None:
-    up_port, gw_port, bare_port = free_port(), free_port(), free_port()
-    upstream_url = f"http://127.0.0.1:{up_port}"
-    upstream = spawn("--role", "upstream", "--port", str(up_port))
-    gateway = spawn("--role", "gateway", "--port", str(gw_port), "--upstream", upstream_url)
-    bare = spawn("--role", "gateway", "--port", str(bare_port), "--upstream", upstream_url, "--no-detectors")
-    procs = {"direct": upstream, "gateway": gateway, "proxy only": bare}
-    targets = {
-        name: f"http://127.0.0.1:{port}/predict"
-        for name, port in (("direct", up_port), ("gateway", gw_port), ("proxy only", bare_port))
-    }
     rates = [float(r) for r in args.rates.split(",") if r.strip()]
-    opened: dict[float, Runs] = {rate: {name: [] for name in targets} for rate in rates}
-    saturated: Runs = {name: [] for name in targets}
+    results: dict[str, tuple[dict[float, Runs], Runs]] = {}
+    if args.load:
+        saved = json.loads(args.load.read_text())
+        vars(args).update(saved["args"])
+        for model, (opened, saturated) in saved["results"].items():
+            results[model] = ({float(rate): runs for rate, runs in opened.items()}, saturated)
+    else:
+        for model in [m.strip() for m in args.models.split(",") if m.strip()]:
+            results[model] = bench_behind(model, rates, args)
+    if args.save:
+        kept = ("open_duration", "concurrency", "duration", "runs", "warmup")
+        args.save.write_text(json.dumps({"args": {k: vars(args)[k] for k in kept}, "results": results}))
+    text = report(results, args)
+    print(text)
+    if args.write:
+        write_section("## Gateway latency", text, args.write)
+
+
+def bench_behind(model: str, rates: list[float], args: argparse.Namespace) -> tuple[dict[float, Runs], Runs]:
+    """Direct, process-mode and thread-mode runs, alternating, in front of one model server."""
+    ports = {name: free_port() for name in PATHS}
+    upstream_url = f"http://127.0.0.1:{ports['direct']}"
+    procs = {"direct": spawn("--role", "upstream", "--port", str(ports["direct"]), "--model", model)}
+    for mode in MODES:
+        procs[mode] = spawn("--role", "gateway", "--port", str(ports[mode]), "--upstream", upstream_url, "--mode", mode)
+    targets = {name: f"http://127.0.0.1:{port}/predict" for name, port in ports.items()}
+    opened: dict[float, Runs] = {rate: {name: [] for name in PATHS} for rate in rates}
+    saturated: Runs = {name: [] for name in PATHS}
+    upstream = procs["direct"]
     try:
-        for port, proc in ((up_port, upstream), (gw_port, gateway), (bare_port, bare)):
-            wait_port(port, proc)
+        for name in PATHS:
+            wait_port(ports[name], procs[name])
         for rate in rates:
             for run in range(args.runs):
                 for name, url in targets.items():  # the same arrival schedule for each path of a run
                     r = run_open(url, rate, args.warmup, args.open_duration, seed=run)
                     opened[rate][name].append(r)
                     print(
-                        f"open {rate:6.0f}/s run {run + 1} {name:10s} p50 {r['p50_ms']:.2f} ms  "
+                        f"{model} open {rate:6.0f}/s run {run + 1} {name:8s} p50 {r['p50_ms']:.2f} ms  "
                         f"p99 {r['p99_ms']:.2f} ms  lag p99 {r['lag_p99_ms']:.2f} ms  errors {r['errors']}"
                     )
         for run in range(args.runs if args.concurrency > 0 else 0):
             for name, url in targets.items():
                 front = procs[name]
-                before = {p.pid: cpu_seconds(p.pid) for p in (upstream, front)}
+                engines = children(front.pid) if front is not upstream else []
+                watched = [upstream.pid, front.pid, *engines]
+                before = {pid: cpu_seconds(pid) for pid in watched}
                 r = run_load(url, args.concurrency, args.warmup, args.duration)
+                used = {pid: cpu_seconds(pid) - before[pid] for pid in watched}
                 served = max(1, r["served"])  # warm-up requests included: CPU was spent on them too
-                r["upstream_cpu_us"] = 1e6 * (cpu_seconds(upstream.pid) - before[upstream.pid]) / served
-                r["gateway_cpu_us"] = (
-                    1e6 * (cpu_seconds(front.pid) - before[front.pid]) / served if front is not upstream else 0.0
-                )
+                r["upstream_cpu_us"] = 1e6 * used[upstream.pid] / served
+                r["gateway_cpu_us"] = 1e6 * used[front.pid] / served if front is not upstream else 0.0
+                r["engine_cpu_us"] = 1e6 * sum(used[pid] for pid in engines) / served
                 saturated[name].append(r)
                 print(
-                    f"saturation run {run + 1} {name:10s} {r['rps']:8.0f} req/s  "
-                    f"p50 {r['p50_ms']:.2f} ms  p99 {r['p99_ms']:.2f} ms  gateway CPU {r['gateway_cpu_us']:.0f} us"
+                    f"{model} saturation run {run + 1} {name:8s} {r['rps']:8.0f} req/s  "
+                    f"p50 {r['p50_ms']:.2f} ms  p99 {r['p99_ms']:.2f} ms  proxy CPU {r['gateway_cpu_us']:.0f} us  "
+                    f"engine process CPU {r['engine_cpu_us']:.0f} us  model CPU {r['upstream_cpu_us']:.0f} us"
                 )
     finally:
-        for proc in (gateway, bare, upstream):
+        for proc in procs.values():
             proc.terminate()
-            proc.wait(10)
-    text = report(opened, saturated, args)
-    print(text)
-    if args.write:
-        write_section("## Gateway latency", text, args.write)
+        for proc in procs.values():
+            proc.wait(60)
+    return opened, saturated
 
 
 def _paired(runs: Runs, name: str, key: str) -> float:
@@ -414,30 +483,34 @@ def _median(runs: list[dict[str, Any]], key: str) -> float:
 
 def open_table(opened: dict[float, Runs]) -> list[str]:
     lines = [
-        "| offered load | direct p50 / p99 (ms) | gateway p50 / p99 (ms) | added by the gateway p50 / p99 (ms) "
-        "| proxy only (no detectors) p50 / p99 (ms) | generator lag p99, direct / gateway (ms) | non-200 |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        "| offered load | direct p50 / p99 (ms) | process mode p50 / p99 (ms) | added, process mode p50 / p99 (ms) "
+        "| thread mode p50 / p99 (ms) | added, thread mode p50 / p99 (ms) | generator lag p99 (ms) | non-200 |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for rate, runs in opened.items():
-        d, g, b = runs["direct"], runs["gateway"], runs["proxy only"]
+        d, p, t = runs["direct"], runs["process"], runs["thread"]
         errors = sum(r["errors"] for rs in runs.values() for r in rs)
+        lag = max(_median(rs, "lag_p99_ms") for rs in runs.values())
         lines.append(
             f"| {rate:,.0f} req/s | {_median(d, 'p50_ms'):.2f} / {_median(d, 'p99_ms'):.2f} "
-            f"| {_median(g, 'p50_ms'):.2f} / {_median(g, 'p99_ms'):.2f} "
-            f"| {_paired(runs, 'gateway', 'p50_ms'):+.2f} / **{_paired(runs, 'gateway', 'p99_ms'):+.2f}** "
-            f"| {_median(b, 'p50_ms'):.2f} / {_median(b, 'p99_ms'):.2f} "
-            f"| {_median(d, 'lag_p99_ms'):.2f} / {_median(g, 'lag_p99_ms'):.2f} | {errors} |"
+            f"| {_median(p, 'p50_ms'):.2f} / {_median(p, 'p99_ms'):.2f} "
+            f"| {_paired(runs, 'process', 'p50_ms'):+.2f} / **{_paired(runs, 'process', 'p99_ms'):+.2f}** "
+            f"| {_median(t, 'p50_ms'):.2f} / {_median(t, 'p99_ms'):.2f} "
+            f"| {_paired(runs, 'thread', 'p50_ms'):+.2f} / **{_paired(runs, 'thread', 'p99_ms'):+.2f}** "
+            f"| {lag:.2f} | {errors} |"
         )
     return lines
 
 
-def report(opened: dict[float, Runs], saturated: Runs, args: argparse.Namespace) -> str:
+def report(results: dict[str, tuple[dict[float, Runs], Runs]], args: argparse.Namespace) -> str:
     load = os.getloadavg()
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    rates = ",".join(f"{r:g}" for r in opened)
+    first = next(iter(results.values()))[0]
+    rates = ",".join(f"{r:g}" for r in first)
     cmd = (
-        f".venv/bin/python benchmarks/gateway_latency.py --rates {rates} --open-duration {args.open_duration:g} "
-        f"--concurrency {args.concurrency} --duration {args.duration:g} --runs {args.runs}"
+        f".venv/bin/python benchmarks/gateway_latency.py --models {','.join(results)} --rates {rates} "
+        f"--open-duration {args.open_duration:g} --concurrency {args.concurrency} --duration {args.duration:g} "
+        f"--runs {args.runs}"
     )
     lines = [
         "## Gateway latency",
@@ -446,10 +519,14 @@ def report(opened: dict[float, Runs], saturated: Runs, args: argparse.Namespace)
         f"{os.cpu_count()} CPUs shared by the model server, the gateway, the load generator and other work on the "
         f"machine; load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} at the end).",
         "",
-        'Every request is one 64-feature generic predict call (`{"instances": [[...64 numbers]]}`) to a 4-class '
-        "softmax model behind Starlette/uvicorn on loopback. The gateway is what `querywarden serve` runs without "
-        "a config: every registered detector on a profile drafted from the traffic, one engine worker thread, store "
-        "off. A second gateway with an engine that has no detectors separates proxying from detection.",
+        'Every request is one 64-feature generic predict call (`{"instances": [[...64 numbers]]}`) to a model '
+        "behind Starlette/uvicorn on loopback, single-threaded: "
+        + "; ".join(f"**{m}**, {MODELS[m]}" for m in results)
+        + ". The gateway is what `querywarden serve` runs without a config: every registered detector on a "
+        "profile drafted from the traffic, store off, in **process mode** (the default: the engine in its own "
+        'process, see docs/gateway.md) and in **thread mode** (`engine_mode = "thread"`, the engine in a '
+        "worker thread of the proxy, the default before). Both gateways and the direct path are measured in the "
+        "same run, alternating, so thread mode is the before and process mode the after.",
         "",
         "### What the gateway adds at a normal load (open loop)",
         "",
@@ -457,103 +534,85 @@ def report(opened: dict[float, Runs], saturated: Runs, args: argparse.Namespace)
         "schedule never waits for an answer. Latency runs from each request's *scheduled* send time to the last "
         "byte of its answer, so a stall counts in every request it delays (no coordinated omission). Each run "
         f"sends {args.warmup:g} s of warm-up then {args.open_duration:g} s measured from a raw asyncio HTTP/1.1 "
-        "client in its own process over keep-alive connections, 8 API keys in turn. Direct, gateway and proxy-only "
-        f"runs alternate with the same arrival schedule; {args.runs} runs per rate. p50/p99 are medians over the "
-        "runs; the added latency is the median over runs of (gateway - direct) within the same run. Generator lag "
-        "is how late the generator itself sent (timer granularity, CPU contention); it is in both paths' numbers "
-        "and cancels in the difference.",
-        "",
-        *open_table(opened),
+        "client in its own process over keep-alive connections, 8 API keys in turn. The three paths alternate "
+        f"with the same arrival schedule; {args.runs} runs per rate. p50/p99 are medians over the runs; the added "
+        "latency is the median over runs of (gateway - direct) within the same run. Generator lag is how late the "
+        "generator itself sent (the worst path's median); it is in every path's numbers and cancels in the "
+        "difference.",
         "",
     ]
-    if saturated["direct"]:
-        lines += saturation_lines(saturated, args)
-    verdicts = ", ".join(
-        f"{'met' if (a := _paired(runs, 'gateway', 'p99_ms')) <= 2 else 'not met'} at {rate:,.0f} req/s ({a:+.2f} ms)"
-        for rate, runs in opened.items()
-    )
-    verdict = f"**Targets.** p99 added <= 2 ms: {verdicts}."
-    if saturated["direct"]:
-        ratio = _ratio(saturated)
-        verdict += f" Throughput >= 70% of direct at saturation: {'met' if ratio >= 0.7 else 'not met'} ({ratio:.0%})."
-    lines += [verdict, "", *PROFILE_NOTES, ""]
+    for model, (opened, _) in results.items():
+        lines += [f"Behind the **{model}** model server:", "", *open_table(opened), ""]
+    if any(sat["direct"] for _, sat in results.values()):
+        lines += saturation_lines(results, args)
+    lines += ["**Targets.**", ""]
+    for model, (opened, saturated) in results.items():
+        for mode in MODES:
+            verdicts = ", ".join(
+                f"{'met' if (a := _paired(runs, mode, 'p99_ms')) <= 2 else 'not met'} at {rate:,.0f} req/s "
+                f"({a:+.2f} ms)"
+                for rate, runs in opened.items()
+            )
+            line = f"- {model}, {mode} mode: p99 added <= 2 ms {verdicts}"
+            if saturated["direct"]:
+                ratio = _ratio(saturated, mode)
+                line += f"; throughput >= 70% of direct {'met' if ratio >= 0.7 else 'not met'} ({ratio:.0%})"
+            lines.append(line + ".")
+    lines += ["", *PROFILE_NOTES, ""]
     return "\n".join(lines)
 
 
-PROFILE_NOTES = (
-    "**Where the gateway's time goes** (py-spy, sampling the thread that holds the GIL, gateway at saturation "
-    "behind wrk; and each detector's `update` timed inside the engine worker at 1,000 req/s open loop). About half "
-    "of the GIL time is socket writes: uvicorn sends each answer's head and body in two `send` calls and the "
-    "upstream pool one more, and on loopback the kernel delivers to the reader inside the writer's call; a proxy "
-    "pays that on both hops. Detection in the engine thread holds the GIL for about a tenth: 170 µs per "
-    "interaction on average (p99 0.5 ms), two thirds of it in the near-duplicate and budget detectors; no "
-    "detector has periodic multi-millisecond steps. The rest is spread thinly: request parsing, header copies, "
-    "httpx request and response objects, asyncio timers, the metrics, the queue hand-off to the engine thread.",
-    "",
-    "**What changed.** The upstream pool arms its pool and write timers only when the call can wait (a free "
-    "connection and a socket that took the whole request need none), and an uncompressed answer is read straight "
-    "from the connection instead of through httpx's decoder chain (a compressed one still is). The same saturation "
-    "runs before the change (2026-11-28 14:58 UTC, load average 2-4) measured 265-268 µs of gateway CPU per "
-    "request for the proxy alone and 391-406 µs with detection; the runs of 15:19 UTC measured 246-257 µs and "
-    "438-479 µs. The proxying got about 7% cheaper; the with-detection figure moved up by more than that, which "
-    "these changes (all in the proxying path) do not explain, so the total did not measurably go down.",
-    "",
-    "**Reading.** At 100 and 300 req/s the gateway adds under a millisecond at the median, nearly all of which "
-    "the proxy-only column shows too (the extra hop and process wake-ups, not detection); its p99 difference is of "
-    "the same size as the run-to-run spread of p99 on a machine shared with other work, so the verdict is a "
-    "measurement of this machine at this hour, not a bound. At 1,000 req/s the added p99 swings with the machine: "
-    "+2.9 ms in the 15:19 UTC run, +12 ms in a run of the same code at 15:08 UTC, +15 ms before the change, with "
-    "the proxy alone adding +1.4 to +5.3 ms in the same runs. The gateway process, one GIL for the event loop and the "
-    "engine thread, is then busy about half of one core on 2 cores that also run the model server, the load "
-    "generator and other work, and the tail is queueing for CPU and for the GIL. Moving the engine to its own "
-    "process would take detection off the event loop's GIL and let it use the other core; it is the next step if "
-    "the 1,000 req/s tail matters, and it has to keep `AdminContext.engine`, the console and the exports reading "
-    "the engine. Throughput at saturation is CPU arithmetic, not latency: with a model this cheap the gateway's two "
-    "HTTP hops cost more CPU than the model.",
-)
+PROFILE_NOTES: tuple[str, ...] = ()
 
 
-def _ratio(saturated: Runs) -> float:
-    return _median(saturated["gateway"], "rps") / _median(saturated["direct"], "rps")
+def _ratio(saturated: Runs, mode: str) -> float:
+    return _median(saturated[mode], "rps") / _median(saturated["direct"], "rps")
 
 
-def saturation_lines(saturated: Runs, args: argparse.Namespace) -> list[str]:
-    keys = ("rps", "p50_ms", "p99_ms", "upstream_cpu_us", "gateway_cpu_us")
-    med = {name: {k: _median(runs, k) for k in keys} for name, runs in saturated.items()}
-    d, g, b = med["direct"], med["gateway"], med["proxy only"]
-    generator = "wrk (one thread)" if saturated["direct"][0]["tool"] == "wrk" else "async httpx"
-    per_run = "; ".join(
-        f"{x['rps']:,.0f} / {y['rps']:,.0f}" for x, y in zip(saturated["direct"], saturated["gateway"], strict=True)
-    )
-    errors = sum(r["errors"] for runs in saturated.values() for r in runs)
-    return [
+def saturation_lines(results: dict[str, tuple[dict[float, Runs], Runs]], args: argparse.Namespace) -> list[str]:
+    keys = ("rps", "p50_ms", "p99_ms", "upstream_cpu_us", "gateway_cpu_us", "engine_cpu_us")
+    some = next(sat for _, sat in results.values() if sat["direct"])
+    generator = "wrk (one thread)" if some["direct"][0]["tool"] == "wrk" else "async httpx"
+    lines = [
         "### Saturation throughput and CPU per request (closed loop)",
         "",
         f"{args.concurrency} keep-alive connections ({generator} in its own process) send back to back for "
         f"{args.duration:g} s after {args.warmup:g} s of warm-up; the paths alternate; medians of {args.runs} runs. "
         "On 2 shared cores this measures how much CPU each request costs, not latency at a normal load: latency "
-        "here is mostly queueing behind a saturated CPU. CPU per request is the process's user+system time over "
-        "the run divided by the requests it served, so it does not depend on how busy the machine is.",
+        "here is mostly queueing behind a saturated CPU. CPU per request is each process's user+system time over "
+        "the run divided by the requests served, so it does not depend on how busy the machine is. In process mode "
+        "the proxy's and the engine process's CPU are counted apart; in thread mode the proxy's column holds both.",
         "",
-        "| path | requests/s | p50 (ms) | p99 (ms) | gateway CPU/request (µs) | model server CPU/request (µs) |",
-        "|---|---:|---:|---:|---:|---:|",
-        f"| direct to the model server | {d['rps']:,.0f} | {d['p50_ms']:.2f} | {d['p99_ms']:.2f} | - "
-        f"| {d['upstream_cpu_us']:,.0f} |",
-        f"| through the gateway | {g['rps']:,.0f} | {g['p50_ms']:.2f} | {g['p99_ms']:.2f} | "
-        f"{g['gateway_cpu_us']:,.0f} | {g['upstream_cpu_us']:,.0f} |",
-        f"| through the gateway, engine without detectors | {b['rps']:,.0f} | {b['p50_ms']:.2f} | {b['p99_ms']:.2f} | "
-        f"{b['gateway_cpu_us']:,.0f} | {b['upstream_cpu_us']:,.0f} |",
-        f"| gateway vs direct | {g['rps'] / d['rps']:.0%} | | | | |",
-        "",
-        f"Requests/s per run (direct / gateway): {per_run}. Non-200 answers: {errors}. Detection costs "
-        f"{g['gateway_cpu_us'] - b['gateway_cpu_us']:,.0f} µs of the gateway's CPU per request, proxying the rest. "
-        "When CPU is the limit, throughput through the gateway is about (model + client) / (model + client + "
-        "gateway) of direct; this model costs almost nothing (a 64x4 matrix product), so the gateway's two HTTP "
-        f"hops dominate, and >= 70% would need a model costing about "
-        f"{(0.7 / 0.3) * g['gateway_cpu_us'] / 1000:.1f} ms of CPU per request or more (arithmetic from the CPU "
-        "column, not measured).",
-        "",
+        "| model server | path | requests/s | vs direct | p50 (ms) | p99 (ms) | proxy CPU/request (µs) "
+        "| engine process CPU/request (µs) | model server CPU/request (µs) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    for model, (_, saturated) in results.items():
+        if not saturated["direct"]:
+            continue
+        med = {name: {k: _median(runs, k) for k in keys} for name, runs in saturated.items()}
+        d = med["direct"]
+        for name, label in (("direct", "direct"), ("process", "process mode"), ("thread", "thread mode")):
+            m = med[name]
+            proxy = "-" if name == "direct" else f"{m['gateway_cpu_us']:,.0f}"
+            engine = f"{m['engine_cpu_us']:,.0f}" if name == "process" else "-"
+            lines.append(
+                f"| {model} | {label} | {m['rps']:,.0f} | {m['rps'] / d['rps']:.0%} | {m['p50_ms']:.2f} "
+                f"| {m['p99_ms']:.2f} | {proxy} | {engine} | {m['upstream_cpu_us']:,.0f} |"
+            )
+    lines.append("")
+    for model, (_, saturated) in results.items():
+        if saturated["direct"]:
+            per_run = "; ".join(
+                f"{x['rps']:,.0f} / {y['rps']:,.0f} / {z['rps']:,.0f}"
+                for x, y, z in zip(saturated["direct"], saturated["process"], saturated["thread"], strict=True)
+            )
+            errors = sum(r["errors"] for runs in saturated.values() for r in runs)
+            lines.append(
+                f"Requests/s per run behind {model} (direct / process / thread): {per_run}; non-200: {errors}."
+            )
+    lines.append("")
+    return lines
 
 
 if __name__ == "__main__":

@@ -141,7 +141,7 @@ def test_killing_the_engine_fails_open_counts_and_restarts_with_decisions(upstre
         until(lambda: admin.get("/healthz").status_code == 200, "the engine process was not restarted")
         assert server.pipeline._proc is not None and server.pipeline._proc.pid != first.pid
         again = client.post("/predict", json={"instances": [ROW]}, headers={"x-api-key": "thief"})
-        assert again.status_code == 403, "the restarted engine keeps the block (from the store)"
+        assert again.status_code == 403, "the restarted engine keeps the block (from the store or the mirror)"
         assert server.pipeline.mirror.decisions, "and its full table replaced the mirror's"
 
 

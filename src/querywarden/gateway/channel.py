@@ -64,6 +64,9 @@ class Hello(msgspec.Struct, tag=True):
     config_path: str | None
     store_url: str | None
     admin_uds: str | None
+    decisions: list[Decision] = []
+    """The proxy's mirror when it restarts a dead engine: decisions the new engine lacks
+    (taken after the store's last write) are loaded, so none is lost to the crash."""
 
 
 class Batch(msgspec.Struct, tag=True):
