@@ -96,7 +96,7 @@ class SortedScan:
             self.runs = [0, 0]
             return False
         diff = x - last
-        changed = np.flatnonzero(diff)
+        changed = diff.nonzero()[0]
         runs = self.runs
         if changed.size:
             # the step's direction in either column order: ORDER BY the columns or reversed
@@ -270,7 +270,7 @@ class InversionDetector(Detector):
             st.chains.append(chain)
             st.chain = 0
         elif len(st.chains) < _CHAINS:
-            st.heads = np.vstack([st.heads, z[None, :]])
+            st.heads = np.concatenate((st.heads, z[None, :]))
             st.chains.append(chain)
             st.chain = len(st.chains) - 1
         else:
@@ -299,7 +299,7 @@ class InversionDetector(Detector):
             self._new_family(st, zf)
             return None
         differs = np.abs(st.bases - zf) > _TOLERANCE
-        counts = differs.sum(axis=1)
+        counts = np.add.reduce(differs, axis=1, dtype=np.intp)
         k = int(counts.argmin())
         n_changed = int(counts[k])
         if n_changed == 0 or n_changed > limit:
@@ -315,7 +315,7 @@ class InversionDetector(Detector):
         if key in seen or len(seen) > _HIGH_FACTOR * self.sweep_variants:
             return None
         seen.add(key)
-        edited = np.flatnonzero(differs[k])
+        edited = differs[k].nonzero()[0]
         for j in edited.tolist() if adjacent else ():
             trail = st.swept.get(j)
             if trail is None:
@@ -330,7 +330,7 @@ class InversionDetector(Detector):
         if st.bases is None:
             st.bases = zf[None, :].copy()
         elif len(st.bases) < self.families:
-            st.bases = np.vstack([st.bases, zf[None, :]])
+            st.bases = np.concatenate((st.bases, zf[None, :]))
         else:
             k = st.used.index(min(st.used))
             st.bases[k] = zf
@@ -465,6 +465,6 @@ def probabilities(interaction: Interaction) -> Vector | None:
     if out is None or out.probabilities is None:
         return None
     p = out.probabilities
-    if p.ndim != 1 or p.shape[0] < 2 or not math.isfinite(float(p.sum())):
+    if p.ndim != 1 or p.shape[0] < 2 or not math.isfinite(float(np.add.reduce(p))):
         return None
     return p
