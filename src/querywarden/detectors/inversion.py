@@ -315,7 +315,7 @@ class InversionDetector(Detector):
         if key in seen or len(seen) > _HIGH_FACTOR * self.sweep_variants:
             return None
         seen.add(key)
-        edited = differs[k].nonzero()[0]
+        edited: np.ndarray = differs[k].nonzero()[0]
         for j in edited.tolist() if adjacent else ():
             trail = st.swept.get(j)
             if trail is None:
