@@ -94,13 +94,15 @@ def test_hardened_answers_are_redacted_and_others_are_not(stream: bool) -> None:
 
 
 @pytest.mark.parametrize("stream", [False, True])
-def test_hardened_answers_lose_echoes_of_the_protected_passages(stream: bool) -> None:
+def test_no_answer_echoes_the_protected_passages_and_hardened_ones_lose_pii_too(stream: bool) -> None:
     protected = ProtectedText.from_passages(["Customer 3 is rosa3 (example.com), card 4111 1111 1111 1111"])
     with gateway(Engine(PROFILES, detectors=[]), protected) as (client, gw):
-        assert _ask(client, 3, stream=stream) == _answer(3)  # allowed: nothing is redacted
+        allowed = _ask(client, 3, stream=stream)  # a principal in good standing: only the passage goes
+        assert _ask(client, 4, stream=stream) == _answer(4)
         principal = gw.principals.hashed("key", "leaky-key")
         gw.pipeline.engine.set_decision(Decision(principal=principal, action=Action.HARDEN, ts=0.0, finding_id="f"))
         echoed, other = _ask(client, 3, stream=stream), _ask(client, 4, stream=stream)
+    assert allowed == "[REDACTED:protected], phone +44 20 7946 1003."
     assert echoed == "[REDACTED:protected], phone [REDACTED:phone]."
     assert other == "Customer 4 is [REDACTED:email], card [REDACTED:card], phone [REDACTED:phone]."
 

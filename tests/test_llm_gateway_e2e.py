@@ -193,15 +193,17 @@ def test_the_system_prompt_secret_stays_in_with_the_default_policy(assistant: As
     """The operator declares the system prompt (digests only). Its extraction is seen after two
     requests (``min_attempts`` 2, as calibration on benign chat sets it) and hardened; the
     completion of the prompt's own opening that follows comes back with the echo redacted
-    (streamed), and the echo itself raises the finding to high: blocked."""
+    (streamed), and the echo itself raises the finding to high: blocked. A key with no finding
+    at all that sends the opening straight away gets its answer with the echo redacted too:
+    declared passages go out to nobody."""
     attack = REGISTRY["system-prompt"](assistant, SEED, "ci")
     profile = assistant_profile(assistant)
     assert profile.protected is not None
 
-    def ask(client: httpx.Client, body: dict[str, Any], endpoint: str) -> tuple[int, str]:
+    def ask(client: httpx.Client, body: dict[str, Any], endpoint: str, key: str = "prober") -> tuple[int, str]:
         streamed = endpoint == "completions"
         path = "/v1/chat/completions" if endpoint == "chat" else "/v1/completions"
-        r = client.post(path, json={**body, "stream": streamed}, headers={"x-api-key": "prober"})
+        r = client.post(path, json={**body, "stream": streamed}, headers={"x-api-key": key})
         return r.status_code, _text(r, streamed) if r.status_code == 200 else ""
 
     with httpx.Client(base_url=assistant_url, timeout=30) as client:
@@ -217,7 +219,12 @@ def test_the_system_prompt_secret_stays_in_with_the_default_policy(assistant: As
         for r in attack.requests:
             answers.append(ask(client, r.body, r.endpoint))
             gateway.pipeline.drain(30)
+        opening = next(
+            r for r, t in zip(attack.requests, bare, strict=True) if r.endpoint == "completions" and SYSTEM_SECRET in t
+        )
+        newcomer = ask(client, opening.body, "completions", key="newcomer")
     assert not any(SYSTEM_SECRET in t for _, t in answers)
     assert any("[REDACTED:protected]" in t for _, t in answers)
     assert engine.decision_for("prober").action is Action.BLOCK
     assert Counter(s for s, _ in answers)[403] >= len(attack.requests) - 4
+    assert newcomer[0] == 200 and "[REDACTED:protected]" in newcomer[1] and SYSTEM_SECRET not in newcomer[1]

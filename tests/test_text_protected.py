@@ -122,3 +122,19 @@ def test_each_choice_continues_its_own_prompt() -> None:
     body = {"choices": [{"text": "ESC-7731-KESTREL and do not share"}, {"text": "ESC-7731-KESTREL and do not share"}]}
     assert redact_choices(body, PROTECTED, ("hello there", "escalate with internal code"))
     assert [c["text"] for c in body["choices"]] == ["ESC-7731-KESTREL and do not share", MARKER]
+
+
+def test_redacting_only_the_protected_passages_keeps_pii() -> None:
+    answer = ANSWER + " Call +44 20 7946 0958."
+    redactor = SseRedactor(PROTECTED, pii=False)
+    raw = _sse(answer, 5)
+    out = redactor.feed(raw) + redactor.finish()
+    text = "".join(
+        msgspec.json.decode(line[5:])["choices"][0]["delta"]["content"]
+        for line in out.splitlines()
+        if line.startswith(b"data: {")
+    )
+    body = {"choices": [{"message": {"content": answer}}]}
+    assert redact_choices(body, PROTECTED, pii=False)
+    assert text == body["choices"][0]["message"]["content"] == redact_protected(answer, PROTECTED)
+    assert "+44 20 7946 0958" in text and text.count(MARKER) == 2

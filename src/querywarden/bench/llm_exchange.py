@@ -20,7 +20,7 @@ from querywarden.bench.llm_benign import LlmRequest
 from querywarden.core.records import Client, Interaction
 from querywarden.gateway.adapters.base import Adapter
 from querywarden.gateway.adapters.openai import ChatCompletionsAdapter, CompletionsAdapter
-from querywarden.gateway.enforcement.harden import HardenSpec, protect
+from querywarden.gateway.enforcement.harden import REDACT_ONLY, HardenSpec, protect
 from querywarden.gateway.exchange import Exchange
 from querywarden.llm.assistant import MODEL_ID, Assistant
 from querywarden.llm.server import answer
@@ -51,13 +51,18 @@ class Answerer:
             hit = self._cache[key] = answer(self.assistant, endpoint, body)
         return hit
 
-    def exchange(self, req: LlmRequest, spec: HardenSpec | None) -> tuple[list[Interaction], Reply]:
+    def exchange(
+        self, req: LlmRequest, spec: HardenSpec | None, *, guarded: bool = False
+    ) -> tuple[list[Interaction], Reply]:
+        """Answer ``req`` and record it; ``guarded`` answers it through the gateway (``spec`` when
+        the principal is hardened), otherwise straight from the assistant."""
         adapter = _ADAPTERS[req.endpoint]
         body = msgspec.json.decode(_ENCODER.encode(req.body))  # a private copy: hardening edits in place
         parsed = adapter.parse_request(body)
         if spec is not None:
             adapter.harden_request(body, spec)
-            spec = protect(spec, self.protected, parsed.instances)
+        if guarded and self.protected is not None:  # as the gateway: declared passages never go out
+            spec = protect(spec or REDACT_ONLY, self.protected, parsed.instances)
         out = self.respond(req.endpoint, body)
         ex = Exchange(
             id=req.id,
@@ -79,8 +84,9 @@ class Answerer:
         """What the caller reads: the answer after the gateway's response hardening.
 
         As in the gateway, a hardened principal's JSON answer loses its logprobs and has PII
-        redacted (``harden_response``), and a streamed one goes through ``SseRedactor``; the
-        engine learns from the unredacted copy either way.
+        redacted (``harden_response``), and a streamed one goes through ``SseRedactor``; every
+        guarded answer loses echoes of the declared system prompt. The engine learns from the
+        unredacted copy either way.
         """
         if spec is None:
             return reply_of(ex.response if ex.stream is None else _events(b"".join(ex.stream)))

@@ -168,7 +168,7 @@ class LlmRunner:
             if action is Action.HARDEN:
                 spec = HardenSpec.parse(decision.params)
                 run.hardened.add(req.id)
-            items, reply = answerer.exchange(req, spec)
+            items, reply = answerer.exchange(req, spec, guarded=True)
             run.replies[req.id] = reply
             for it in items:
                 run.interactions.append(it)

@@ -40,7 +40,7 @@ class ModelProfile(msgspec.Struct, frozen=True, kw_only=True):
     They answer "was this row trained on?", so guard them like the training data."""
     protected: ProtectedText | None = None
     """Optional digests of an LLM's protected passages (its system prompt, say): the
-    system-prompt detector flags answers that echo them and harden redacts the echoes."""
+    system-prompt detector flags answers that echo them and the gateway removes the echoes."""
 
     @property
     def n_classes(self) -> int | None:

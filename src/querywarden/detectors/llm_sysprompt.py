@@ -17,9 +17,9 @@ When the model's profile declares protected passages (``ModelProfile.protected``
 of the operator's system prompt; see ``text.protected``), every answer is checked against
 them, with the prompt as the text it continues: an answer that echoes at least
 ``min_echo_words`` words of them verbatim is output-side evidence of extraction, whatever
-the prompt looked like. An echo alone is ``medium`` (the policy hardens, and harden redacts
-the echoes); after an attempt it is ``high``. Evidence names each echo by its offsets,
-length and digest, never its text.
+the prompt looked like (the gateway removes such echoes from every answer, so this is
+the attempt that counts, not a loss). An echo alone is ``medium``; after an attempt it is
+``high``. Evidence names each echo by its offsets, length and digest, never its text.
 
 Blind spots: indirect extraction (asking for the rules one at a time, role play that
 never names the prompt); system prompts injected by the upstream, which the gateway does

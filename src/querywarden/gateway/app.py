@@ -48,7 +48,7 @@ from querywarden.gateway.asgi import (
     upstream_headers,
     upstream_timeout,
 )
-from querywarden.gateway.enforcement.harden import HardenSpec, protect
+from querywarden.gateway.enforcement.harden import REDACT_ONLY, HardenSpec, protect
 from querywarden.gateway.enforcement.throttle import ThrottleSpec, TokenBuckets
 from querywarden.gateway.exchange import Exchange
 from querywarden.gateway.metrics import GatewayMetrics
@@ -78,7 +78,7 @@ class Gateway:
     ) -> None:
         self.settings = settings
         self.protected = dict(protected or {})
-        """Per model id: the protected passages (system prompt) whose echoes harden redacts."""
+        """Per model id: the protected passages (system prompt) whose echoes every LLM answer loses."""
         self.pipeline = pipeline
         self.metrics = metrics or GatewayMetrics()
         self.router = Router(settings.generic_paths)
@@ -195,8 +195,8 @@ class Gateway:
             adapter=route.adapter,
             request=parsed,
         )
-        if spec is not None and route.adapter.llm:
-            spec = protect(spec, self.protected.get(exchange.model), parsed.instances)
+        if route.adapter.llm and (protected := self.protected.get(exchange.model)) is not None:
+            spec = protect(spec or REDACT_ONLY, protected, parsed.instances)  # declared passages never go out
         return await self._forward(scope, headers, body, rid, client_ip, exchange, spec, send)
 
     async def _gate(self, principal: str, decision: Decision, send: Send) -> tuple[Action, str | None]:

@@ -98,11 +98,12 @@ class SseRedactor:
     completion ``text``) of choice 0 is replaced by what the redactor releases; other
     events pass unchanged. Before ``data: [DONE]`` (or at ``finish()``) the held-back tail
     goes out as one more event shaped like the last one seen. With ``protected`` passages,
-    their echoes are replaced first (``context`` is the prompt the answer continues).
+    their echoes are replaced first (``context`` is the prompt the answer continues);
+    ``pii=False`` replaces only those.
     """
 
-    def __init__(self, protected: ProtectedText | None = None, *, context: str = "") -> None:
-        self._redactor = StreamRedactor()
+    def __init__(self, protected: ProtectedText | None = None, *, context: str = "", pii: bool = True) -> None:
+        self._redactor = StreamRedactor() if pii else _Unchanged()
         self._protector = ProtectedRedactor(protected, context=context) if protected is not None else None
         self._pending = b""
         self._last: dict[str, Any] | None = None
@@ -152,6 +153,18 @@ class SseRedactor:
         return b"data: " + msgspec.json.encode(self._last) + b"\n\n"
 
 
+class _Unchanged:
+    """Stands in for the PII redactor when only protected passages are redacted."""
+
+    redacted = 0
+
+    def feed(self, chunk: str) -> str:
+        return chunk
+
+    def finish(self) -> str:
+        return ""
+
+
 def _text_of(event: Any) -> tuple[tuple[str, ...] | None, str | None]:
     if not isinstance(event, dict):
         return None, None
@@ -174,10 +187,12 @@ def _set_text(event: dict[str, Any], path: tuple[str, ...], text: str) -> None:
     target[path[-1]] = text
 
 
-def redact_choices(body: Any, protected: ProtectedText | None = None, contexts: Sequence[str] = ()) -> bool:
-    """Redact PII (and echoes of ``protected`` passages) in every choice of a (non-streamed)
-    OpenAI-style answer, in place. True if it changed. ``contexts`` holds each prompt of the
-    request (choices come grouped per prompt); an answer's echo may begin in its prompt."""
+def redact_choices(
+    body: Any, protected: ProtectedText | None = None, contexts: Sequence[str] = (), *, pii: bool = True
+) -> bool:
+    """Redact PII (unless ``pii`` is false) and echoes of ``protected`` passages in every choice
+    of a (non-streamed) OpenAI-style answer, in place. True if it changed. ``contexts`` holds
+    each prompt of the request (choices come grouped per prompt); an echo may begin in its prompt."""
     changed = False
     choices = body.get("choices") if isinstance(body, dict) else None
     if not isinstance(choices, list):
@@ -191,7 +206,8 @@ def redact_choices(body: Any, protected: ProtectedText | None = None, contexts: 
         holder, key = (message, "content") if isinstance(message, dict) else (choice, "text")
         text = holder.get(key)
         if isinstance(text, str):
-            clean = redact(redact_protected(text, protected, context=context) if protected is not None else text)
+            clean = redact_protected(text, protected, context=context) if protected is not None else text
+            clean = redact(clean) if pii else clean
             if clean != text:
                 holder[key] = clean
                 changed = True

@@ -47,6 +47,8 @@ class _OpenAIAdapter(Adapter):
     def harden_response(self, body: Any, spec: HardenSpec, rng: np.random.Generator) -> bool:
         if not isinstance(body, dict):
             return False
+        if spec.redact_only:  # a principal in good standing: only the declared passages go
+            return redact_choices(body, spec.protected, spec.contexts, pii=False)
         stripped = spec.top_logprobs == 0 and strip_llm_logprobs(body)
         # PII, secrets and echoes of the protected passages out of a suspect's answers
         return redact_choices(body, spec.protected, spec.contexts) or stripped

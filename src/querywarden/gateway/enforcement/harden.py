@@ -18,7 +18,9 @@ LLM endpoints: ``harden_llm_request`` strips ``logprobs`` (or caps ``top_logprob
 drops ``logit_bias`` and ``echo``, before the request reaches the model. The answer has PII
 redacted and, when the model declares protected passages (its system prompt), their
 verbatim echoes too: ``protect`` puts the passages and the prompts the answer continues on
-the spec, and ``sse_redactor`` builds the streaming redactor from it.
+the spec, and ``sse_redactor`` builds the streaming redactor from it. Declared passages are
+never echoed to anyone: a principal that is not hardened gets ``REDACT_ONLY``, which removes
+their echoes and nothing else.
 
 Parameters come from a decision's ``params``; ``HardenSpec.parse`` rejects unknown keys
 with the allowed ones, so a policy typo is caught when the policy loads.
@@ -59,10 +61,13 @@ class HardenSpec:
     """The model's protected passages, whose echoes are redacted from LLM answers (set by ``protect``)."""
     contexts: tuple[str, ...] = ()
     """The prompt each instance's answer continues (set by ``protect``)."""
+    redact_only: bool = False
+    """Only redact the protected passages' echoes: what every principal's answer gets (``REDACT_ONLY``)."""
 
     def sse_redactor(self) -> SseRedactor:
-        """The streaming redactor for a hardened LLM answer (choice 0 continues the first prompt)."""
-        return SseRedactor(self.protected, context=self.contexts[0] if self.contexts else "")
+        """The streaming redactor for an LLM answer (choice 0 continues the first prompt)."""
+        context = self.contexts[0] if self.contexts else ""
+        return SseRedactor(self.protected, context=context, pii=not self.redact_only)
 
     @classmethod
     def parse(cls, params: Mapping[str, Any], *, source: str | None = None) -> HardenSpec:
@@ -159,6 +164,11 @@ def _keep_top(p: FloatArray, top: int) -> FloatArray:
         p = p.copy()
         p[now], p[top] = p[top], p[now]
     return p
+
+
+REDACT_ONLY = HardenSpec(redact_only=True)
+"""For a principal the policy does not harden: its LLM answers keep everything but echoes of
+the model's declared protected passages (the request and the logprobs are left alone)."""
 
 
 class Prompted(Protocol):
