@@ -127,3 +127,22 @@ def test_what_if_customers_editing_one_application_each_are_never_linked(tabular
     signals = _run(eng, sorted(stream, key=lambda it: it.ts))
     assert not [s for s in signals if s.related]
     assert _actors(eng, 12) == {None}
+
+
+def test_slider_users_moving_one_field_of_one_application_are_never_linked(tabular: tuple) -> None:
+    """A what-if slider sends one query per position: twenty edits of one field of one
+    application a second apart, by two customers at once. Edits sampled into the signature
+    are not new records, so neither sweeps more than one."""
+    profile, pool = tabular
+    eng = _engine(profile)
+    stream = []
+    for c in range(2):
+        row = pool[c]
+        stream.append(_query(f"key-{c}", c, T0 + c * 0.1, row))
+        for e in range(20):
+            edit = row.copy()
+            edit[3] = np.quantile(pool[:, 3], (e + 1) / 22)
+            stream.append(_query(f"key-{c}", c, T0 + c * 0.1 + 1.0 + e, edit))
+    signals = _run(eng, sorted(stream, key=lambda it: it.ts))
+    assert not [s for s in signals if s.related]
+    assert _actors(eng, 2) == {None}

@@ -91,6 +91,7 @@ class _Principal:
         "onset",
         "prev",
         "queries",
+        "records",
         "repeats",
         "sq_u",
         "sweep_due",
@@ -110,6 +111,7 @@ class _Principal:
         self.onset = False  # synthetic already at its first checkpoint
         self.prev: np.ndarray | None = None  # the last folded input, quantised to 16 bits
         self.repeats = 0  # near-repeats of it since
+        self.records = 0  # distinct records folded (not counting edits folded as a sample)
         self.client_raw: tuple[str, str] | None = None
         self.client: str | None = None
         self.linked_client: set[str] | None = None
@@ -345,9 +347,11 @@ class LinkageDetector(Detector):
                 st.repeats += 1
                 if st.repeats < _SAMPLE_EVERY:
                     return False
+                st.records -= 1  # folded as a sample of the edits, not as another record
         st.repeats = 0
         st.prev = code
         st.n += 1
+        st.records += 1
         st.mean_u += float(u @ self._ones) / d
         st.sq_u += float(u @ u) / d
         z = (u - mean) * inv_sd
@@ -374,10 +378,10 @@ class LinkageDetector(Detector):
             if len(sweeps) >= _SWEEP_SETS:
                 return
             entry = sweeps[key] = [0, -1]
-        if entry[1] == st.n:
+        if entry[1] == st.records:
             return
         entry[0] += 1
-        entry[1] = st.n
+        entry[1] = st.records
         if entry[0] in _SWEEP_EMITS and st.last_ts - st.first_ts <= self.burst:
             st.sweep_due = key
 
