@@ -37,7 +37,7 @@ _FIRST_ROWS = 16
 class AnswerCopy:
     """One account's 1-NN copy, with each stored answer's nearest other stored answer."""
 
-    __slots__ = ("head", "labels", "learned", "nn_dist", "nn_label", "norms", "rows", "size")
+    __slots__ = ("head", "indexed", "labels", "learned", "nn_dist", "nn_label", "norms", "rows", "size")
 
     def __init__(self) -> None:
         self.rows: F32 | None = None
@@ -48,11 +48,25 @@ class AnswerCopy:
         self.size = 0
         self.head = 0
         self.learned = 0
+        self.indexed = False
 
-    def learn(self, z: F32, cls: int, *, capacity: int) -> bool:
+    def learn(self, z: F32, cls: int, *, capacity: int, index_from: int) -> bool:
         """Keep the answer ``cls`` at ``z``; False for an exact repeat of a stored query (a
-        retry teaches a copy nothing)."""
+        retry teaches a copy nothing).
+
+        Until ``index_from`` answers have been kept, answers are only stored: most accounts
+        never send enough to be judged, and they should not pay for nearest neighbours. At
+        that count the stored answers are indexed at once (repeats dropped, each one's
+        nearest other found), and from then on each answer updates the index."""
         n = self.size
+        if not self.indexed:
+            at = self._slot(z, capacity)
+            assert self.rows is not None and self.norms is not None and self.labels is not None
+            self.rows[at], self.norms[at], self.labels[at] = z, float(z @ z), cls
+            self.learned += 1
+            if self.learned >= index_from:
+                self._index()
+            return True
         if n:
             rows, norms, nn_dist = self.rows, self.norms, self.nn_dist
             assert rows is not None and norms is not None and nn_dist is not None
@@ -65,7 +79,7 @@ class AnswerCopy:
             best = int(d.argmin())
             if d[best] <= 1e-6 * (zz + 1.0) and np.array_equal(rows[best], z):
                 return False
-            near = np.flatnonzero(d < nn_dist[:n])  # the stored answers z is now nearest to
+            near = (d < nn_dist[:n]).nonzero()[0]  # the stored answers z is now nearest to
             if near.shape[0]:
                 nn_dist[near] = d[near]
                 self.nn_label[near] = cls
@@ -82,6 +96,25 @@ class AnswerCopy:
         self.labels[at] = cls
         self.learned += 1
         return True
+
+    def _index(self) -> None:
+        """Drop exact repeats among the stored answers and find each one's nearest other."""
+        assert self.rows is not None and self.norms is not None and self.labels is not None
+        assert self.nn_dist is not None and self.nn_label is not None
+        n = self.size
+        order = np.array([(self.head + i) % n for i in range(n)], dtype=np.intp)  # oldest first
+        _, first = np.unique(self.rows[order], axis=0, return_index=True)
+        keep = order[np.sort(first)]
+        m = keep.shape[0]
+        self.rows[:m], self.norms[:m], self.labels[:m] = self.rows[keep], self.norms[keep], self.labels[keep]
+        self.learned -= n - m
+        self.size, self.head, self.indexed = m, 0, True
+        rows, norms = self.rows[:m], self.norms[:m]
+        d = norms[:, None] + norms[None, :] - 2.0 * (rows @ rows.T)
+        np.fill_diagonal(d, np.inf)
+        nearest = d.argmin(axis=1)
+        self.nn_dist[:m] = d[np.arange(m), nearest]
+        self.nn_label[:m] = np.where(np.isfinite(self.nn_dist[:m]), self.labels[nearest], -1)
 
     def _slot(self, z: F32, capacity: int) -> int:
         """Where the next answer goes: the next free row (growing the arrays), else the oldest."""
@@ -112,7 +145,7 @@ class AnswerCopy:
         class (leave-one-out), shrunk by one answer (``hits / (n + 1)``) so a class answered
         twice does not count as a perfect copy of it."""
         n = self.size
-        if n < 2:
+        if n < 2 or not self.indexed:
             return 0.0
         assert self.labels is not None and self.nn_label is not None
         labels = self.labels[:n]
@@ -125,12 +158,12 @@ class AnswerCopy:
                 total += share * float(hits[cls] if cls < hits.shape[0] else 0) / (int(counts[cls]) + 1)
         return total
 
-    def absorb(self, other: AnswerCopy, *, capacity: int) -> None:
+    def absorb(self, other: AnswerCopy, *, capacity: int, index_from: int) -> None:
         """Fold another account's copy in (a principal joining an actor)."""
         if other.rows is not None and other.labels is not None:
             learned = self.learned
             for i in [(other.head + i) % other.size for i in range(other.size)]:  # oldest first
-                self.learn(other.rows[i], int(other.labels[i]), capacity=capacity)
+                self.learn(other.rows[i], int(other.labels[i]), capacity=capacity, index_from=index_from)
             self.learned = learned
         self.learned += other.learned
 

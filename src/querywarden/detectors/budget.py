@@ -210,9 +210,14 @@ class BudgetLedger(Detector):
         return self._space.transform_of(interaction)
 
     def _cell(self, z: Vector | None) -> int | None:
-        if z is None or self._directions is None:
+        """The grid cell of one point (the scalar twin of ``_cells_of``: cheaper for one row)."""
+        if z is None or self._directions is None or self._edges is None:
             return None
-        return int(self._cells_of(z @ self._directions))
+        cell, weight = 0, 1
+        for v, (low, high) in zip((z @ self._directions).tolist(), self._edges.tolist(), strict=True):
+            cell += weight * ((v > low) + (v > high))
+            weight *= _BINS
+        return cell
 
     # -- what one answer discloses ------------------------------------------------------
     def _n_classes(self, p: Vector | None) -> int:
@@ -280,7 +285,9 @@ class BudgetLedger(Detector):
                 own.merged = actor
                 mine = self._copies.peek(_copy_key("p", interaction.principal))
                 if mine is not None:
-                    self._copies.get(_copy_key("a", actor)).absorb(mine, capacity=self.copy_size)
+                    self._copies.get(_copy_key("a", actor)).absorb(
+                        mine, capacity=self.copy_size, index_from=self._min_copy
+                    )
                     self._estimate(group, "a", actor)
             else:
                 self._post(group, told, cell, day, pooled=False)
@@ -321,8 +328,10 @@ class BudgetLedger(Detector):
     # -- the copy the answers allow ---------------------------------------------------
     def _learn(self, led: _Ledger, scope: str, subject: str, point: np.ndarray, cls: int | None) -> None:
         assert cls is not None
+        if led.copy_signalled:
+            return  # the answers already suffice for a copy: nothing left to measure
         copy = self._copies.get(_copy_key(scope, subject))
-        if not copy.learn(point, cls, capacity=self.copy_size):
+        if not copy.learn(point, cls, capacity=self.copy_size, index_from=self._min_copy):
             return
         led.copy_answers = copy.learned
         if copy.learned >= self._min_copy and copy.learned % _JUDGE_EVERY == 0:
