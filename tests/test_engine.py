@@ -115,3 +115,15 @@ def test_flush_closes_stale_findings() -> None:
     closed = engine.flush()
     assert [f.status for f in closed] == ["closed"]
     assert closed[0].principals == ("loud",)
+
+
+def test_detectors_that_need_only_text_are_skipped_on_interactions_without_text() -> None:
+    engine = Engine({"credit": PROFILE}, detectors=[DetectorSpec("llm_leakage"), DetectorSpec("volume")])
+    leakage = next(d for d in engine.detectors("credit") if d.name == "llm_leakage")
+    calls: list[str] = []
+    original = leakage.update
+    leakage.update = lambda it: calls.append(it.id) or original(it)  # type: ignore[method-assign]
+    engine.process(Interaction(id="numbers", ts=1.0, principal="p", model="credit", features=np.zeros(3)))
+    engine.process(Interaction(id="words", ts=2.0, principal="p", model="credit", prompt="hello"))
+    assert calls == ["words"]
+    assert [d.name for d in engine.detectors("credit")] == ["llm_leakage", "volume"], "all still listed"

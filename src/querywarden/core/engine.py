@@ -70,6 +70,7 @@ class Engine:
         self.sweep_every = sweep_every
         self.specs = tuple(detectors)
         self._detectors: dict[str, list[Detector]] = {m: self._build(p) for m, p in self.profiles.items()}
+        self._textless = {m: _textless(ds) for m, ds in self._detectors.items()}
         self._queries: PrincipalStates[list[int]] = PrincipalStates(_counter, max_principals)
         self._decisions: dict[str, Decision] = {}
         self._pinned: dict[str, Decision] = {}
@@ -96,6 +97,7 @@ class Engine:
         if profile.id not in self._detectors:
             self.profiles[profile.id] = profile
             self._detectors[profile.id] = self._build(profile)
+            self._textless[profile.id] = _textless(self._detectors[profile.id])
 
     def detectors(self, model: str) -> list[Detector]:
         return list(self._detectors.get(model, ()))
@@ -106,6 +108,9 @@ class Engine:
         if detectors is None:
             known = ", ".join(sorted(self._detectors))
             raise TrafficError(f"unknown model {interaction.model!r}; configured: {known}", source=interaction.source)
+        answer = interaction.output
+        if interaction.prompt is None and not interaction.messages and (answer is None or answer.text is None):
+            detectors = self._textless[interaction.model]
         self._processed += 1
         self._last_ts = max(self._last_ts, interaction.ts)
         counter = self._queries.get(interaction.principal)
@@ -253,6 +258,15 @@ class Engine:
             self._processed,
             self._last_ts,
         ) = snapshot.loads(state["core"])
+
+
+def _textless(detectors: list[Detector]) -> list[Detector]:
+    """The detectors to run on an interaction that carries no text: all but those that need
+    only text (their ``needs``), which would look and return nothing."""
+    return [d for d in detectors if d.needs != _TEXT_ONLY]
+
+
+_TEXT_ONLY = frozenset({"text"})
 
 
 def _counter() -> list[int]:
