@@ -56,3 +56,15 @@ def test_link_min_is_calibrated_on_how_often_one_customer_reuses_a_reasoning_sen
             chat.interaction(f"s{i}", float(i), "student", f"Why is the sky blue {i}? Explain step by step.", ".")
         )
     assert det.calibration()["link_min"].values == (3.0,)
+
+
+def test_a_merge_pools_the_keys_at_once_so_the_actor_crosses_on_its_next_prompt() -> None:
+    det = DistillationDetector(profile=PROFILE, min_cot_topics=10, campaign_keys=2)
+    before = [s for it in chat.distillation(["k1", "k2"], 16) for s in det.update(it)]
+    assert not [s for s in before if s.severity >= Severity.MEDIUM]  # eight topics a key
+    det.merge("farm", ("k1", "k2"))
+    [signal] = [
+        s for it in chat.distillation(["k1"], 1, seed=9, actor="farm") for s in det.update(it) if s.evidence.get("keys")
+    ]
+    assert signal.severity is Severity.HIGH and signal.evidence["keys"] == 2
+    assert signal.evidence["cot_topics"] >= 10

@@ -17,8 +17,9 @@ Campaigns rotate keys, so each key stays small. The reasoning wrapper is a finge
 a global index maps each wrapper (the normalised sentence holding the cue) to the
 principals that used it at least ``link_min`` times, and the signal names the others in
 ``related`` with ``link_weight`` (at ``link_min`` uses and every second use after, eight
-times at most) so the engine merges the keys into one actor, whose counts then add up (a
-principal seen in an actor for the first time brings its window's counts with it).
+times at most) so the engine merges the keys into one actor, whose counts then add up: at
+the merge the keys' window counts move into the actor (``merge``), and a key seen in an
+actor later brings its own.
 
 The response has to fit the threat: hardening strips logprobs, which a text distiller does
 not need. So coverage that crosses ``min_cot_topics`` on an actor whose reasoning prompts
@@ -236,18 +237,43 @@ class DistillationDetector(Detector):
         st = self._states.get(key)
         actor = interaction.actor
         if actor and st.actor != actor and not is_actor(key):
+            first = st.actor is None  # a key moved with its old actor was counted there already
             st.actor = actor
-            pooled = self._states.get(ACTOR_PREFIX + actor)
-            if st.window == w and pooled.window in (w, -1):
-                pooled.window = w
-                pooled.n += st.n
-                pooled.cot += st.cot
-                high = max(self.high_cot_topics, self.min_cot_topics + 1)
-                pooled.topics.update(list(st.topics)[: max(0, self.min_topics + 1 - len(pooled.topics))])
-                pooled.cot_topics.update(list(st.cot_topics)[: max(0, high + 1 - len(pooled.cot_topics))])
-                if st.cot and len(pooled.keys) < _MAX_KEYS:
-                    pooled.keys.add(key)
+            if st.window == w:
+                self._pool(self._states.get(ACTOR_PREFIX + actor), st, {key}, counters=first)
         return st
+
+    def merge(self, actor: str, parts: tuple[str, ...]) -> None:
+        """Pool the parts' window counts into the actor now, so it crosses on its next prompt."""
+        for part in parts:
+            old = self._states.pop(ACTOR_PREFIX + part)
+            if old is not None:  # an actor that no longer exists: everything it held moves
+                self._pool(self._states.get(ACTOR_PREFIX + actor), old, old.keys, counters=True)
+                continue
+            st = self._states.peek(part)
+            if st is not None and st.actor != actor:
+                first = st.actor is None
+                st.actor = actor
+                self._pool(self._states.get(ACTOR_PREFIX + actor), st, {part}, counters=first)
+
+    def _pool(self, pooled: _State, st: _State, keys: set[str], *, counters: bool) -> None:
+        """Add ``st``'s window (its topic sets; its counters once) to ``pooled``; an older window adds nothing."""
+        if st.window < 0 or st.window < pooled.window:
+            return
+        if st.window > pooled.window:
+            pooled.window, pooled.n, pooled.cot, pooled.level = st.window, 0, 0, 0
+            pooled.topics.clear()
+            pooled.cot_topics.clear()
+            pooled.wrappers.clear()
+            pooled.keys.clear()
+        if counters:
+            pooled.n += st.n
+            pooled.cot += st.cot
+        high = max(self.high_cot_topics, self.min_cot_topics + 1)
+        pooled.topics.update(list(st.topics)[: max(0, self.min_topics + 1 - len(pooled.topics))])
+        pooled.cot_topics.update(list(st.cot_topics)[: max(0, high + 1 - len(pooled.cot_topics))])
+        if st.cot:
+            pooled.keys.update(list(keys)[: max(0, _MAX_KEYS - len(pooled.keys))])
 
     def _link(self, wrapper: int, principal: str, uses: int) -> tuple[str, ...]:
         if uses < self.link_min:
