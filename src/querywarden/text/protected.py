@@ -4,9 +4,10 @@ An assistant's system prompt (or any passage its operator names) must not come b
 answer. The passages are kept only as digests: every run of ``window`` consecutive words
 (lower-cased letters and digits, punctuation and spacing ignored) is hashed to 64 bits (a
 polynomial of its words' BLAKE2b hashes, so a whole answer's runs cost one multiply-add per
-word), and a passage shorter than ``window`` words is hashed whole. The text itself is dropped once the
-digests exist, so neither a detector's state nor a finding can hold it; evidence names an
-echo by its length, offsets and digest.
+word), and a passage shorter than ``window`` words is hashed whole. The text itself is
+dropped once the digests exist (its words are hashed without the cache answers use), so
+neither a detector's state nor a finding can hold it; evidence names an echo by its length,
+offsets and digest.
 
 - ``ProtectedText.find(answer, context=prompt)`` returns the spans of ``answer`` whose words
   lie in a run that matches a digest. ``context`` is the text the answer continues (the
@@ -25,7 +26,7 @@ import functools
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,16 +42,19 @@ _MASK = (1 << 64) - 1
 _BASE = 0x100000001B3  # an odd multiplier: runs are polynomials of their words' hashes, mod 2**64
 
 
-@functools.lru_cache(maxsize=65536)
-def _word_hash(word: str) -> int:
+def _hash_word(word: str) -> int:
     return int.from_bytes(hashlib.blake2b(word.encode(), digest_size=8).digest(), "little")
 
 
-def _run_digests(words: Sequence[str], n: int) -> list[int]:
+_cached_word_hash = functools.lru_cache(maxsize=65536)(_hash_word)
+"""For answers, whose words repeat from one to the next; never fed the protected text itself."""
+
+
+def _run_digests(words: Sequence[str], n: int, word_hash: Callable[[str], int] = _cached_word_hash) -> list[int]:
     """The digest of every run of ``n`` words, rolled along in one pass (one multiply-add per word)."""
     if len(words) < n:
         return []
-    hashes = [_word_hash(w) for w in words]
+    hashes = [word_hash(w) for w in words]
     top = pow(_BASE, n - 1, 1 << 64)
     h = 0
     for x in hashes[:n]:
@@ -107,7 +111,7 @@ class ProtectedText:
             count += 1
             n = min(window, len(ws))
             lengths.add(n)
-            digests.update(_run_digests(ws, n))
+            digests.update(_run_digests(ws, n, _hash_word))
         if not digests:
             raise ValueError("protected text: no words to protect")
         return cls(window, tuple(sorted(lengths, reverse=True)), frozenset(digests), count)
