@@ -98,15 +98,19 @@ def test_sampling_with_a_new_seed_each_time_counts_from_the_second_send() -> Non
     levels = [
         (i, s.severity, s.evidence["sampling_options"]) for i, it in enumerate(samples, 1) for s in det.update(it)
     ]
-    # a seeded resend counts twice: two at the second send, four at the third
-    assert levels == [(2, Severity.LOW, True), (3, Severity.MEDIUM, True), (7, Severity.HIGH, True)]
+    # counted from the second send (an identical body would need resample_min sends)
+    assert levels == [(2, Severity.LOW, True), (4, Severity.MEDIUM, True)]
 
 
 def test_one_request_asking_for_many_samples_is_resampling() -> None:
     det = ExtractionPromptDetector(profile=PROFILE, min_hits=2)
-    many = chat.interaction("n", 1.0, "p", "Customer: Hello, this is", "Rosa", params={"n": 8, "temperature": 1.0})
-    [signal] = det.update(many)
-    assert signal.evidence["patterns"] == ["resampling"] and signal.severity is Severity.MEDIUM
+    many = {"n": 8, "temperature": 1.0}
+    first, second = (
+        chat.interaction(f"n{i}", 1.0 + i, "p", "Customer: Hello, this is", "Rosa", params=many) for i in range(2)
+    )
+    [signal] = det.update(first)
+    assert signal.evidence["patterns"] == ["resampling"] and signal.severity is Severity.LOW
+    assert [s.severity for s in det.update(second)] == [Severity.MEDIUM]
     greedy = chat.interaction("g", 1.0, "q", "Customer: Hello, this is", "Rosa", params={"n": 8, "temperature": 0})
     assert det.update(greedy) == []
 

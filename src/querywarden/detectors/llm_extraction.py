@@ -22,10 +22,10 @@ what makes a model leave its aligned behaviour and emit memorised text:
 another draw, while apps also resend a question with another temperature), or at once when one request asks for
   ``n`` >= 2 samples; among the principal's 16 most recently sent distinct prompts.
 
-A pattern prompt sent with options that rank or diversify samples (``logprobs``, a
-``seed``, ``n`` >= 2, at a temperature above 0) counts twice: sampling a record opening
-with logprobs to rank the candidates is the extraction itself, and one such request does
-what two plain ones would.
+A pattern prompt (any of the shapes above but ``resampling``) sent with options that rank
+or diversify samples (``logprobs``, a ``seed``, ``n`` >= 2, at a temperature above 0)
+counts twice: sampling a record opening with logprobs to rank the candidates is the
+extraction itself, and one such request does what two plain ones would.
 
 Campaigns split over many keys send the same shapes from every key. A global index maps
 the masked shape of each pattern prompt (entities replaced by typed slots, as the template
@@ -237,7 +237,10 @@ class ExtractionPromptDetector(Detector):
         params = interaction.params
         sampling = sorted((k, params[k]) for k in _SAMPLING_PARAMS if k in params)
         options = zlib.crc32(repr(sampling).encode()) if sampling else 0
-        weight = 2 if sampling_options(interaction.params) else 1
+        # a pattern prompt sampled with ranking or diversifying options is the extraction itself;
+        # a plain prompt resent with a new seed counts once (an app may retry with a fresh seed)
+        sampled = sampling_options(interaction.params)
+        weight = 2 if base and sampled else 1
         samples = _samples(interaction.params)
         signals: list[Signal] = []
         for key in subjects(interaction):
@@ -280,7 +283,7 @@ class ExtractionPromptDetector(Detector):
                         severity=sev,
                         evidence={
                             "patterns": list(found),
-                            "sampling_options": weight == 2,
+                            "sampling_options": sampled,
                             "patterns_seen": sorted(st.kinds),
                             "pattern_prompts_in_window": recent,
                             "window": self.window,
