@@ -400,7 +400,7 @@ class BudgetLedger(Detector):
             evidence["exposure"] = (
                 f"{led.copy_answers} answers suffice for a copy with ~{led.copy_agreement:.2f} agreement on "
                 f"natural inputs, where always answering the commonest class agrees {led.copy_baseline:.2f} "
-                "(a 1-nearest-neighbour copy, leave-one-out; a trained copy does better)"
+                "(a 1-nearest-neighbour copy of the answers, measured leave-one-out)"
             )
         return self.signal(
             interaction,
