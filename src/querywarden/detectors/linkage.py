@@ -46,10 +46,15 @@ is linked with ``sweep_weight`` to the principals that did the same within ``hor
 with ``onset_weight`` to those that began within ``onset_window`` of it.
 
 Blind spots: natural-data extraction split over keys with unrelated clients (nothing
-synthetic to share); keys that send fewer than ``min_queries`` distinct queries each; keys
-of one campaign run hours apart (outside ``horizon``); an attacker who gives each key a
-different synthetic style. At a merge the other detectors move each key's state to the
-actor (``Detector.merge``), so what a key sent before it was linked counts for the actor.
+synthetic to share; black-box membership and attribute inference on natural records too);
+keys that send fewer than ``min_queries`` distinct queries each; keys of one campaign run
+hours apart (outside ``horizon``); an attacker who gives each key a different synthetic
+style; keys only about half off-manifold (under ``synthetic_share``, which benign photo
+editors on tiny images also reach); a key that first sends natural seeds and turns
+synthetic only after its checkpoints have seen them; a sweep whose record and changed copy
+go to different keys, or that starts after a key's first 64 queries. At a merge the other
+detectors move each key's state to the actor (``Detector.merge``), so what a key sent
+before it was linked counts for the actor.
 Near-duplicate chains shared by keys are the ``neardup`` detector's link evidence.
 """
 
