@@ -16,10 +16,11 @@ know, but the caller did nothing wrong). Counted per principal and per actor.
 When the model's profile declares protected passages (``ModelProfile.protected``, digests
 of the operator's system prompt; see ``text.protected``), every answer is checked against
 them, with the prompt as the text it continues: an answer that echoes at least
-``min_echo_words`` words of them verbatim is output-side evidence of extraction, whatever
-the prompt looked like (the gateway removes such echoes from every answer, so this is
-the attempt that counts, not a loss). An echo alone is ``medium``; after an attempt it is
-``high``. Evidence names each echo by its offsets, length and digest, never its text.
+``min_echo_words`` words of them verbatim, or a whole declared passage shorter than the
+window (a code), is output-side evidence of extraction, whatever the prompt looked like
+(the gateway removes such echoes from every answer, so this is the attempt that counts, not
+a loss). An echo alone is ``medium``; after an attempt it is ``high``. Evidence names each
+echo by its offsets, length and digest, never its text.
 
 Blind spots: indirect extraction (asking for the rules one at a time, role play that
 never names the prompt); system prompts injected by the upstream, which the gateway does
@@ -169,7 +170,7 @@ class SystemPromptExtractionDetector(Detector):
         leaked = self._leaked(interaction) if attempt or interaction.messages else False
         spans = self._echoes(interaction, text)
         longest = max((sp.words for sp in spans), default=0)
-        echo = longest >= self.min_echo_words
+        echo = longest >= self.min_echo_words or any(sp.whole for sp in spans)  # a whole short passage: a code
         if not attempt and not leaked and not spans:
             for key in subjects(interaction):
                 self._states.get(key).n += 1
@@ -261,6 +262,7 @@ def _echo_evidence(spans: list[EchoSpan]) -> dict[str, object]:
     return {
         "protected_echo_words": max(sp.words for sp in spans),
         "protected_echoes": [
-            {"start": sp.start, "end": sp.end, "words": sp.words, "digest": sp.digest} for sp in spans[:_EVIDENCE_SPANS]
+            {"start": sp.start, "end": sp.end, "words": sp.words, "digest": sp.digest, "whole_passage": sp.whole}
+            for sp in spans[:_EVIDENCE_SPANS]
         ],
     }

@@ -84,6 +84,8 @@ class EchoSpan:
     end: int
     words: int
     digest: str
+    whole: bool = False
+    """True when the span holds a whole passage shorter than the window (a code, a key)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,10 +171,10 @@ class ProtectedText:
         """The longest hashed run: how many words of context can matter."""
         return self.lengths[0]
 
-    def covered(self, words: Sequence[str], skip: int = 0) -> list[bool]:
-        """For each word from ``skip`` on, whether a run matching a digest covers it."""
+    def covered(self, words: Sequence[str], skip: int = 0, lengths: Sequence[int] | None = None) -> list[bool]:
+        """For each word from ``skip`` on, whether a run matching a digest (of ``lengths``) covers it."""
         out = [False] * (len(words) - skip)
-        for n in self.lengths:
+        for n in self.lengths if lengths is None else lengths:
             first = max(0, skip - n + 1)
             for i, h in enumerate(_run_digests(words[first:], n), start=first):
                 if h in self.digests:
@@ -186,10 +188,13 @@ class ProtectedText:
         tokens = list(_WORD.finditer(text))
         words = [*ctx, *(m.group().lower() for m in tokens)]
         covered = self.covered(words, len(ctx))
+        short = [n for n in self.lengths if n < self.window]
+        whole = self.covered(words, len(ctx), short) if short and any(covered) else [False] * len(covered)
         spans: list[EchoSpan] = []
         for a, b in _runs(covered):
             run = words[len(ctx) + a : len(ctx) + b]
-            spans.append(EchoSpan(tokens[a].start(), tokens[b - 1].end(), b - a, f"{_digest(run):016x}"))
+            digest = f"{_digest(run):016x}"
+            spans.append(EchoSpan(tokens[a].start(), tokens[b - 1].end(), b - a, digest, any(whole[a:b])))
         return spans
 
 
