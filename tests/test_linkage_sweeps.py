@@ -146,3 +146,25 @@ def test_slider_users_moving_one_field_of_one_application_are_never_linked(tabul
     signals = _run(eng, sorted(stream, key=lambda it: it.ts))
     assert not [s for s in signals if s.related]
     assert _actors(eng, 2) == {None}
+
+
+def test_a_principal_from_an_older_snapshot_gets_defaults_for_what_it_lacks(tabular: tuple) -> None:
+    """A snapshot taken before sweeps were followed restores and keeps running."""
+    profile, pool = tabular
+    from querywarden.detectors.linkage import LinkageDetector, _Principal
+
+    det = LinkageDetector(profile=profile)
+    for i in range(10):
+        det.update(_query("key-0", 0, T0 + i, pool[i]))
+    st = det._states.peek("key-0")
+    assert st is not None
+    older = {name: getattr(st, name) for name in _Principal.__slots__ if name not in ("records", "sweeps", "sweep_due")}
+    old = _Principal.__new__(_Principal)
+    old.__setstate__((None, older))
+    assert old.n == st.n and old.records == 0 and old.sweeps is None
+    det._states._states["key-0"] = old
+    row = pool[11]
+    det.update(_query("key-0", 0, T0 + 11, row))
+    variant = row.copy()
+    variant[3] = pool[:, 3].max()
+    assert isinstance(det.update(_query("key-0", 0, T0 + 12, variant)), list)

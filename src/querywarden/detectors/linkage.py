@@ -123,6 +123,13 @@ class _Principal:
         self.sweeps: dict[tuple[int, ...], list[int]] | None = None  # features -> [records swept, last base]
         self.sweep_due: tuple[int, ...] | None = None
 
+    def __setstate__(self, state: tuple[None, dict[str, object]]) -> None:
+        """Restore a snapshot, with defaults for what a snapshot from an older version lacks."""
+        self.__init__()  # type: ignore[misc]
+        for name, value in state[1].items():
+            if name in self.__slots__:
+                setattr(self, name, value)
+
     def signature(self) -> np.ndarray:
         n = max(1, self.n)
         mean = self.mean_u / n
