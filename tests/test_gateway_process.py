@@ -8,6 +8,7 @@ channel and ``on_overflow`` applies.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import signal
@@ -48,7 +49,11 @@ action = "block"
 
 [store]
 url = "sqlite:///{db}"
+
+[console]
+token_sha256 = ["{token_sha256}"]
 """
+TOKEN = "process-mode-test-token-0123456789"
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +67,8 @@ def process_gateway(
     upstream: str, tmp_path: Path, **settings: Any
 ) -> Iterator[tuple[httpx.Client, httpx.Client, ProcessServer]]:
     cfg = tmp_path / "qw.toml"
-    cfg.write_text(CONFIG.format(n=N_FEATURES, db=tmp_path / "qw.db"))
+    digest = hashlib.sha256(TOKEN.encode()).hexdigest()
+    cfg.write_text(CONFIG.format(n=N_FEATURES, db=tmp_path / "qw.db", token_sha256=digest))
     server = build_process_server(
         load_gateway_settings(None, upstream=upstream, default_model="credit", **settings), cfg
     )
@@ -120,6 +126,26 @@ def test_an_engine_block_reaches_the_proxy_and_admin_reads_the_engine(upstream: 
         assert metric(admin, "querywarden_engine_up") == 1.0
         # the REST API answers from the engine process (it holds the store and the engine)
         assert admin.get("/api/stats").status_code == 401
+
+
+def test_an_operator_decision_made_through_the_api_reaches_the_proxy(upstream: str, tmp_path: Path) -> None:
+    from querywarden.gateway.principal import PrincipalResolver
+    from querywarden.gateway.settings import GatewaySettings
+
+    principal = PrincipalResolver(GatewaySettings()).hashed("key", "op")
+    bearer = {"authorization": f"Bearer {TOKEN}"}
+    with process_gateway(upstream, tmp_path) as (client, admin, server):
+
+        def status() -> int:
+            return client.post("/predict", json={"instances": [ROW]}, headers={"x-api-key": "op"}).status_code
+
+        assert status() == 200
+        r = admin.put(f"/api/decisions/{principal}", json={"action": "block", "note": "seen"}, headers=bearer)
+        assert r.status_code == 200 and r.json()["enforced_now"] is True, r.text
+        until(lambda: status() == 403, "the operator's block never reached the proxy", 5)
+        assert server.pipeline.mirror.decisions[principal].source == "operator"
+        assert admin.delete(f"/api/decisions/{principal}", headers=bearer).status_code == 200
+        until(lambda: status() == 200, "the operator's clear never reached the proxy", 5)
 
 
 def test_killing_the_engine_fails_open_counts_and_restarts_with_decisions(upstream: str, tmp_path: Path) -> None:

@@ -10,10 +10,10 @@ forwards to), sends its whole decision table and ``Ready``, then runs three thre
   (the same ``EnginePipeline`` as thread mode: store writes, exports, traffic file);
 - the worker runs the engine;
 - the publisher sends ``Update`` frames every 5 ms while there is news (decisions,
-  actor placements, exchanges finished, counters) and every 20 ms when idle; every
-  250 ms it also compares the engine's decision table with what it has sent, which
-  carries operator decisions made in the console or API (they bypass the worker) to the
-  proxy.
+  actor placements, exchanges finished, counters) and every 20 ms when idle, and at once
+  when an operator decides (console, API, the store's sync: they change the engine
+  directly, not through the worker); every 250 ms it also compares the engine's decision
+  table with what it has sent, so no change can be missed.
 
 SIGINT and SIGTERM are ignored: the process ends when the proxy closes its end of the
 channel (a clean stop, or the proxy died). It then processes what is queued, sends a last
@@ -38,6 +38,7 @@ from collections.abc import Iterator
 import msgspec
 import uvicorn
 
+from querywarden.core.engine import Engine
 from querywarden.core.records import ALLOW_ALL, Decision
 from querywarden.errors import QueryWardenError
 from querywarden.gateway.adapters import Adapter, Router
@@ -82,6 +83,9 @@ class EngineLink:
         self.adapters = adapters
         self.sent: dict[str, Decision] = {}
         self.finished = threading.Event()
+        self.wake = threading.Event()
+        self.touched: deque[str] = deque()
+        """Principals whose decision an operator changed (console, API, the store's sync)."""
         self._published: tuple[int, ...] = ()
         self._resynced = 0.0
 
@@ -99,6 +103,7 @@ class EngineLink:
         finally:
             self.pipeline.stop(timeout=300)
             self.finished.set()
+            self.wake.set()
 
     def _recv(self) -> bytes:
         try:
@@ -131,10 +136,32 @@ class EngineLink:
             full=True,
         )
 
+    def follow_operators(self, engine: Engine) -> None:
+        """Operator decisions change the engine directly, not through the worker: wrap its
+        two operator entry points so each change is published at once, not at the resync."""
+        set_decision, clear_decision = engine.set_decision, engine.clear_decision
+
+        def set_and_publish(decision: Decision) -> None:
+            set_decision(decision)
+            self.touched.append(decision.principal)
+            self.wake.set()
+
+        def clear_and_publish(principal: str) -> None:
+            clear_decision(principal)
+            self.touched.append(principal)
+            self.wake.set()
+
+        engine.set_decision = set_and_publish  # type: ignore[method-assign]
+        engine.clear_decision = clear_and_publish  # type: ignore[method-assign]
+
     def publish(self) -> None:
         """Send the news since the last update until the reader has finished."""
         pause = IDLE
-        while not self.finished.wait(pause):
+        while True:
+            self.wake.wait(pause)
+            self.wake.clear()
+            if self.finished.is_set():
+                break
             if not self.pipeline.alive:
                 log.critical("engine worker thread died; ending the engine process so the proxy restarts it")
                 self.sock.close()
@@ -151,6 +178,8 @@ class EngineLink:
         handled = pipeline.stats.handled  # read before the changes: theirs are all queued by now
         changes = pipeline.changes
         touched: set[str] = set()
+        while self.touched:
+            touched.add(self.touched.popleft())
         actors: list[tuple[str, str]] = []
         actor_decisions: list[Decision] = []
         while changes:
@@ -268,6 +297,7 @@ def main(argv: list[str]) -> int:
     control.pipeline.changes = deque()
     control.pipeline.start()
     link = EngineLink(sock, reader, control.pipeline, adapters_by_name(Router(settings.generic_paths)))
+    link.follow_operators(engine)
     try:
         asyncio.run(_serve(control, link, hello.admin_uds))
     finally:

@@ -127,7 +127,8 @@ HELP: dict[str, str] = {
     "max_body_bytes": "Largest request body accepted; larger bodies get 413.",
     "queue_size": "Interactions waiting for the engine; bounds the gateway's memory.",
     "on_overflow": "When the engine queue is full: 'open' passes the request and counts it, 'closed' answers 503.",
-    "on_engine_failure": "When the engine worker has died: 'open' keeps serving, 'closed' answers 503.",
+    "on_engine_failure": "When the engine is not running (its process restarting, or its thread dead): "
+    "'open' keeps serving, 'closed' answers 503.",
     "principal_sources": "Where the principal comes from, tried in order: api_key, bearer, auth_header, ip.",
     "api_key_header": "Header carrying the API key.",
     "hash_api_keys": "Store a keyed hash of the API key instead of the key itself (the key is a secret).",
