@@ -98,10 +98,13 @@ def test_replay_of_a_scenario_file_gives_the_counted_findings(ci: tuple[Path, di
 # mia-labelonly) 4/4 in every variant, median share of budget 0.23% (single, low-and-slow) and
 # 1.74% (sybil); Sybil attackers grouped into one actor 4/13; benign principals flagged (140
 # scored): >= low 1, >= medium 0, >= high 0 (the same counting every attack scenario).
-DETECTED_FLOOR = {"single": 8, "sybil": 6, "low-and-slow": 8}
-ITERATIVE_FLOOR = {"single": 4, "sybil": 3, "low-and-slow": 4}
-ITERATIVE_MEDIAN_SHARE_CEILING = {"single": 0.01, "sybil": 0.03, "low-and-slow": 0.01}
-GROUPED_FLOOR = 3
+# Sybil floors re-measured at commit 2890632 (2026-12-02, explicit actor merges and sweep
+# linkage): sybil detected 10/13, iterative 4/4 at a median share of 0.37%, grouped 5/13
+# (Boundary, HopSkipJump, FEE, label-only MIA, Fredrikson); benign >= medium 0 of 140.
+DETECTED_FLOOR = {"single": 8, "sybil": 9, "low-and-slow": 8}
+ITERATIVE_FLOOR = {"single": 4, "sybil": 4, "low-and-slow": 4}
+ITERATIVE_MEDIAN_SHARE_CEILING = {"single": 0.01, "sybil": 0.01, "low-and-slow": 0.01}
+GROUPED_FLOOR = 4
 BENIGN_CEILING = {"medium": 2, "high": 1}
 
 
