@@ -46,6 +46,9 @@ def test_exposure_joined_by_attack_keeps_exposure_opening_but_moves_detection() 
     raised = risk.observe(_sig("prada", Severity.MEDIUM, ts=5.0), actor=None, principals=("p",), queries=40)
     assert opened is not None and raised is not None
     assert raised.first_seen_ts == 0.0 and raised.detected_ts == 5.0 and raised.queries_at_detection == 40
+    # exposure is not a second pattern: a batch customer holds it too, so it never lifts medium to high
+    assert raised.severity is Severity.MEDIUM and raised.detectors == ("budget", "prada")
+    assert "budget" in raised.evidence, "the finding keeps what the account already held"
 
 
 def test_actor_adopts_member_findings() -> None:
