@@ -244,3 +244,47 @@ def test_read_answer_reads_plain_answers_raw_and_decodes_compressed_ones() -> No
         await transport.aclose()
 
     asyncio.run(run())
+
+
+def test_the_gateways_forward_sends_the_bytes_an_httpx_request_would() -> None:
+    heads: list[bytes] = []
+    writers: list[asyncio.StreamWriter] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:
+                head, body = await read_request(reader)
+                heads.append(head + body)
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                await writer.drain()
+        writer.close()
+
+    async def run() -> None:
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        url = httpx.URL(f"http://127.0.0.1:{port}/v1/models/m:predict?x=1")
+        headers = [(b"content-type", b"application/json"), (b"x-request-id", b"r-1")]
+        timeouts = httpx.Timeout(2.0).as_dict()
+        pool = UpstreamTransport()
+        try:
+            via_httpx = await pool.handle_async_request(
+                httpx.Request("POST", url, headers=headers, content=b"{}", extensions={"timeout": timeouts})
+            )
+            assert await read_answer(via_httpx, via_httpx.headers.raw) == b"ok"
+            await via_httpx.aclose()
+            forwarded = await pool.forward("POST", url, headers, b"{}", timeouts)
+            assert forwarded.status_code == 200 and await read_answer(forwarded, forwarded.headers.raw) == b"ok"
+            await forwarded.aclose()
+        finally:
+            await pool.aclose()
+            server.close()
+            for w in writers:
+                w.close()
+                with contextlib.suppress(ConnectionError):
+                    await w.wait_closed()
+            await server.wait_closed()
+        assert len(heads) == 2 and heads[0] == heads[1], heads
+        assert heads[1].startswith(b"POST /v1/models/m:predict?x=1 HTTP/1.1\r\nHost: 127.0.0.1:")
+
+    asyncio.run(run())

@@ -263,11 +263,21 @@ class Gateway:
         send: Send,
     ) -> str:
         out_headers = upstream_headers(headers, client_ip, rid, identity=True)
-        request = httpx.Request(
-            scope["method"], self._url(target(scope)), headers=out_headers, content=body, extensions=self._timeouts
-        )
+        pool = self.upstream()
         try:
-            response = await self.upstream().handle_async_request(request)
+            if isinstance(pool, UpstreamTransport):  # the pool's own path skips building an httpx.Request
+                response = await pool.forward(
+                    scope["method"], self._url(target(scope)), out_headers, body, self._timeouts["timeout"]
+                )
+            else:
+                request = httpx.Request(
+                    scope["method"],
+                    self._url(target(scope)),
+                    headers=out_headers,
+                    content=body,
+                    extensions=self._timeouts,
+                )
+                response = await pool.handle_async_request(request)
         except httpx.TimeoutException:
             await send_error(send, 504, "upstream_timeout", "the model server did not answer in time", request_id=rid)
             return "upstream_timeout"

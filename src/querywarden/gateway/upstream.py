@@ -59,6 +59,37 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         timeouts: dict[str, float | None] = request.extensions.get("timeout", {})
+        framed = any(k.lower() in (b"transfer-encoding", b"content-length") for k, _ in request.headers.raw)
+        body = request.stream if framed else None
+        return await self._call(request.method, request.url, _request_head(request), body, timeouts, request)
+
+    async def forward(
+        self,
+        method: str,
+        url: httpx.URL,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        timeouts: dict[str, float | None],
+    ) -> httpx.Response:
+        """The gateway's own call: ``handle_async_request`` for a body already in hand,
+        without building an ``httpx.Request`` first (normalizing its headers cost about a
+        fifth of the proxy's CPU per request). The upstream gets the same bytes httpx would
+        send: ``Host`` first, then ``headers`` (without Host or Content-Length), then
+        ``Content-Length``. Errors carry no request."""
+        lines = [b"%s %s HTTP/1.1\r\nHost: %s" % (method.encode(), url.raw_path, url.netloc)]
+        lines.extend(b"%s: %s" % (k, v) for k, v in headers)
+        lines.append(b"Content-Length: %d\r\n\r\n" % len(body))
+        return await self._call(method, url, b"\r\n".join(lines), body, timeouts, None)
+
+    async def _call(
+        self,
+        method: str,
+        url: httpx.URL,
+        head: bytes,
+        body: Any,
+        timeouts: dict[str, float | None],
+        request: httpx.Request | None,
+    ) -> httpx.Response:
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.max_connections)
         if self._slots.locked():  # a timer per request costs more than the proxying: arm one only to wait
@@ -70,18 +101,22 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
         else:
             await self._slots.acquire()  # returns at once: a slot is free
         try:
-            return await self._send(request, timeouts)
+            return await self._send(method, url, head, body, timeouts, request)
         except BaseException:
             self._slots.release()
             raise
 
-    async def _send(self, request: httpx.Request, timeouts: dict[str, float | None]) -> httpx.Response:
-        url = request.url
+    async def _send(
+        self,
+        method: str,
+        url: httpx.URL,
+        head: bytes,
+        body: Any,
+        timeouts: dict[str, float | None],
+        request: httpx.Request | None,
+    ) -> httpx.Response:
         origin = (url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80))
-        head = _request_head(request)
-        framed = any(k.lower() in (b"transfer-encoding", b"content-length") for k, _ in request.headers.raw)
-        body = request.stream if framed else None
-        reusable_body = isinstance(body, httpx.ByteStream) or body is None
+        reusable_body = isinstance(body, bytes | httpx.ByteStream) or body is None
         conn = self._reuse(origin)
         fresh = conn is None
         for _attempt in range(2):
@@ -102,7 +137,7 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
                 raise
         else:  # unreachable: a fresh connection never raises _Stale
             raise httpx.RemoteProtocolError("upstream closed the connection", request=request)
-        stream = _ResponseBody(self, origin, conn, request, status, headers, timeouts.get("read"))
+        stream = _ResponseBody(self, origin, conn, method, request, status, headers, timeouts.get("read"))
         return httpx.Response(
             status,
             headers=headers,
@@ -133,7 +168,9 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
         if self._slots is not None:
             self._slots.release()
 
-    async def _connect(self, origin: tuple[str, str, int], request: httpx.Request, timeout: float | None) -> _Conn:
+    async def _connect(
+        self, origin: tuple[str, str, int], request: httpx.Request | None, timeout: float | None
+    ) -> _Conn:
         scheme, host, port = origin
         if scheme == "https" and self._ssl is None:
             self._ssl = ssl.create_default_context()
@@ -150,7 +187,7 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
     async def _exchange(
         self,
         conn: _Conn,
-        request: httpx.Request,
+        request: httpx.Request | None,
         head: bytes,
         body: Any,
         timeouts: dict[str, float | None],
@@ -158,8 +195,10 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
     ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
         writer = conn.writer
         try:
-            if isinstance(body, httpx.ByteStream) or body is None:
-                writer.write(head + (b"".join([c async for c in body]) if body is not None else b""))
+            if isinstance(body, bytes | httpx.ByteStream) or body is None:
+                if isinstance(body, httpx.ByteStream):
+                    body = b"".join([c async for c in body])
+                writer.write(head + body if body is not None else head)
                 if writer.transport.get_write_buffer_size():  # the socket took less than all of it
                     async with asyncio.timeout(timeouts.get("write")):
                         await writer.drain()
@@ -208,7 +247,7 @@ def _request_head(request: httpx.Request) -> bytes:
     return b"\r\n".join(lines) + b"\r\n\r\n"
 
 
-def _parse_head(raw: bytes, request: httpx.Request) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+def _parse_head(raw: bytes, request: httpx.Request | None) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
     lines = raw[:-4].split(b"\r\n")
     parts = lines[0].split(b" ", 2)
     if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
@@ -230,7 +269,8 @@ class _ResponseBody(httpx.AsyncByteStream):
         transport: UpstreamTransport,
         origin: tuple[str, str, int],
         conn: _Conn,
-        request: httpx.Request,
+        method: str,
+        request: httpx.Request | None,
         status: int,
         headers: list[tuple[bytes, bytes]],
         timeout: float | None,
@@ -251,7 +291,7 @@ class _ResponseBody(httpx.AsyncByteStream):
                 self.chunked = True
             elif lk == b"connection" and b"close" in v.lower():
                 self.keep_alive = False
-        if request.method == "HEAD" or status in _NO_BODY_STATUS or 100 <= status < 200:
+        if method == "HEAD" or status in _NO_BODY_STATUS or 100 <= status < 200:
             self.length, self.chunked = 0, False
         elif self.length is None and not self.chunked:
             self.keep_alive = False  # the body ends when the upstream closes the connection
