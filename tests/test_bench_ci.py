@@ -105,6 +105,11 @@ DETECTED_FLOOR = {"single": 8, "sybil": 9, "low-and-slow": 8}
 ITERATIVE_FLOOR = {"single": 4, "sybil": 4, "low-and-slow": 4}
 ITERATIVE_MEDIAN_SHARE_CEILING = {"single": 0.01, "sybil": 0.01, "low-and-slow": 0.01}
 GROUPED_FLOOR = 4
+# (2026-12-02, the same profile): detections that name the attack's own technique 25/30
+# (functionally-equivalent extraction named extraction in every variant; the misses are
+# HopSkipJump read as inversion twice and label-only membership inference read as boundary
+# probing by its first 24 queries, a single walk).
+TECHNIQUE_FLOOR = 24
 BENIGN_CEILING = {"medium": 2, "high": 1}
 
 
@@ -121,6 +126,14 @@ def test_detection_holds_its_measured_floor(ci: tuple[Path, dict[str, Any]], var
         if s["detected"]:
             assert 0 < s["queries_to_detection"] <= s["budget"]
             assert s["success_at_detection"] is not None
+
+
+def test_detections_name_the_attack_technique_as_often_as_measured(ci: tuple[Path, dict[str, Any]]) -> None:
+    _, results = ci
+    detected = [s for s in scenarios(results) if s["detected"]]
+    assert sum(s["technique_match"] for s in detected) >= TECHNIQUE_FLOOR
+    fee = [s for s in detected if s["attack"] == "fee"]
+    assert fee and all(s["detection_technique"] == "AML.T0024.002" for s in fee)
 
 
 def test_sybil_attackers_are_grouped_into_one_actor_as_often_as_measured(ci: tuple[Path, dict[str, Any]]) -> None:
