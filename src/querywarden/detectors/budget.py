@@ -234,10 +234,11 @@ class BudgetLedger(Detector):
         if probs is not None and probs.ndim == 1 and probs.shape[0] >= 2:
             entropy = -float(np.dot(probs, np.log2(np.maximum(probs, 1e-300))))
             if math.isfinite(entropy):
-                return self._told(probs, _decimals(probs), entropy)
+                top = int(probs.argmax())
+                return self._told(probs, _decimals(probs, float(probs[top])), entropy, top)
         scores = out.scores
         if scores is not None and scores.ndim == 1 and scores.shape[0] >= 2 and math.isfinite(float(scores.sum())):
-            return self._told(scores, _MAX_DECIMALS, 0.0)
+            return self._told(scores, _MAX_DECIMALS, 0.0, int(scores.argmax()))
         label = out.label
         if label is None:
             return None
@@ -245,10 +246,10 @@ class BudgetLedger(Detector):
         return math.log2(self._n_classes(None)), 0, 0.0, cls, False
 
     @staticmethod
-    def _told(p: Vector, decimals: int, entropy: float) -> tuple[float, int, float, int | None, bool]:
+    def _told(p: Vector, decimals: int, entropy: float, top: int) -> tuple[float, int, float, int | None, bool]:
         k = p.shape[0]
         revealed = min(int(np.count_nonzero(p)), k - 1)  # a Python int: evidence must stay JSON-encodable
-        return math.log2(k) + revealed * decimals * _LOG2_10, decimals, entropy, int(p.argmax()), True
+        return math.log2(k) + revealed * decimals * _LOG2_10, decimals, entropy, top, True
 
     def _class_index(self, label: str) -> int | None:
         classes = self.profile.classes
@@ -455,9 +456,9 @@ class BudgetLedger(Detector):
         return out
 
 
-def _decimals(p: Vector) -> int:
-    """How many decimals the probabilities carry (capped at ``_MAX_DECIMALS``)."""
-    top = float(p.max()) * 10.0**_MAX_DECIMALS
+def _decimals(p: Vector, top_p: float) -> int:
+    """How many decimals the probabilities carry (capped at ``_MAX_DECIMALS``); ``top_p`` is their largest."""
+    top = top_p * 10.0**_MAX_DECIMALS
     if abs(top - round(top)) > 1e-3:
         return _MAX_DECIMALS  # the common case, full precision, told by the top value alone
     scaled = p * 10.0**_MAX_DECIMALS
