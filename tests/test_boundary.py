@@ -259,3 +259,17 @@ def test_calibration_never_lowers_the_bars_past_the_defaults(digits: Victim) -> 
     cal = det.calibration()
     assert cal["surprise"].floor == det.surprise and cal["min_share"].floor == det.min_share
     assert len(cal["surprise"].values) == 20 and max(cal["surprise"].values) < det.surprise
+
+
+def test_a_monitoring_probe_on_a_borderline_record_stays_quiet_and_a_walk_after_it_is_caught(digits: Victim) -> None:
+    profile, model, pool, labels = digits
+    det = BoundaryDetector(profile=profile)
+    _benign_warmup(det, model, pool, seed=0)
+    probs = model.predict_proba(pool)
+    top2 = np.sort(probs, axis=1)[:, -2:]
+    borderline = pool[int(np.argmin(top2[:, 1] - top2[:, 0]))]
+    # one fixed record, every minute for a day: repeats ask nothing new
+    assert not _feed(det, model, np.repeat(borderline[None], 1440, axis=0), "probe")
+    # a walk is made of new points: the same principal walking is still caught
+    walk = hop_skip_jump(model, pool[10], _other_class(pool, labels, 10), rounds=25, seed=1)
+    assert _feed(det, model, walk, "probe")

@@ -424,3 +424,19 @@ def test_parameters_are_checked(digits: tuple) -> None:
         NearDuplicateDetector(profile=profile, min_shared=40, top_s=32)
     with pytest.raises(ValueError, match="min_hits"):
         NearDuplicateDetector(profile=profile, min_hits=50, high_hits=10)
+
+
+def test_two_probes_of_near_identical_records_do_not_chain(cancer: tuple) -> None:
+    """Two monitoring probes, each sending its own fixed record every minute, the records one
+    feature apart: each query is a repeat of the sender's own, not a step of a walk."""
+    profile, x, model = cancer
+    det = NearDuplicateDetector(profile=profile)
+    a = x[450].copy()
+    b = a.copy()
+    b[3] = x[451][3]
+    rows = np.stack([a, b] * 600)
+    signals = run(det, interactions(rows, ["probe-a", "probe-b"], model))
+    assert not loud(signals)
+    for who in ("probe-a", "probe-b"):
+        st = det._principals.peek(who)
+        assert st is not None and st.near <= 1 and st.repeats >= 598

@@ -45,6 +45,7 @@ never near-identical (interleaving two searches).
 
 from __future__ import annotations
 
+import hashlib
 import math
 
 import numpy as np
@@ -66,6 +67,9 @@ _SHORT = 64
 """Outputs with at most this many classes are read in plain Python."""
 
 
+_RECENT_INPUTS = 16
+"""Distinct inputs remembered per principal: a repeat of one of them asks nothing new."""
+
 _FLOORS = (6.0, 0.5)
 """The shipped ``surprise`` and ``min_share``: calibration never sets laxer ones."""
 
@@ -83,6 +87,7 @@ class _State:
         "level_by_technique",
         "n",
         "pos",
+        "recent_inputs",
         "worst_share",
         "worst_surprise",
     )
@@ -101,6 +106,7 @@ class _State:
         self.level_by_technique: dict[str, Severity] = {}
         self.worst_surprise = 0.0
         self.worst_share = 0.0
+        self.recent_inputs: dict[bytes, None] = {}
 
 
 class BoundaryDetector(Detector):
@@ -189,17 +195,18 @@ class BoundaryDetector(Detector):
         space = self._space
         low = _margin(out)
         z: Vector | None = None
+        st = self._states.get(interaction.actor or interaction.principal)
+        if _repeated(st, interaction.features):
+            return []
         if low is not None:
             kind = _PROBS
             event = low < self.margin
-            st = self._states.get(interaction.actor or interaction.principal)
         else:
             z = space.transform_of(interaction) if space is not None else None
             label = out.label
             if label is None or z is None:
                 return []
             kind = _LABELS
-            st = self._states.get(interaction.actor or interaction.principal)
             prev, prev_label = st.last_z, st.last_label
             st.last_z, st.last_label = z, label
             event = (
@@ -350,3 +357,22 @@ def _margin(out: Output) -> float | None:
         return None
     missing = 1.0 - total
     return top1 - max(top2, min(missing, top1))
+
+
+def _repeated(st: _State, x: Vector | None) -> bool:
+    """True when ``x`` repeats one of the principal's last distinct inputs; remembers it otherwise.
+
+    A repeat tells the caller nothing it was not told (a monitoring probe sending one
+    borderline record every minute, a retry), so it is neither a boundary event nor a query
+    that dilutes one: a walk must keep sending new points.
+    """
+    if x is None:
+        return False
+    key = hashlib.blake2b(np.ascontiguousarray(x).tobytes(), digest_size=8).digest()
+    seen = st.recent_inputs
+    if key in seen:
+        return True
+    seen[key] = None
+    if len(seen) > _RECENT_INPUTS:
+        del seen[next(iter(seen))]
+    return False

@@ -18,7 +18,8 @@ avoid a long chain: it needs hundreds of small steps. Crossing ``min_hits`` (cal
 on benign traffic) raises ``medium``; a chain reaching ``high_hits``, or ``high_chains``
 separate chains each reaching ``min_hits`` (a walk that restarts, or one candidate record
 after another), raises ``high``; one signal per crossing. Exact repeats (retries, nightly
-re-scoring) are counted apart and never count as hits.
+re-scoring, a monitoring probe) are counted apart and never count as hits, even when the
+repeated record has near-duplicates of its own in the index.
 
 Hits against another principal's query stored in the last ``link_horizon`` seconds that
 share at least ``link_shared`` hashes (tiny steps, closer than natural neighbours on dense
@@ -72,6 +73,10 @@ _EXTRACTION_OFF_BOX = 0.5
 _LAST_HITS = 3
 
 
+_SENT = 32
+"""Distinct inputs remembered per principal, so that its own repeats never count as hits."""
+
+
 class _Chains:
     """Near-duplicate hit counts per chain for one principal or one actor."""
 
@@ -88,6 +93,7 @@ class _Chains:
         "queries",
         "recent",
         "repeats",
+        "sent",
         "technique",
     )
 
@@ -105,6 +111,22 @@ class _Chains:
         self.chains: dict[int, list[int]] | None = None
         self.recent: deque[tuple[int, float, float]] | None = None
         self.links: dict[int, int] | None = None
+        self.sent: dict[int, None] | None = None
+
+    def sent_before(self, exact: int) -> bool:
+        """True when ``exact`` is one of the last distinct inputs sent; remembers it otherwise.
+
+        The index keeps one entry per table slot, so a record whose near-duplicate was stored
+        after it may no longer be found as an exact copy there; this memory still knows it.
+        """
+        if self.sent is None:
+            self.sent = {}
+        if exact in self.sent:
+            return True
+        self.sent[exact] = None
+        if len(self.sent) > _SENT:
+            del self.sent[next(iter(self.sent))]
+        return False
 
     def hit(self, chain: int, idle: int, long: int, add: int = 1) -> int:
         """Count ``add`` hits into ``chain``; returns the chain's count. A chain reaching
@@ -271,6 +293,8 @@ class NearDuplicateDetector(Detector):
         found = self._index.lookup(probe, min_shared)
         since = interaction.ts - self.link_horizon
         chain, hit, repeat, peers = _classify(found, exact, st.key, actor_key, since, link_shared)
+        if st.sent_before(exact):  # e.g. two monitoring probes of near-identical records, alternating
+            hit, repeat, peers = False, True, []
         self._index.insert(probe, exact=exact, principal=st.key, actor=actor_key, chain=chain, ts=interaction.ts)
 
         st.queries += 1
@@ -437,18 +461,19 @@ def _classify(
     exacts = found.exact.tolist()
     principals = found.principal.tolist()
     chains = found.chain.tolist()
-    repeat = False
+    repeat = copied = False
     chain = 0
     near: list[int] = []
     for i, e in enumerate(exacts):
         if e == exact:
+            copied = True
             repeat = repeat or principals[i] == me
         else:
             near.append(i)
             if chain == 0 or chains[i] < chain:
                 chain = chains[i]
-    if not near:
-        return chains[0], False, repeat, []
+    if not near or copied:  # a copy of a stored query asks nothing new, whoever stored it
+        return chain or chains[0], False, repeat, []
     times = found.ts.tolist()
     candidates = [i for i in near if principals[i] != me and times[i] >= since]
     if not candidates:
