@@ -14,7 +14,7 @@ def _rows(m: np.ndarray) -> set[bytes]:
     return {r.tobytes() for r in np.ascontiguousarray(m)}
 
 
-@pytest.mark.parametrize("name", ["digits", "breast-cancer", "breast-cancer-relu", "adult"])
+@pytest.mark.parametrize("name", ["digits", "breast-cancer", "breast-cancer-relu", "adult", "wine-gb", "synth64-svc"])
 def test_victim_generalises_and_splits_are_disjoint(name: str) -> None:
     v = load_victim(name)
     assert (v.labels(v.x_test) == v.y_test).mean() > 0.8

@@ -17,7 +17,8 @@ are built to be hard in the ways real customers are hard:
   tens of thousands of rows in total.
 
 Every row is drawn from the victim's held-out ``benign_pool``, never from what attacks or
-detectors are given. Principals are split into a calibration half and a scored half,
+detectors are given. Profiles may add held-out habits (:mod:`querywarden.bench.habits`),
+which are only scored. Principals are split into a calibration half and a scored half,
 stratified by workload so both halves hold every kind of customer.
 """
 
@@ -71,6 +72,8 @@ class WorkloadSizes:
     nat_group: int = 25
     """Customers behind one corporate NAT IP."""
     days: int = 14
+    held_out_habits: int = 0
+    """Customers of each held-out habit (:mod:`querywarden.bench.habits`), scored and never calibrated on."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +122,7 @@ def request_id(rng: np.random.Generator) -> str:
     return "req-" + "".join(f"{int(x):02x}" for x in rng.integers(0, 256, size=6))
 
 
-class _Builder:
+class Builder:
     """Generates one victim's workloads from one seeded random stream."""
 
     def __init__(self, victim: Victim, sizes: WorkloadSizes, seed: int) -> None:
@@ -304,7 +307,7 @@ def field_groups(victim: Victim) -> list[np.ndarray]:
 
 def generate(victim: Victim, sizes: WorkloadSizes, seed: int) -> BenignTraffic:
     """All benign customers of one victim, split into calibration and scored halves."""
-    b = _Builder(victim, sizes, seed)
+    b = Builder(victim, sizes, seed)
     kinds = _mix(sizes.principals, b.is_image)
     made: dict[str, list[BenignPrincipal]] = {k: [] for k in WORKLOADS}
     makers: dict[str, Callable[[str, str, str], list[Request]]] = {
@@ -335,6 +338,10 @@ def generate(victim: Victim, sizes: WorkloadSizes, seed: int) -> BenignTraffic:
         half = (len(group) + 1) // 2
         calibration.extend(group[i] for i in order[:half])
         scored.extend(group[i] for i in order[half:])
+    if sizes.held_out_habits:
+        from querywarden.bench import habits
+
+        scored.extend(habits.generate(b, sizes.held_out_habits))
     return BenignTraffic(calibration, scored)
 
 

@@ -35,7 +35,15 @@ import numpy as np
 from querywarden.bench import benign as benign_mod
 from querywarden.bench.benign import DAY, BenignTraffic, WorkloadSizes
 from querywarden.bench.calibration import threshold_rows, write_config
-from querywarden.bench.scenario import AttackRun, Scale, Victim, attack_names, attack_spec, run_attack
+from querywarden.bench.scenario import (
+    AttackRun,
+    Scale,
+    Victim,
+    attack_names,
+    attack_spec,
+    holdout_attack_names,
+    run_attack,
+)
 from querywarden.bench.score import (
     Rate,
     ScenarioResult,
@@ -72,11 +80,21 @@ class BenchProfile:
     sybil_principals: int = 20
     max_batch: int = 100
     variants: tuple[str, ...] = VARIANTS
+    holdout: bool = False
+    """Run the held-out attacks (other victims, other settings) instead of the registered ones."""
 
 
 PROFILES: dict[str, BenchProfile] = {
     "ci": BenchProfile("ci", "ci", WorkloadSizes(principals=56, batch_jobs=2, batch_rows=2_000)),
     "full": BenchProfile("full", "full", WorkloadSizes(principals=260, batch_jobs=2, batch_rows=20_000)),
+    # attacks at ci scale against held-out victims and with other settings; the usual
+    # customers plus four of each held-out habit, scored and never calibrated on
+    "holdout": BenchProfile(
+        "holdout",
+        "ci",
+        WorkloadSizes(principals=56, batch_jobs=2, batch_rows=2_000, held_out_habits=4),
+        holdout=True,
+    ),
 }
 
 
@@ -218,7 +236,8 @@ class Runner:
 
     def run(self, attacks: Sequence[str] | None = None) -> BenchResults:
         started, cpu = time.perf_counter(), time.process_time()
-        names = list(attacks) if attacks is not None else attack_names()
+        default = holdout_attack_names() if self.profile.holdout else attack_names()
+        names = list(attacks) if attacks is not None else default
         by_victim: dict[str, list[str]] = {}
         for name in names:
             by_victim.setdefault(attack_spec(name).victim, []).append(name)

@@ -234,13 +234,24 @@ def _registry() -> dict[str, AttackSpec]:
     return registry
 
 
+def _holdout() -> dict[str, AttackSpec]:
+    module = importlib.import_module("querywarden.bench.attacks.holdout")
+    registry: dict[str, AttackSpec] = module.HOLDOUT
+    return registry
+
+
 def attack_names() -> list[str]:
     """Registered attack names, in the order the benchmark runs them."""
     return list(_registry())
 
 
+def holdout_attack_names() -> list[str]:
+    """The held-out runs (other victims, other settings; see :mod:`querywarden.bench.attacks.holdout`)."""
+    return list(_holdout())
+
+
 def attack_spec(name: str) -> AttackSpec:
-    registry = _registry()
+    registry = {**_registry(), **_holdout()}
     try:
         return registry[name]
     except KeyError:

@@ -16,12 +16,19 @@ from rich.console import Console
 
 from querywarden.errors import QueryWardenError
 
-_PROFILES = ("ci", "full")
+_PROFILES = ("ci", "full", "holdout")
 _SUITES = ("all", "classifier", "llm")
 
 
 def bench(
-    profile: Annotated[str, typer.Option("--profile", help="ci (a few minutes, in the test suite) or full.")] = "ci",
+    profile: Annotated[
+        str,
+        typer.Option(
+            "--profile",
+            help="ci (a few minutes, in the test suite), full, or holdout (held-out victims, attack settings and "
+            "benign habits; classifier suite only).",
+        ),
+    ] = "ci",
     out: Annotated[Path, typer.Option("--out", help="Directory for results, plots and traffic files.")] = Path(
         "bench-out"
     ),
@@ -41,6 +48,12 @@ def bench(
     if suite not in _SUITES:
         console.print(f"[red]error:[/red] unknown suite {suite!r}; allowed: {', '.join(_SUITES)}")
         raise typer.Exit(2)
+    if profile == "holdout" and suite != "classifier":
+        if suite == "llm":
+            console.print("[red]error:[/red] the holdout profile has no LLM suite; use --suite classifier")
+            raise typer.Exit(2)
+        console.print("the holdout profile runs the classifier suite only")
+        suite = "classifier"
     os.environ.setdefault("MPLBACKEND", "Agg")
     llm_attacks = _llm_attacks(attack or [], suite, console)
     if suite != "llm" and (not attack or len(llm_attacks or ()) < len(attack)):

@@ -98,7 +98,10 @@ def attribute_blackbox(victim: Victim, seed: int, scale: Scale) -> AttackRun:
     )
 
 
-def _fredrikson_scorer(victim: Victim, column: int, targets: Matrix, outcomes: np.ndarray) -> Scorer:
+def _fredrikson_scorer(
+    victim: Victim, column: int, targets: Matrix, outcomes: np.ndarray, order: list[tuple[int, int]]
+) -> Scorer:
+    """``order[k]`` is the (target, value) query ``k`` asked about; a target is decided once both are answered."""
     truth = targets[:, column].astype(np.int64)
     prior = _prior(victim, column)
     majority = int(np.argmax(prior))
@@ -106,32 +109,50 @@ def _fredrikson_scorer(victim: Victim, column: int, targets: Matrix, outcomes: n
 
     def score(queries: Sequence[Query]) -> dict[str, float]:
         guess = np.full(len(targets), majority)
-        done = min(len(queries) // 2, len(targets))
-        if done:
-            _, p = stack(queries[: 2 * done])
-            likely = p[np.arange(2 * done), np.repeat(outcomes[:done], 2)].reshape(done, 2) * prior
-            guess[:done] = np.argmax(likely, axis=1)
+        likely = np.full((len(targets), 2), np.nan)
+        if queries:
+            _, p = stack(queries)
+            for k, (target, value) in enumerate(order[: len(queries)]):
+                likely[target, value] = p[k, outcomes[target]] * prior[value]
+        done = ~np.isnan(likely).any(axis=1)
+        guess[done] = np.argmax(likely[done], axis=1)
         return {"accuracy": float(np.mean(guess == truth)), "baseline": baseline}
 
     return score
 
 
-def fredrikson(victim: Victim, seed: int, scale: Scale) -> AttackRun:
-    """Sweep the sensitive column of each target over its values; keep the one that best explains its outcome."""
+FREDRIKSON_ORDERS = ("pairs", "passes")
+
+
+def fredrikson(victim: Victim, seed: int, scale: Scale, *, order: str = "pairs", batch: int = 2) -> AttackRun:
+    """Sweep the sensitive column of each target over its values; keep the one that best explains its outcome.
+
+    ``order="pairs"`` sends each target's two versions together; ``"passes"`` sends every
+    target with one value, then every target with the other, in requests of ``batch`` rows,
+    so the two versions of a record are far apart in the traffic.
+    """
     column = _column(victim)
     targets, outcomes = _targets(victim, 200 if scale == "ci" else 2000, seed)
     recorder = Recorder(victim, cap=2 * len(targets))
-    for row in targets:
-        sweep = np.repeat(row[None, :], 2, axis=0)
-        sweep[:, column] = [0.0, 1.0]
-        recorder.predict_proba(sweep)
+    if order == "pairs":
+        plan = [(t, v) for t in range(len(targets)) for v in (0, 1)]
+    elif order == "passes":
+        plan = [(t, v) for v in (0, 1) for t in range(len(targets))]
+    else:
+        raise BenchError(f"fredrikson: unknown order {order!r}; allowed: {', '.join(FREDRIKSON_ORDERS)}")
+    size = 2 if order == "pairs" else batch
+    for start in range(0, len(plan), size):
+        chunk = plan[start : start + size]
+        rows = targets[[t for t, _ in chunk]].copy()
+        rows[:, column] = [float(v) for _, v in chunk]
+        recorder.predict_proba(rows)
     return AttackRun(
         name="fredrikson",
         technique=INVERSION,
         victim=victim.name,
         family="attribute",
         queries=recorder.queries,
-        scorer=_fredrikson_scorer(victim, column, targets, outcomes),
+        scorer=_fredrikson_scorer(victim, column, targets, outcomes, plan),
         primary="accuracy",
-        params={"targets": len(targets), "seed": seed},
+        params={"targets": len(targets), "order": order, "seed": seed},
     )

@@ -67,7 +67,15 @@ def _scorer(victim: Victim, x: Matrix, labels: np.ndarray, bounds: list[int]) ->
     return score
 
 
-def _run(name: str, victim: Victim, seed: int, n_images: int, cap: int, make_attack: Any) -> AttackRun:
+def _run(
+    name: str,
+    victim: Victim,
+    seed: int,
+    n_images: int,
+    cap: int,
+    make_attack: Any,
+    settings: dict[str, float | int | str],
+) -> AttackRun:
     x, labels = pick_targets(victim, n_images, seed)
     recorder = Recorder(victim, cap=cap)
     bounds: list[int] = []
@@ -84,33 +92,83 @@ def _run(name: str, victim: Victim, seed: int, n_images: int, cap: int, make_att
         queries=recorder.queries,
         scorer=_scorer(victim, x, labels, bounds),
         primary="evasion",
-        params={"images": n_images, "seed": seed},
+        params={"images": n_images, **settings, "seed": seed},
     )
 
 
-def hopskipjump(victim: Victim, seed: int, scale: Scale) -> AttackRun:
-    """HopSkipJump (Chen et al. 2020), untargeted, L2, on 3 (ci) or 10 (full) images."""
+def hopskipjump(
+    victim: Victim,
+    seed: int,
+    scale: Scale,
+    *,
+    max_iter: int | None = None,
+    max_eval: int | None = None,
+    init_eval: int = 50,
+    batch_size: int = 64,
+) -> AttackRun:
+    """HopSkipJump (Chen et al. 2020), untargeted, L2, on 3 (ci) or 10 (full) images.
+
+    ``max_iter`` and ``max_eval`` default to the scale's (8 and 400 at ci, 30 and 2,000 at
+    full); ``init_eval`` is the gradient-estimation batch of the first step.
+    """
     from art.attacks.evasion import HopSkipJump
 
     n, iters, evals = (3, 8, 400) if scale == "ci" else (10, 30, 2000)
+    iters = iters if max_iter is None else max_iter
+    evals = evals if max_eval is None else max_eval
 
     def make(classifier: Any) -> Any:
         return HopSkipJump(
-            classifier, batch_size=64, max_iter=iters, max_eval=evals, init_eval=50, init_size=100, verbose=False
+            classifier,
+            batch_size=batch_size,
+            max_iter=iters,
+            max_eval=evals,
+            init_eval=init_eval,
+            init_size=100,
+            verbose=False,
         )
 
-    return _run("hopskipjump", victim, seed, n, 10**6, make)
+    settings: dict[str, float | int | str] = {
+        "max_iter": iters,
+        "max_eval": evals,
+        "init_eval": init_eval,
+        "batch_size": batch_size,
+    }
+    return _run("hopskipjump", victim, seed, n, 10**6, make, settings)
 
 
-def boundary(victim: Victim, seed: int, scale: Scale) -> AttackRun:
-    """BoundaryAttack (Brendel et al. 2018), untargeted, on 3 (ci) or 10 (full) images."""
+def boundary(
+    victim: Victim,
+    seed: int,
+    scale: Scale,
+    *,
+    max_iter: int | None = None,
+    num_trial: int = 10,
+    sample_size: int = 10,
+    delta: float = 0.01,
+    epsilon: float = 0.01,
+) -> AttackRun:
+    """BoundaryAttack (Brendel et al. 2018), untargeted, on 3 (ci) or 10 (full) images.
+
+    ``delta`` and ``epsilon`` are ART's initial orthogonal and towards-target step sizes.
+    """
     from art.attacks.evasion import BoundaryAttack
 
     n, iters = (3, 150) if scale == "ci" else (10, 1000)
+    iters = iters if max_iter is None else max_iter
 
     def make(classifier: Any) -> Any:
         return BoundaryAttack(
-            classifier, batch_size=64, targeted=False, max_iter=iters, num_trial=10, sample_size=10, verbose=False
+            classifier,
+            batch_size=64,
+            targeted=False,
+            delta=delta,
+            epsilon=epsilon,
+            max_iter=iters,
+            num_trial=num_trial,
+            sample_size=sample_size,
+            verbose=False,
         )
 
-    return _run("boundary", victim, seed, n, 10**6, make)
+    settings = {"max_iter": iters, "num_trial": num_trial, "sample_size": sample_size, "delta": delta}
+    return _run("boundary", victim, seed, n, 10**6, make, {**settings, "epsilon": epsilon})

@@ -37,23 +37,43 @@ def make_thief(victim: Victim, seed: int) -> Any:
     return make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
 
 
-def ood_images(victim: Victim) -> Matrix:
-    """An out-of-distribution image pool: the attacker's images mirrored and rotated.
+OOD_POOLS = ("mirror", "invert", "marginals")
 
-    A mirrored or quarter-turned digit is a clean, digit-like image that is not a digit, the
-    small-scale analogue of Knockoff querying a digit model with other natural images. (Patches
-    of natural photographs were tried first: the victim labels them almost all as 2, 3 or 6
-    and a thief learns nothing from them.)
+
+def ood_pool(victim: Victim, kind: str = "mirror", seed: int = 0) -> Matrix:
+    """An out-of-distribution pool built from the attacker's own records.
+
+    - ``mirror`` (images): every image mirrored both ways and turned a quarter both ways. A
+      mirrored or quarter-turned digit is a clean, digit-like image that is not a digit, the
+      small-scale analogue of Knockoff querying a digit model with other natural images.
+      (Patches of natural photographs were tried first: the victim labels them almost all as
+      2, 3 or 6 and a thief learns nothing from them.)
+    - ``invert`` (images): every image in negative (ink and paper swapped), four times over
+      with a one-pixel shift, so the pool is as large as ``mirror``'s.
+    - ``marginals`` (any input): four times as many records, each feature drawn from its own
+      column of the attacker's records, so every value is natural and the records are not.
     """
+    pool = victim.attacker_pool
+    if kind == "marginals":
+        rng = np.random.default_rng(seed)
+        picks = rng.integers(0, len(pool), size=(4 * len(pool), victim.n_features))
+        return np.asarray(pool[picks, np.arange(victim.n_features)], dtype=np.float64)
+    if kind not in OOD_POOLS:
+        raise BenchError(f"unknown OOD pool {kind!r}; allowed: {', '.join(OOD_POOLS)}")
     if victim.profile.shape is None or len(victim.profile.shape) != 2:
-        raise BenchError(f"knockoff-ood needs an image victim, {victim.name!r} is {victim.input_kind.value}")
-    images = victim.attacker_pool.reshape(-1, *victim.profile.shape)
-    variants = (
-        images[:, ::-1, :],
-        images[:, :, ::-1],
-        np.rot90(images, 1, axes=(1, 2)),
-        np.rot90(images, 3, axes=(1, 2)),
-    )
+        raise BenchError(f"the {kind} pool needs an image victim, {victim.name!r} is {victim.input_kind.value}")
+    images = pool.reshape(-1, *victim.profile.shape)
+    if kind == "mirror":
+        variants: tuple[Matrix, ...] = (
+            images[:, ::-1, :],
+            images[:, :, ::-1],
+            np.rot90(images, 1, axes=(1, 2)),
+            np.rot90(images, 3, axes=(1, 2)),
+        )
+    else:
+        lo, hi = victim.bounds()
+        negative = (lo + hi).reshape(victim.profile.shape) - images
+        variants = tuple(np.roll(negative, shift, axis=axis) for axis in (1, 2) for shift in (0, 1))
     return np.concatenate([v.reshape(len(images), -1) for v in variants]).astype(np.float64)
 
 
@@ -72,7 +92,7 @@ def _stolen_run(
     )
 
 
-def copycat(victim: Victim, seed: int, scale: Scale) -> AttackRun:
+def copycat(victim: Victim, seed: int, scale: Scale, *, batch_size: int = 10) -> AttackRun:
     """CopycatCNN: label the attacker's natural records through the victim, train a thief on the labels."""
     from art.attacks.extraction import CopycatCNN
 
@@ -81,43 +101,53 @@ def copycat(victim: Victim, seed: int, scale: Scale) -> AttackRun:
     recorder = Recorder(victim, cap=nb_stolen)
     with artbridge.quiet(), artbridge.seeded(seed):
         attack = CopycatCNN(
-            classifier=artbridge.black_box(recorder), batch_size_query=10, nb_stolen=nb_stolen, use_probability=False
+            classifier=artbridge.black_box(recorder),
+            batch_size_query=batch_size,
+            nb_stolen=nb_stolen,
+            use_probability=False,
         )
         attack.extract(pool, thieved_classifier=artbridge.sklearn_thief(make_thief(victim, seed), *_dims(victim)))
-    return _stolen_run("copycat", victim, "natural", recorder, seed, {"nb_stolen": nb_stolen})
+    return _stolen_run("copycat", victim, "natural", recorder, seed, {"nb_stolen": nb_stolen, "batch": batch_size})
 
 
 def _dims(victim: Victim) -> tuple[int, int]:
     return victim.n_features, victim.n_classes
 
 
-def _knockoff(name: str, family: str, victim: Victim, pool: Matrix, seed: int, nb_stolen: int) -> AttackRun:
+def _knockoff(
+    name: str, family: str, victim: Victim, pool: Matrix, seed: int, nb_stolen: int, batch_size: int = 25
+) -> AttackRun:
     from art.attacks.extraction import KnockoffNets
 
     recorder = Recorder(victim, cap=nb_stolen)
     with artbridge.quiet(), artbridge.seeded(seed):
         attack = KnockoffNets(
             classifier=artbridge.black_box(recorder),
-            batch_size_query=25,
+            batch_size_query=batch_size,
             nb_stolen=nb_stolen,
             sampling_strategy="random",
             use_probability=True,
             verbose=False,
         )
         attack.extract(pool, thieved_classifier=artbridge.sklearn_thief(make_thief(victim, seed), *_dims(victim)))
-    return _stolen_run(name, victim, family, recorder, seed, {"nb_stolen": nb_stolen})
+    return _stolen_run(name, victim, family, recorder, seed, {"nb_stolen": nb_stolen, "batch": batch_size})
 
 
-def knockoff_natural(victim: Victim, seed: int, scale: Scale) -> AttackRun:
+def knockoff_natural(victim: Victim, seed: int, scale: Scale, *, batch_size: int = 25) -> AttackRun:
     """KnockoffNets, random strategy, over the attacker's in-distribution records."""
     pool = victim.attacker_pool
-    return _knockoff("knockoff-natural", "natural", victim, pool, seed, min(len(pool), 150 if scale == "ci" else 10**9))
+    n = min(len(pool), 150 if scale == "ci" else 10**9)
+    return _knockoff("knockoff-natural", "natural", victim, pool, seed, n, batch_size)
 
 
-def knockoff_ood(victim: Victim, seed: int, scale: Scale) -> AttackRun:
-    """KnockoffNets, random strategy, over images that are not digits (mirrored and rotated ones)."""
-    pool = ood_images(victim)
-    return _knockoff("knockoff-ood", "ood", victim, pool, seed, min(len(pool), 400 if scale == "ci" else 10**9))
+def knockoff_ood(victim: Victim, seed: int, scale: Scale, *, pool: str = "mirror", batch_size: int = 25) -> AttackRun:
+    """KnockoffNets, random strategy, over an out-of-distribution pool (see :func:`ood_pool`)."""
+    rows = ood_pool(victim, pool, seed)
+    run = _knockoff(
+        "knockoff-ood", "ood", victim, rows, seed, min(len(rows), 400 if scale == "ci" else 10**9), batch_size
+    )
+    run.params["pool"] = pool
+    return run
 
 
 _FEE_ATTEMPTS = 5
@@ -137,8 +167,12 @@ def _fee_scorer(victim: Victim, seed: int, extracted: Any, complete_at: int) -> 
     return score
 
 
-def fee(victim: Victim, seed: int, scale: Scale) -> AttackRun:
-    """Functionally equivalent extraction of a ReLU network from its logits, capped."""
+def fee(victim: Victim, seed: int, scale: Scale, *, delta_0: float = 0.05, fraction_true: float = 0.3) -> AttackRun:
+    """Functionally equivalent extraction of a ReLU network from its logits, capped.
+
+    ``delta_0`` is the starting step of FEE's line search and ``fraction_true`` the share of
+    switching points it must confirm (ART's parameters).
+    """
     from art.attacks.extraction import FunctionallyEquivalentExtraction
 
     cap = 200_000 if scale == "ci" else 2_000_000
@@ -155,7 +189,7 @@ def fee(victim: Victim, seed: int, scale: Scale) -> AttackRun:
                 classifier=artbridge.black_box(recorder, logits=True, clip=False), num_neurons=neurons
             )
             try:
-                extracted = attack.extract(victim.attacker_pool[:40], delta_0=0.05, fraction_true=0.3)
+                extracted = attack.extract(victim.attacker_pool[:40], delta_0=delta_0, fraction_true=fraction_true)
             except QueryBudgetExceeded:
                 break
             except AssertionError:
@@ -173,6 +207,8 @@ def fee(victim: Victim, seed: int, scale: Scale) -> AttackRun:
             "num_neurons": neurons,
             "attempts": attempts,
             "completed": int(extracted is not None),
+            "delta_0": delta_0,
+            "fraction_true": fraction_true,
             "seed": seed,
         },
     )

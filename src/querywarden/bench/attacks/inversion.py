@@ -121,13 +121,25 @@ def _scorer(victim: Victim, classes: np.ndarray) -> Scorer:
     return score
 
 
-def miface(victim: Victim, seed: int, scale: Scale) -> AttackRun:
-    """MIFace from a blank image for every class, with finite-difference gradients through the black box."""
+def miface(
+    victim: Victim,
+    seed: int,
+    scale: Scale,
+    *,
+    iterations: int | None = None,
+    learning_rate: float = 0.05,
+    difference: float = 0.05,
+) -> AttackRun:
+    """MIFace from a blank image for every class, with finite-difference gradients through the black box.
+
+    ``learning_rate`` is the step per unit of log-probability gradient and ``difference``
+    the finite-difference nudge ``h``, both as fractions of the widest feature range.
+    """
     from art.attacks.inference.model_inversion import MIFace
 
-    iters = 20 if scale == "ci" else 60
+    iters = (20 if scale == "ci" else 60) if iterations is None else iterations
     lo, hi = victim.bounds()
-    h = 0.05 * float(np.max(hi - lo))
+    h = difference * float(np.max(hi - lo))
     classes = np.arange(victim.n_classes)
     recorder = Recorder(victim, cap=10**7)
     with artbridge.quiet(), artbridge.seeded(seed):
@@ -136,7 +148,7 @@ def miface(victim: Victim, seed: int, scale: Scale) -> AttackRun:
             max_iter=iters,
             window_length=max(iters, 2),
             threshold=1.0,
-            learning_rate=_LEARNING_RATE * float(np.max(hi - lo)),
+            learning_rate=learning_rate * float(np.max(hi - lo)),
             batch_size=len(classes),
             verbose=False,
         )
@@ -149,9 +161,5 @@ def miface(victim: Victim, seed: int, scale: Scale) -> AttackRun:
         queries=recorder.queries,
         scorer=_scorer(victim, classes),
         primary="identified",
-        params={"iterations": iters, "h": h, "seed": seed},
+        params={"iterations": iters, "h": h, "learning_rate": learning_rate, "seed": seed},
     )
-
-
-_LEARNING_RATE = 0.05
-"""Step per unit of log-probability gradient, as a fraction of the pixel range."""

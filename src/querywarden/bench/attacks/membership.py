@@ -115,15 +115,25 @@ def _blackbox_scorer(victim: Victim, cohort: _Cohort, seed: int) -> Scorer:
     return score
 
 
-def mia_blackbox(victim: Victim, seed: int, scale: Scale) -> AttackRun:
+def mia_blackbox(
+    victim: Victim,
+    seed: int,
+    scale: Scale,
+    *,
+    known: int | None = None,
+    candidates: int | None = None,
+    attack_model: str = "rf",
+) -> AttackRun:
     """Black-box membership inference: learn member outputs from known records, then score the candidates."""
     from art.attacks.inference.membership_inference import MembershipInferenceBlackBox
 
-    known, candidates = (100, 100) if scale == "ci" else (150, 150)
+    n_known, n_candidates = (100, 100) if scale == "ci" else (150, 150)
+    known = n_known if known is None else known
+    candidates = n_candidates if candidates is None else candidates
     cohort = _cohort(victim, known, candidates, seed)
     recorder = Recorder(victim, cap=2 * known + 2 * candidates)
     with artbridge.quiet(), artbridge.seeded(seed):
-        attack = MembershipInferenceBlackBox(artbridge.black_box(recorder), attack_model_type="rf")
+        attack = MembershipInferenceBlackBox(artbridge.black_box(recorder), attack_model_type=attack_model)
         attack.fit(cohort.known_in, cohort.known_in_y, cohort.known_out, cohort.known_out_y)
         attack.infer(cohort.candidates, cohort.candidates_y, probabilities=True)
     return AttackRun(
@@ -134,7 +144,7 @@ def mia_blackbox(victim: Victim, seed: int, scale: Scale) -> AttackRun:
         queries=recorder.queries,
         scorer=_blackbox_scorer(victim, cohort, seed),
         primary="auc",
-        params={"known": known, "candidates": 2 * candidates, "seed": seed},
+        params={"known": known, "candidates": 2 * candidates, "attack_model": attack_model, "seed": seed},
     )
 
 
@@ -166,14 +176,32 @@ def _labelonly_scorer(victim: Victim, cohort: _Cohort, start: int, bounds: list[
     return score
 
 
-def mia_labelonly(victim: Victim, seed: int, scale: Scale) -> AttackRun:
-    """Label-only membership inference: distance to the boundary, measured with HopSkipJump."""
+def mia_labelonly(
+    victim: Victim,
+    seed: int,
+    scale: Scale,
+    *,
+    known: int | None = None,
+    candidates: int | None = None,
+    max_iter: int | None = None,
+    max_eval: int | None = None,
+    init_eval: int = 20,
+) -> AttackRun:
+    """Label-only membership inference: distance to the boundary, measured with HopSkipJump.
+
+    ``max_iter``, ``max_eval`` and ``init_eval`` are HopSkipJump's, per record; the defaults
+    are the scale's (5 and 100 at ci, 20 and 500 at full).
+    """
     from art.attacks.inference.membership_inference import LabelOnlyDecisionBoundary
 
-    known, candidates, iters, evals = (10, 50, 5, 100) if scale == "ci" else (30, 100, 20, 500)
+    n_known, n_candidates, iters, evals = (10, 50, 5, 100) if scale == "ci" else (30, 100, 20, 500)
+    known = n_known if known is None else known
+    candidates = n_candidates if candidates is None else candidates
+    iters = iters if max_iter is None else max_iter
+    evals = evals if max_eval is None else max_eval
     cohort = _cohort(victim, known, candidates, seed)
     recorder = Recorder(victim, cap=10**7)
-    hsj = {"max_iter": iters, "max_eval": evals, "init_eval": 20, "init_size": 50, "verbose": False}
+    hsj = {"max_iter": iters, "max_eval": evals, "init_eval": init_eval, "init_size": 50, "verbose": False}
     bounds: list[int] = []
     low, width = artbridge.unit_box(recorder)
     known_in, known_out, cands = ((m - low) / width for m in (cohort.known_in, cohort.known_out, cohort.candidates))
@@ -194,5 +222,12 @@ def mia_labelonly(victim: Victim, seed: int, scale: Scale) -> AttackRun:
         queries=recorder.queries,
         scorer=_labelonly_scorer(victim, cohort, start, bounds),
         primary="auc",
-        params={"known": known, "candidates": 2 * candidates, "hsj_iterations": iters, "seed": seed},
+        params={
+            "known": known,
+            "candidates": 2 * candidates,
+            "hsj_iterations": iters,
+            "hsj_max_eval": evals,
+            "hsj_init_eval": init_eval,
+            "seed": seed,
+        },
     )

@@ -57,11 +57,26 @@ def _class_gradient(model: Pipeline, y: np.ndarray) -> Matrix:
     return full
 
 
-def papernot(victim: Victim, seed: int, scale: Scale) -> AttackRun:
-    """Jacobian-based augmentation from a small natural seed set, doubling the set every round."""
-    n_seed, rounds = (20, 4) if scale == "ci" else (50, 6)
+def papernot(
+    victim: Victim,
+    seed: int,
+    scale: Scale,
+    *,
+    step: float = 0.1,
+    rounds: int | None = None,
+    seed_set: int | None = None,
+) -> AttackRun:
+    """Jacobian-based augmentation from a small natural seed set, doubling the set every round.
+
+    ``step`` is lambda, the augmentation step as a fraction of each feature's range;
+    ``rounds`` and ``seed_set`` default to the scale's (4 and 20 at ci, 6 and 50 at full).
+    """
+    n_seed, n_rounds = (20, 4) if scale == "ci" else (50, 6)
+    n_seed = n_seed if seed_set is None else seed_set
+    rounds = n_rounds if rounds is None else rounds
     lo, hi = victim.bounds()
-    step = 0.1 * np.where(hi > lo, hi - lo, 1.0)
+    lam = step
+    step_size = lam * np.where(hi > lo, hi - lo, 1.0)
     rng = np.random.default_rng(seed)
     seeds = victim.attacker_pool[rng.choice(len(victim.attacker_pool), n_seed, replace=False)]
     recorder = Recorder(victim, cap=n_seed * 2**rounds)
@@ -74,7 +89,7 @@ def papernot(victim: Victim, seed: int, scale: Scale) -> AttackRun:
         else:
             direction = np.sign(_class_gradient(substitute, labels))
         sign = 1.0 if (round_ // 3) % 2 == 0 else -1.0
-        new = np.clip(held + sign * step * direction, lo, hi)
+        new = np.clip(held + sign * step_size * direction, lo, hi)
         new_labels = np.argmax(recorder.predict_proba(new), axis=1)
         held = np.concatenate([held, new])
         labels = np.concatenate([labels, new_labels])
@@ -86,5 +101,5 @@ def papernot(victim: Victim, seed: int, scale: Scale) -> AttackRun:
         queries=recorder.queries,
         scorer=thief_agreement(victim, lambda: make_thief(victim, seed)),
         primary="agreement",
-        params={"seed_set": n_seed, "rounds": rounds, "seed": seed},
+        params={"seed_set": n_seed, "rounds": rounds, "step": lam, "seed": seed},
     )

@@ -20,7 +20,7 @@ import numpy as np
 
 from querywarden.bench.attacks.scoring import held_out_labels, stack
 from querywarden.bench.recorder import Recorder
-from querywarden.bench.scenario import AttackRun, Matrix, Query, Scale, Scorer, Victim
+from querywarden.bench.scenario import AttackRun, BenchError, Matrix, Query, Scale, Scorer, Victim
 from querywarden.core.atlas import EXTRACTION
 
 
@@ -65,15 +65,47 @@ def _scorer(victim: Victim) -> Scorer:
     return score
 
 
-def tramer(victim: Victim, seed: int, scale: Scale) -> AttackRun:
-    """Query uniformly random points of the feature box in batches of 10, then solve for the model."""
-    n = 2 * (victim.n_features + 1) if scale == "ci" else 20 * (victim.n_features + 1)
+DISTRIBUTIONS = ("uniform", "marginals")
+
+
+def _draw(victim: Victim, distribution: str, n: int, rng: np.random.Generator) -> Matrix:
+    """``n`` query points: uniform in the documented box, or each feature drawn from its own natural values.
+
+    ``marginals`` is the harder attacker: every feature takes a value some record of the
+    attacker's own data holds, so no single feature looks out of range; only the
+    combination is one no record has.
+    """
     lo, hi = victim.bounds()
+    if distribution == "uniform":
+        return np.asarray(lo + (hi - lo) * rng.random((n, victim.n_features)), dtype=np.float64)
+    if distribution == "marginals":
+        pool = victim.attacker_pool
+        picks = rng.integers(0, len(pool), size=(n, victim.n_features))
+        return np.asarray(pool[picks, np.arange(victim.n_features)], dtype=np.float64)
+    raise BenchError(f"tramer: unknown distribution {distribution!r}; allowed: {', '.join(DISTRIBUTIONS)}")
+
+
+def tramer(
+    victim: Victim,
+    seed: int,
+    scale: Scale,
+    *,
+    per_unknown: int | None = None,
+    batch: int = 10,
+    distribution: str = "uniform",
+) -> AttackRun:
+    """Query random points in batches of ``batch``, then solve for the model.
+
+    ``per_unknown`` queries per unknown of a linear class score (``d + 1``): 2 at ci, 20 at
+    full by default; 1 is the exact-solve minimum.
+    """
+    factor = (2 if scale == "ci" else 20) if per_unknown is None else per_unknown
+    n = factor * (victim.n_features + 1)
     rng = np.random.default_rng(seed)
     recorder = Recorder(victim, cap=n)
-    x = lo + (hi - lo) * rng.random((n, victim.n_features))
-    for start in range(0, n, 10):
-        recorder.predict_proba(x[start : start + 10])
+    x = _draw(victim, distribution, n, rng)
+    for start in range(0, n, batch):
+        recorder.predict_proba(x[start : start + batch])
     return AttackRun(
         name="tramer",
         technique=EXTRACTION,
@@ -82,5 +114,5 @@ def tramer(victim: Victim, seed: int, scale: Scale) -> AttackRun:
         queries=recorder.queries,
         scorer=_scorer(victim),
         primary="agreement",
-        params={"queries": n, "seed": seed},
+        params={"queries": n, "batch": batch, "distribution": distribution, "seed": seed},
     )
