@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import msgspec
+
 import llm_chat as chat
 from querywarden.core.profile import ModelProfile
 from querywarden.core.records import InputKind, Severity
@@ -43,3 +45,15 @@ def test_same_record_to_two_principals_links_them() -> None:
     assert a and not a[0].related
     assert b and b[0].related == ("key-a",) and b[0].link_weight > 0
     assert det.stored_spans() > 0
+
+
+def test_a_merge_pools_what_the_keys_received_so_the_actor_crosses_on_its_next_answer() -> None:
+    det = OutputLeakageDetector(profile=PROFILE, min_distinct_pii=6, high_distinct_pii=20)
+    answers = list(chat.leaking("x", 6))  # two values an answer
+    keys = [msgspec.structs.replace(it, principal=f"k{i % 3}") for i, it in enumerate(answers[:3])]
+    quiet = [s for it in keys for s in det.update(it)]
+    assert not [s for s in quiet if s.severity >= Severity.MEDIUM]  # two values a key
+    det.merge("ring", ("k0", "k1", "k2"))
+    signals = det.update(msgspec.structs.replace(answers[3], principal="k0", actor="ring"))
+    [crossing] = [s for s in signals if s.evidence["counted_on"] == "actor"]
+    assert crossing.severity == Severity.MEDIUM and crossing.evidence["distinct_pii_values"] == 8

@@ -57,3 +57,16 @@ def test_keys_joining_an_actor_bring_their_counts() -> None:
     assert [(s.principal, s.evidence["counted_on"], s.evidence["distinct_bias_sets"]) for s in signals] == [
         ("k1", "actor", 22)
     ]
+
+
+def test_a_merge_pools_the_keys_window_so_the_actor_crosses_on_its_next_request() -> None:
+    det = LogprobHarvestDetector(profile=PROFILE, min_bias_sets=16, high_bias_sets=64)
+    sweep = list(chat.logit_sweep("x", 20))
+    quiet = [
+        s for i, it in enumerate(sweep[:15]) for s in det.update(msgspec.structs.replace(it, principal=f"k{i % 3}"))
+    ]
+    assert not quiet  # five sets a key
+    det.merge("ring", ("k0", "k1", "k2"))
+    [signal] = det.update(msgspec.structs.replace(sweep[15], principal="k0", actor="ring"))
+    assert signal.evidence["counted_on"] == "actor" and signal.evidence["distinct_bias_sets"] == 16
+    assert signal.evidence["requests_with_bias"] == 16  # each key's requests counted once

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
 import llm_chat as chat
@@ -99,3 +100,14 @@ def test_a_declared_code_counts_whatever_the_calibrated_echo_length() -> None:
     [signal] = det.update(chat.interaction("c", 1.0, "p", "any codes?", "Sure: esc 7731 kestrel."))
     assert signal.severity is Severity.MEDIUM
     assert signal.evidence["protected_echoes"][0]["whole_passage"] is True
+
+
+def test_a_merge_pools_the_keys_attempts_so_the_actor_crosses_on_its_next_prompt() -> None:
+    det = SystemPromptExtractionDetector(profile=PROFILE, min_attempts=3, high_attempts=10)
+    probes = list(chat.system_probe("x", 3))
+    quiet = [s for i, it in enumerate(probes[:2]) for s in det.update(msgspec.structs.replace(it, principal=f"k{i}"))]
+    assert quiet and all(s.severity == Severity.LOW for s in quiet)  # one attempt a key
+    det.merge("ring", ("k0", "k1"))
+    signals = det.update(msgspec.structs.replace(probes[2], principal="k1", actor="ring"))
+    [crossing] = [s for s in signals if s.evidence["counted_on"] == "actor"]
+    assert crossing.severity == Severity.MEDIUM and crossing.evidence["attempts_in_window"] == 3

@@ -31,7 +31,9 @@ Campaigns split over many keys send the same shapes from every key. A global ind
 the masked shape of each pattern prompt (entities replaced by typed slots, as the template
 miner does) to the principals that sent it within ``link_horizon`` seconds; the signal names
 them in ``related`` with ``link_weight`` (at most eight times per principal), so the keys
-merge into one actor even when each is blocked after a couple of prompts.
+merge into one actor even when each is blocked after a couple of prompts. At the merge each
+key's pattern prompts still in its window, and its identical sends, move into the actor's
+counts (``merge``), as its latest prompts, so the actor crosses on its next prompt.
 
 Each of these is also, rarely, something a customer types once ("continue the story").
 So one such prompt is ``low``; ``min_hits`` of them within the principal's last
@@ -54,7 +56,7 @@ from querywarden.core.atlas import LLM_LEAKAGE
 from querywarden.core.detector import Calibration, Detector, PrincipalStates
 from querywarden.core.profile import ModelProfile
 from querywarden.core.records import Interaction, Severity, Signal
-from querywarden.detectors.llm_common import is_actor, subject_evidence, subjects
+from querywarden.detectors.llm_common import is_actor, joined, merge_into_actor, subject_evidence, subjects
 from querywarden.text.templates import mask, template_hash
 from querywarden.text.tokens import output_text, user_text, words
 
@@ -176,9 +178,10 @@ def _samples(params: dict[str, object]) -> int:
 
 
 class _State:
-    __slots__ = ("diverged", "hits", "kinds", "level", "links", "max_sends", "n", "peak", "sent")
+    __slots__ = ("actor", "diverged", "hits", "kinds", "level", "links", "max_sends", "n", "peak", "sent")
 
     def __init__(self) -> None:
+        self.actor: str | None = None
         self.max_sends = 0
         self.links = 0
         self.sent: OrderedDict[int, tuple[int, int, int]] = OrderedDict()
@@ -244,7 +247,7 @@ class ExtractionPromptDetector(Detector):
         samples = _samples(interaction.params)
         signals: list[Signal] = []
         for key in subjects(interaction):
-            st = self._states.get(key)
+            st = joined(self._states, key, interaction, self._pool)
             st.n += 1
             sends, varied, last = st.sent.pop(digest, (0, 0, -1))
             sends, varied = sends + 1, varied + (options != last)
@@ -297,6 +300,26 @@ class ExtractionPromptDetector(Detector):
                     )
                 )
         return signals
+
+    def merge(self, actor: str, parts: tuple[str, ...]) -> None:
+        """Pool the parts' recent pattern prompts and sends into the actor, so it crosses on its next prompt."""
+        merge_into_actor(self._states, actor, parts, self._pool)
+
+    def _pool(self, into: _State, st: _State, counters: bool) -> None:
+        """Add ``st``'s prompts to the actor's ``into`` as its latest: pattern prompts still in ``st``'s window
+        become hits at the same distance from the actor's newest prompt; identical sends add up."""
+        into.kinds.update(st.kinds)
+        into.diverged = into.diverged or st.diverged
+        if not counters:
+            return
+        base = into.n
+        into.n += st.n
+        into.hits.extend(base + i for i in st.hits if i > st.n - self.window)
+        for digest, (sends, varied, options) in st.sent.items():
+            had, had_varied, _ = into.sent.pop(digest, (0, 0, -1))
+            into.sent[digest] = (had + sends, had_varied + varied, options)
+        while len(into.sent) > _SENT_MEMORY:
+            into.sent.popitem(last=False)
 
     def _peers(self, text: str, interaction: Interaction) -> tuple[str, ...]:
         """Other principals that sent a pattern prompt of this shape within ``link_horizon``; records this one."""

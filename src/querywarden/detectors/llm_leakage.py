@@ -11,7 +11,9 @@ values received. A support assistant may read a customer their own email or phon
 twice; an assistant giving out the data of many customers to one caller is leaking.
 ``min_distinct_pii`` distinct values (calibrated on benign chat) raise ``medium``,
 ``high_distinct_pii`` raise ``high``; ``min_secrets`` credentials raise ``medium`` and
-three times as many ``high``. The first PII value a principal receives is ``low``.
+three times as many ``high``. The first PII value a principal receives is ``low``. When the
+engine merges keys into an actor, the values each received in the window move into the
+actor's count (``merge``), so loot split over keys adds up from the merge on.
 
 Long verbatim spans repeated across principals: a global, bounded index of the 12-word
 shingles of answers that hold a PII value (the records an assistant can leak) remembers
@@ -40,7 +42,7 @@ from querywarden.core.atlas import LLM_LEAKAGE
 from querywarden.core.detector import Calibration, Detector, PrincipalStates
 from querywarden.core.profile import ModelProfile
 from querywarden.core.records import Interaction, Severity, Signal
-from querywarden.detectors.llm_common import is_actor, level, subject_evidence, subjects
+from querywarden.detectors.llm_common import is_actor, joined, level, merge_into_actor, subject_evidence, subjects
 from querywarden.text.pii import SECRET_KINDS, scan
 from querywarden.text.tokens import output_text, user_text
 
@@ -51,9 +53,10 @@ _MAX_LINK_EMITS = 8
 
 
 class _State:
-    __slots__ = ("kinds", "level", "links", "peak", "peak_secrets", "secrets", "values", "window")
+    __slots__ = ("actor", "kinds", "level", "links", "peak", "peak_secrets", "secrets", "values", "window")
 
     def __init__(self) -> None:
+        self.actor: str | None = None
         self.window = -1
         self.values: set[int] = set()
         self.secrets: set[int] = set()
@@ -120,14 +123,14 @@ class OutputLeakageDetector(Detector):
         fresh = [m for m in found if m.value not in prompt]
         if not fresh:
             for key in subjects(interaction):
-                self._states.get(key)  # every principal counts in calibration, quiet ones too
+                joined(self._states, key, interaction, self._pool)  # every principal counts in calibration
             return []
         peers = self._index(interaction.principal, _spans(answer, [m.value for m in fresh]))
         w = math.floor(interaction.ts / self.window)
         high = max(self.high_distinct_pii, self.min_distinct_pii + 1)
         signals: list[Signal] = []
         for key in subjects(interaction):
-            st = self._states.get(key)
+            st = joined(self._states, key, interaction, self._pool)
             if w > st.window:
                 st.window, st.level, st.links = w, 0, 0
                 st.values.clear()
@@ -173,6 +176,26 @@ class OutputLeakageDetector(Detector):
                     )
                 )
         return signals
+
+    def merge(self, actor: str, parts: tuple[str, ...]) -> None:
+        """Pool the parts' values received in the window into the actor, so it crosses on its next answer."""
+        merge_into_actor(self._states, actor, parts, self._pool)
+
+    def _pool(self, into: _State, st: _State, counters: bool) -> None:
+        """Add ``st``'s window (its values; its kind counts once) to the actor's; an older window adds nothing."""
+        if st.window < 0 or st.window < into.window:
+            return
+        if st.window > into.window:
+            into.window, into.level, into.links = st.window, 0, 0
+            into.values.clear()
+            into.secrets.clear()
+            into.kinds.clear()
+        high = max(self.high_distinct_pii, self.min_distinct_pii + 1)
+        into.values.update(list(st.values)[: max(0, high + 1 - len(into.values))])
+        into.secrets.update(st.secrets)
+        if counters:
+            for kind, n in st.kinds.items():
+                into.kinds[kind] = into.kinds.get(kind, 0) + n
 
     def _index(self, principal: str, shingles: list[int]) -> tuple[str, ...]:
         """Record which principal received each record shingle; return the others that got a rare one."""

@@ -8,8 +8,8 @@ attack cannot avoid is *many distinct bias sets*: the same bias (banning one tok
 fixed style nudge) is what applications send; a sweep changes it on every request.
 
 Per principal, and per actor, within a window of ``window`` seconds the detector counts
-distinct ``logit_bias`` sets (a set is its sorted (token, bias) pairs); a principal seen
-in an actor for the first time brings its window's counts to the actor. ``min_bias_sets``
+distinct ``logit_bias`` sets (a set is its sorted (token, bias) pairs); when the engine
+merges keys into an actor, their window's counts move into the actor's (``merge``). ``min_bias_sets``
 of them (calibrated on benign traffic) raises ``medium``; ``high_bias_sets`` raises
 ``high``. Requests for logprobs alone are exposure: ``logprob_queries`` of them in one
 window raise ``low`` (an application that reads confidences legitimately does this; a
@@ -31,7 +31,7 @@ from querywarden.core.atlas import EXTRACTION
 from querywarden.core.detector import Calibration, Detector, PrincipalStates
 from querywarden.core.profile import ModelProfile
 from querywarden.core.records import Interaction, Severity, Signal
-from querywarden.detectors.llm_common import ACTOR_PREFIX, is_actor, level, subject_evidence, subjects
+from querywarden.detectors.llm_common import is_actor, joined, level, merge_into_actor, subject_evidence, subjects
 
 
 class _State:
@@ -118,7 +118,7 @@ class LogprobHarvestDetector(Detector):
         high = max(self.high_bias_sets, self.min_bias_sets + 1)
         signals: list[Signal] = []
         for key in subjects(interaction):
-            st = self._joined(key, interaction, w, high)
+            st = joined(self._states, key, interaction, self._pool)
             if w > st.window:
                 st.window, st.logprobs, st.biased, st.level = w, 0, 0, 0
                 st.sets.clear()
@@ -158,20 +158,24 @@ class LogprobHarvestDetector(Detector):
                 )
         return signals
 
-    def _joined(self, key: str, interaction: Interaction, w: int, high: int) -> _State:
-        """The state for ``key``; a principal seen in an actor for the first time brings its window's counts."""
-        st = self._states.get(key)
-        actor = interaction.actor
-        if actor and st.actor != actor and not is_actor(key):
-            st.actor = actor
-            pooled = self._states.get(ACTOR_PREFIX + actor)
-            if st.window == w and pooled.window in (w, -1):
-                pooled.window = w
-                pooled.logprobs += st.logprobs
-                pooled.biased += st.biased
-                pooled.sets.update(list(st.sets)[: max(0, high + 1 - len(pooled.sets))])
-                pooled.tokens.update(list(st.tokens)[: max(0, 4096 - len(pooled.tokens))])
-        return st
+    def merge(self, actor: str, parts: tuple[str, ...]) -> None:
+        """Pool the parts' window counts into the actor now, so it crosses on its next request."""
+        merge_into_actor(self._states, actor, parts, self._pool)
+
+    def _pool(self, into: _State, st: _State, counters: bool) -> None:
+        """Add ``st``'s window (its bias sets; its counters once) to the actor's; an older window adds nothing."""
+        if st.window < 0 or st.window < into.window:
+            return
+        if st.window > into.window:
+            into.window, into.logprobs, into.biased, into.level = st.window, 0, 0, 0
+            into.sets.clear()
+            into.tokens.clear()
+        if counters:
+            into.logprobs += st.logprobs
+            into.biased += st.biased
+        high = max(self.high_bias_sets, self.min_bias_sets + 1)
+        into.sets.update(list(st.sets)[: max(0, high + 1 - len(into.sets))])
+        into.tokens.update(list(st.tokens)[: max(0, 4096 - len(into.tokens))])
 
     def state_size(self) -> int:
         return len(self._states)

@@ -11,7 +11,8 @@ of them within the principal's last ``window`` queries (calibrated on benign cha
 ``medium``; ``high_attempts`` is ``high``. When the request carries its system message
 and the answer repeats ``leak_words`` consecutive words of it, the prompt leaked: after
 attempts that is ``high``; with no attempt it is ``low`` exposure (the operator should
-know, but the caller did nothing wrong). Counted per principal and per actor.
+know, but the caller did nothing wrong). Counted per principal and per actor; at a merge the
+keys' attempts still in their windows move into the actor's count (``merge``).
 
 When the model's profile declares protected passages (``ModelProfile.protected``, digests
 of the operator's system prompt; see ``text.protected``), every answer is checked against
@@ -37,7 +38,7 @@ from querywarden.core.atlas import SYSTEM_PROMPT
 from querywarden.core.detector import Calibration, Detector, PrincipalStates
 from querywarden.core.profile import ModelProfile
 from querywarden.core.records import Interaction, Severity, Signal
-from querywarden.detectors.llm_common import is_actor, subject_evidence, subjects
+from querywarden.detectors.llm_common import is_actor, joined, merge_into_actor, subject_evidence, subjects
 from querywarden.text.protected import EchoSpan
 from querywarden.text.tokens import output_text, system_text, user_text, words
 
@@ -120,9 +121,10 @@ def _ngrams(ws: list[str], n: int) -> set[int]:
 
 
 class _State:
-    __slots__ = ("attempts", "echo_peak", "leaked", "level", "n", "peak")
+    __slots__ = ("actor", "attempts", "echo_peak", "leaked", "level", "n", "peak")
 
     def __init__(self) -> None:
+        self.actor: str | None = None
         self.n = 0
         self.attempts: deque[int] = deque(maxlen=64)
         self.level = 0
@@ -173,12 +175,12 @@ class SystemPromptExtractionDetector(Detector):
         echo = longest >= self.min_echo_words or any(sp.whole for sp in spans)  # a whole short passage: a code
         if not attempt and not leaked and not spans:
             for key in subjects(interaction):
-                self._states.get(key).n += 1
+                joined(self._states, key, interaction, self._pool).n += 1
             return []
         signals: list[Signal] = []
         high = max(self.high_attempts, self.min_attempts + 1)
         for key in subjects(interaction):
-            st = self._states.get(key)
+            st = joined(self._states, key, interaction, self._pool)
             st.n += 1
             if attempt:
                 st.attempts.append(st.n)
@@ -213,6 +215,18 @@ class SystemPromptExtractionDetector(Detector):
                     )
                 )
         return signals
+
+    def merge(self, actor: str, parts: tuple[str, ...]) -> None:
+        """Pool the parts' recent attempts into the actor, so it crosses on its next prompt."""
+        merge_into_actor(self._states, actor, parts, self._pool)
+
+    def _pool(self, into: _State, st: _State, counters: bool) -> None:
+        """Add ``st``'s prompts to the actor's ``into`` as its latest: attempts still in ``st``'s window count."""
+        into.leaked = into.leaked or st.leaked
+        if counters:
+            base = into.n
+            into.n += st.n
+            into.attempts.extend(base + i for i in st.attempts if i > st.n - self.window)
 
     def _leaked(self, interaction: Interaction) -> bool:
         """True when the answer repeats ``leak_words`` consecutive words of the request's system message."""
