@@ -32,14 +32,13 @@ hours or days apart and stay apart. When principals merge into an actor their ch
 counts are added to the actor's (``merge``), so the actor crosses ``min_hits`` as soon as
 its members together have.
 
-Technique: a chain from a principal whose queries are 10% or more exact repeats, or
-whose hits mostly lie off the valid input box (a quarter of their features more than one
-quantisation bin outside their range), is extraction (AML.T0024.002: functionally-
-equivalent extraction line-searches in tiny steps, re-asks points and walks far off the
-data, wherever the network's kinks are; evasion and inversion must end in a valid input,
-so their walks stay in the box); a chain whose outputs settle on one class with rising
-confidence is model inversion (AML.T0024.001); anything else is decision-boundary probing
-(AML.T0043).
+Technique: a chain whose hits mostly lie off the valid input box (a quarter of their
+features more than one quantisation bin outside their range) is extraction (AML.T0024.002:
+functionally-equivalent extraction walks far off the data, wherever the network's kinks
+are; evasion and inversion must end in a valid input, so their walks stay in the box); a
+chain whose outputs settle on one class with rising confidence is model inversion
+(AML.T0024.001); anything else is decision-boundary probing (AML.T0043). Exact repeats
+name nothing: line searches re-ask points, and so do finite-difference optimisers.
 
 Blind spots: adaptive attacks that use the block as an oracle and resample until they
 pass (OARS), query blinding (random transforms large enough to change most windows), and
@@ -65,7 +64,6 @@ _MAX_RELATED = 8
 _MAX_LINK_PEERS = 32
 _MAX_CHAINS = 8
 _RECENT = 64
-_EXTRACTION_REPEATS = 0.1
 _OFF_BOX_FEATURES = 0.25
 """A hit with this share of its features more than one bin outside their range is off the box."""
 _EXTRACTION_OFF_BOX = 0.5
@@ -427,7 +425,7 @@ class NearDuplicateDetector(Detector):
         if level <= st.level:
             return None
         st.level = level
-        st.technique = _technique(st.recent, st.repeats / max(1, st.queries), st.outside / max(1, st.near))
+        st.technique = _technique(st.recent, st.outside / max(1, st.near))
         recent = st.recent or ()
         low_margin = sum(1 for _, _, m in recent if m < 0.2)
         evidence: Evidence = {
@@ -514,27 +512,31 @@ def _remember_output(st: _Chains, interaction: Interaction) -> None:
     st.recent.append((top, top_p, margin if math.isfinite(margin) else 0.0))
 
 
-def _technique(recent: deque[tuple[int, float, float]] | None, repeat_share: float, off_box_share: float) -> str:
-    """Inversion when the recent hits' outputs settled on one class (a boundary walk keeps
-    crossing between two) and its confidence climbed from the first quarter of them to the
-    last; a chain with many exact repeats, or whose hits mostly lie off the valid input box,
-    is extraction (functionally-equivalent extraction line-searches in tiny steps, re-asks
-    points and walks wherever the network's kinks are, far off the data; evasion must end
-    in a valid input near a real one, so its walks stay in the box); anything else is
-    boundary probing."""
-    if repeat_share >= _EXTRACTION_REPEATS or off_box_share >= _EXTRACTION_OFF_BOX:
+def _technique(recent: deque[tuple[int, float, float]] | None, off_box_share: float) -> str:
+    """A chain whose hits mostly lie off the valid input box is extraction (functionally-
+    equivalent extraction walks wherever the network's kinks are, far off the data; evasion
+    and inversion must end in a valid input, so their walks stay in the box); one whose
+    recent outputs settled on one class (a boundary walk keeps crossing between two) with
+    its confidence climbing and its margin widening is inversion; anything else is boundary
+    probing. Exact repeats name nothing: a line search re-asks points, but so does an
+    optimiser that estimates gradients by finite differences around its current point."""
+    if off_box_share >= _EXTRACTION_OFF_BOX:
         return EXTRACTION
+    return INVERSION if _inverting(recent) else ADVERSARIAL
+
+
+def _inverting(recent: deque[tuple[int, float, float]] | None) -> bool:
     if not recent or len(recent) < 16:
-        return ADVERSARIAL
+        return False
     rows = list(recent)
     main = rows[-1][0]
     classes = [c for c, _, _ in rows]
     flips = sum(1 for a, b in itertools.pairwise(classes) if a != b)
     if flips > 0.1 * len(rows) or classes[len(rows) // 2 :].count(main) < 0.9 * (len(rows) - len(rows) // 2):
-        return ADVERSARIAL
+        return False
     kept = [(p, m) for c, p, m in rows if c == main]
     if len(kept) < 8:
-        return ADVERSARIAL
+        return False
     conf = np.array([p for p, _ in kept])
     margin = np.array([m for _, m in kept])
     quarter = len(kept) // 4
@@ -542,6 +544,4 @@ def _technique(recent: deque[tuple[int, float, float]] | None, repeat_share: flo
     widened = float(margin[-quarter:].mean() - margin[:quarter].mean())
     # a boundary walk that stays on the adversarial side keeps one class too, but its
     # margin shrinks towards the boundary; an inversion pulls away from every other class
-    if climbed > 0.05 and widened > 0.05:
-        return INVERSION
-    return ADVERSARIAL
+    return climbed > 0.05 and widened > 0.05
