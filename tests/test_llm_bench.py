@@ -17,17 +17,20 @@ from querywarden.bench.llm_attacks import (
     canary_scorer,
     divergence,
     enumeration,
+    enumeration_split,
     enumeration_sybil,
     llm_attack_names,
+    payout_readback,
     record_completion,
     verbatim_prefix,
 )
 from querywarden.bench.llm_benign import LlmRequest, LlmWorkloadSizes, generate
 from querywarden.bench.llm_exchange import Answerer, reply_of
 from querywarden.bench.llm_report import LlmResults, markdown
-from querywarden.bench.llm_runner import POLICIES, run_llm_bench
+from querywarden.bench.llm_runner import LLM_PROFILES, POLICIES, LlmRunner, run_llm_bench
 from querywarden.bench.scenario import BenchError
 from querywarden.core.atlas import TECHNIQUES
+from querywarden.detectors.llm_extraction import patterns
 from querywarden.gateway.enforcement.harden import HardenSpec
 from querywarden.llm.assistant import Assistant, build_assistant
 from querywarden.llm.corpus import SYSTEM_SECRET
@@ -298,3 +301,22 @@ def test_querywarden_bench_runs_the_llm_suite(tmp_path: Path) -> None:
         [str(cli), "bench", "--suite", "nope", "--out", str(tmp_path)], capture_output=True, text=True, check=False
     )
     assert bad.returncode == 2 and "allowed: all, classifier, llm" in bad.stderr
+
+
+def test_a_split_enumeration_through_another_template_is_linked_and_caught_early(
+    assistant: Assistant, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """30 keys drawn at random, through a payout template with no open field at its end: no extraction
+    pattern, each key names about four customers, and yet the canaries come out unprotected."""
+
+    def split(a: Assistant, seed: int, scale: str) -> LlmAttack:
+        return enumeration_split(a, seed, "ci", keys=30, shuffled=True, template=payout_readback, name="split-30")
+
+    attack = split(assistant, 4, "ci")
+    assert len(attack.principals) == 30 and not any(patterns(r.body["prompt"]) for r in attack.requests)
+    answerer = Answerer(assistant)
+    assert attack.scorer([answerer.exchange(r, None)[1] for r in attack.requests])["canaries_leaked"] == 1.0
+    monkeypatch.setitem(REGISTRY, "split-30", split)
+    [run, _] = LlmRunner(LLM_PROFILES["ci"], tmp_path).run(["split-30"]).scenarios
+    assert run.detected and run.queries_to_detection is not None and run.queries_to_detection <= 30
+    assert "llm_templated" in run.detection_detectors and run.largest_group >= 25
