@@ -231,6 +231,17 @@ def test_copies_are_bounded(victim: Victim) -> None:
     assert det.copy_bytes() <= 3 * 32 * (64 * 4 + 16)
 
 
+def test_odd_label_ids_are_counted_but_never_learned(victim: Victim) -> None:
+    det = BudgetLedger(profile=victim.profile, daily_bits=1e12, coverage_share=1.0, fidelity_answers=2)
+    for i, label in enumerate((10**12, -1, 10**12, 7)):
+        out = Output(label=label)
+        det.update(
+            Interaction(id=f"l{i}", ts=T0 + i, principal="p", model="digits", features=victim.pool[i], output=out)
+        )
+    ledger = det.ledger("p")
+    assert ledger is not None and ledger["outputs"] == 4 and ledger["copy_answers"] == 1
+
+
 # -- actors -----------------------------------------------------------------------------
 def test_actor_budget_adds_up_its_principals(victim: Victim) -> None:
     det = BudgetLedger(profile=victim.profile, daily_bits=100 * FULL)

@@ -272,7 +272,8 @@ class BudgetLedger(Detector):
             self._answers[cls] = self._answers.get(cls, 0) + 1
             self._answered += 1
         self._post(own, told, cell, day, pooled=True)
-        point = z.astype(np.float32) if z is not None and cls is not None else None
+        # class ids index the copy's per-class counts: an API's odd label ids (negative, huge) are not learned
+        point = z.astype(np.float32) if z is not None and cls is not None and 0 <= cls < 4096 else None
         if point is not None:
             self._learn(own, "p", interaction.principal, point, cls)
         sig = self._judge(interaction, own, "principal", interaction.principal)
