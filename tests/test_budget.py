@@ -323,3 +323,16 @@ def test_invalid_parameters_are_refused(victim: Victim) -> None:
 
 def test_registered_as_a_plugin() -> None:
     assert load_detectors()["budget"] is BudgetLedger
+
+
+def test_a_monitoring_probe_is_told_one_answer_not_a_days_budget(victim: Victim) -> None:
+    det = BudgetLedger(profile=victim.profile, daily_bits=50 * FULL)
+    probe = np.repeat(victim.pool[:1], 2 * 24 * 60, axis=0)  # one record every minute for two days
+    assert run(det, victim.stream(probe, "probe", dt=60.0)) == []
+    ledger = det.ledger("probe")
+    assert ledger is not None and ledger["outputs"] == 1 and ledger["bits_disclosed"] == pytest.approx(FULL, abs=0.1)
+    # a different answer to the same input is news (a model that samples, or was retrained)
+    other = victim.stream(victim.pool[:1], "probe", t0=T0 + 3 * DAY, decimals=2)
+    run(det, other)
+    ledger = det.ledger("probe")
+    assert ledger is not None and ledger["outputs"] == 2

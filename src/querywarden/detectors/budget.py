@@ -49,6 +49,7 @@ trained copy agrees more, so the crossing comes late there.
 
 from __future__ import annotations
 
+import hashlib
 import math
 
 import numpy as np
@@ -74,6 +75,8 @@ _JUDGE_EVERY = 8
 """A copy's agreement is estimated every this many answers it learns (amortised)."""
 _SHARE_LIMIT = 512
 """Answers per account that count towards the population's class shares."""
+_RECENT = 16
+"""Distinct (input, answer) pairs remembered per principal: a repeat of one discloses nothing new."""
 
 
 class _Ledger:
@@ -95,6 +98,7 @@ class _Ledger:
         "next_mark",
         "outputs",
         "probability_outputs",
+        "recent",
         "worst_day",
     )
 
@@ -117,6 +121,7 @@ class _Ledger:
         self.copy_baseline = 1.0
         self.next_mark = 0.0
         self.merged: str | None = None  # the actor this principal's account was folded into
+        self.recent: dict[bytes, None] | None = None  # the last distinct (input, answer) pairs
 
 
 class BudgetLedger(Detector):
@@ -262,11 +267,13 @@ class BudgetLedger(Detector):
         told = self._disclosure(interaction)
         if told is None:
             return []
+        own = self._principals.get(interaction.principal)
+        if _repeated(own, interaction):
+            return []
         z = self._point(interaction)
         cell = self._cell(z)
         day = math.floor(interaction.ts / DAY)
         signals = []
-        own = self._principals.get(interaction.principal)
         cls = told[3]
         if cls is not None and own.outputs < _SHARE_LIMIT:
             self._answers[cls] = self._answers.get(cls, 0) + 1
@@ -490,3 +497,29 @@ def _fold(into: _Ledger, other: _Ledger) -> None:
     into.decimals = other.decimals
     into.cells |= other.cells
     into.classes |= other.classes
+
+
+def _repeated(led: _Ledger, interaction: Interaction) -> bool:
+    """True when the principal was given this very answer to this very input recently.
+
+    A monitoring probe that sends one record every minute, or a retry, is told nothing it
+    did not know; counting it would make the probe's one answer look like a day's budget.
+    A different answer to the same input (a model that samples, or changed) still counts.
+    """
+    x, out = interaction.features, interaction.output
+    if x is None or out is None:
+        return False
+    h = hashlib.blake2b(np.ascontiguousarray(x).tobytes(), digest_size=8)
+    for part in (out.probabilities, out.scores):
+        h.update(b"|" if part is None else np.ascontiguousarray(part).tobytes())
+    h.update(str(out.label).encode())
+    key = h.digest()
+    seen = led.recent
+    if seen is None:
+        seen = led.recent = {}
+    if key in seen:
+        return True
+    seen[key] = None
+    if len(seen) > _RECENT:
+        del seen[next(iter(seen))]
+    return False
