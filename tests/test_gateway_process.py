@@ -277,3 +277,41 @@ def test_a_bad_engine_mode_is_a_located_error(tmp_path: Path) -> None:
         load_gateway_settings(cfg)
     assert caught.value.line == 3
     assert load_gateway_settings(None).engine_mode == "process"
+
+
+def test_exports_run_in_the_engine_process_and_their_metrics_reach_the_admin_port(
+    upstream: str, tmp_path: Path
+) -> None:
+    from exports_receivers import HttpReceiver, wait_for
+
+    hook = HttpReceiver()
+    (tmp_path / "scrapers.txt").write_text("127.0.0.0/8\n")
+    cfg = tmp_path / "qw.toml"
+    cfg.write_text(
+        f"[models.credit]\nn_features = {N_FEATURES}\n\n"
+        f'[[exports]]\nkind = "webhook"\nurl = "{hook.url}/qw"\nsecret = "s3cret"\n\n'
+        '[[intel.feeds]]\nkind = "ip"\npath = "scrapers.txt"\nseverity = "high"\n'
+    )
+    server = build_process_server(load_gateway_settings(None, upstream=upstream, default_model="credit"), cfg)
+    try:
+        with LoopbackServer(server.gateway) as gw, LoopbackServer(server.admin) as admin:
+            assert httpx.post(gw.url + "/predict", json={"instances": [ROW]}, headers={"x-api-key": "s"}).is_success
+            assert wait_for(lambda: len(hook.requests) >= 1), "the engine process's webhook never fired"
+            until(lambda: 'outcome="sent"} 1.0' in httpx.get(admin.url + "/metrics").text, "no export metric")
+            metrics = httpx.get(admin.url + "/metrics").text
+    finally:
+        server.close()
+        hook.close()
+    assert 'querywarden_export_findings_total{exporter="webhook",outcome="sent"} 1.0' in metrics
+    assert 'querywarden_gateway_requests_total{outcome="forwarded",route="predict"} 1.0' in metrics
+    families = [line.split()[2] for line in metrics.splitlines() if line.startswith("# TYPE")]
+    assert len(families) == len(set(families)), "each family once: the proxy's and the engine process's are disjoint"
+
+
+def test_a_mistake_found_in_the_engine_process_stops_start_up_located(upstream: str, tmp_path: Path) -> None:
+    from querywarden.errors import QueryWardenError
+
+    cfg = tmp_path / "qw.toml"
+    cfg.write_text('[models.credit]\nn_features = 8\n\n[[exports]]\nkind = "webhook"\nurl = "http://127.0.0.1:9/x"\n')
+    with pytest.raises(QueryWardenError, match=r"qw\.toml:4: exports\[0\]: a webhook export needs secret"):
+        build_process_server(load_gateway_settings(None, upstream=upstream), cfg)
