@@ -635,6 +635,21 @@ def notes(results: dict[str, tuple[dict[float, Runs], Runs]]) -> list[str]:
         "earlier run of thread mode on a quieter machine (load average 1.7) measured +1.1 ms, +1.3 ms and +2.9 ms "
         "of added p99 at 100, 300 and 1,000 req/s."
     )
+    worse = [
+        f"behind {model} at {rate:,.0f} req/s ({_paired(runs, 'process', 'p99_ms'):+,.2f} against "
+        f"{_paired(runs, 'thread', 'p99_ms'):+,.2f} ms)"
+        for model, (opened, _) in results.items()
+        for rate, runs in opened.items()
+        if _paired(runs, "process", "p99_ms") > max(2.0, _paired(runs, "thread", "p99_ms"))
+    ]
+    if worse:
+        reading += (
+            " Process mode's added p99 was worse than thread mode's "
+            + "; ".join(worse)
+            + ". These runs do not establish why: the proxy's CPU per request is lower in process mode, so it "
+            "is not the proxy's own cost; queueing for a CPU shared with other work is the likely cause, and only a "
+            "run on an otherwise idle machine would separate it from the gateway."
+        )
     if failed:
         reading += (
             " Failed requests (the generator counts refused or dropped connections and non-200 answers together): "
