@@ -114,3 +114,36 @@ def test_the_holdout_profile_has_no_llm_suite(tmp_path: Path) -> None:
         check=False,
     )
     assert done.returncode == 2 and "no LLM suite" in done.stderr
+
+
+def test_results_count_flagged_benign_principals_per_workload(tmp_path: Path) -> None:
+    from querywarden.bench.report import load_results, markdown, write_all
+    from querywarden.bench.runner import BenchResults, _BenignOutcome
+    from querywarden.core.records import Severity
+
+    kind_of = {"a": "probe", "b": "probe", "c": "browsing", "d": "portfolio"}
+    outcome = _BenignOutcome(
+        victim=load_victim("breast-cancer", 4),
+        calibration_principals=4,
+        scored_principals=4,
+        scored_interactions=10,
+        workloads={"probe": 2, "browsing": 1, "portfolio": 1},
+        flagged_worst={"a": Severity.LOW, "c": Severity.HIGH},
+        flagged_why={},
+        kind_of=kind_of,
+        thresholds=[],
+        engine_seconds=0.0,
+        finding_events=0,
+        findings_digest="",
+    )
+    victim = outcome.result({})
+    assert victim.by_workload == {
+        "browsing": {"principals": 1, "low": 1, "medium": 1},
+        "portfolio": {"principals": 1, "low": 0, "medium": 0},
+        "probe": {"principals": 2, "low": 1, "medium": 0},
+    }
+    results = BenchResults("holdout", 4, 0.001, [], victims=[victim])
+    write_all(results, tmp_path)
+    again = load_results(tmp_path / "results.json")
+    assert again.victims[0].by_workload == victim.by_workload
+    assert "| probe | 2 | 1 | 0 |" in markdown(again)

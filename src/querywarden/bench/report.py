@@ -64,6 +64,7 @@ def load_results(path: Path) -> BenchResults:
                 engine_seconds=v["engine_seconds"],
                 finding_events=v.get("finding_events", 0),
                 findings_digest=v.get("findings_digest", ""),
+                by_workload={k: dict(row) for k, row in v.get("by_workload", {}).items()},
             )
         )
     return results
@@ -154,6 +155,7 @@ def markdown(results: BenchResults) -> str:
             f"{_pct(v.fpr['low'].value)} | {_pct(v.fpr['medium'].value)} | {_pct(v.fpr['high'].value)} | "
             f"{len(v.thresholds)} |"
         )
+    lines += workload_table(results.victims)
     flagged = [(v.victim, p, why) for v in results.victims for p, why in v.flagged.items()]
     if flagged:
         lines += ["", "Benign principals with a finding (benign traffic alone):", ""]
@@ -195,6 +197,28 @@ def markdown(results: BenchResults) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def workload_table(victims: Sequence[VictimResult]) -> list[str]:
+    """Scored benign principals per workload, over every victim, with a finding at low and at medium or above."""
+    total: dict[str, dict[str, int]] = {}
+    for v in victims:
+        for kind, row in v.by_workload.items():
+            acc = total.setdefault(kind, {"principals": 0, "low": 0, "medium": 0})
+            for key in acc:
+                acc[key] += row.get(key, 0)
+    if not total:
+        return []
+    lines = [
+        "",
+        "By workload, over every victim (benign traffic alone):",
+        "",
+        "| workload | scored principals | ≥ low | ≥ medium |",
+        "|---|---|---|---|",
+    ]
+    for kind, row in sorted(total.items()):
+        lines.append(f"| {kind} | {row['principals']} | {row['low']} | {row['medium']} |")
+    return lines
 
 
 def family_table(scen: Sequence[ScenarioResult]) -> list[str]:

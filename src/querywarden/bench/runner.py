@@ -445,4 +445,13 @@ class _BenignOutcome:
             engine_seconds=self.engine_seconds,
             finding_events=self.finding_events,
             findings_digest=self.findings_digest,
+            by_workload=self.by_workload(),
         )
+
+    def by_workload(self) -> dict[str, dict[str, int]]:
+        out = {k: {"principals": n, "low": 0, "medium": 0} for k, n in sorted(self.workloads.items())}
+        for principal, sev in self.flagged_worst.items():
+            row = out[self.kind_of[principal]]
+            row["low"] += sev >= Severity.LOW
+            row["medium"] += sev >= Severity.MEDIUM
+        return out

@@ -214,6 +214,8 @@ class VictimResult:
     finding_events: int = 0
     findings_digest: str = ""
     """Replaying ``benign-scored.jsonl`` with the victim's config must reproduce these."""
+    by_workload: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Per workload: scored principals, and how many had a finding at ``low`` and at ``medium`` or above."""
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -231,6 +233,7 @@ class VictimResult:
             "engine_seconds": round(self.engine_seconds, 3),
             "finding_events": self.finding_events,
             "findings_digest": self.findings_digest,
+            "by_workload": {k: dict(v) for k, v in self.by_workload.items()},
         }
 
 
