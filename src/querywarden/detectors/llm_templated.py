@@ -282,7 +282,7 @@ class TemplatedEnumerationDetector(Detector):
 
     def _walks(self, principal: str, question: int) -> bool:
         """Whether ``principal`` still walks ``question``: a desk whose first prompts repeated a
-        request stops walking it as soon as its other requests outnumber it."""
+        request stops walking it as soon as the request falls under ``walk_share`` of its prompts."""
         st = self._states.peek(principal)
         per = st.templates.get(question) if st is not None else None
         return st is not None and per is not None and self._walking(st, per)
