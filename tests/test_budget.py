@@ -250,7 +250,9 @@ def test_actor_budget_adds_up_its_principals(victim: Victim) -> None:
         stream = victim.stream(victim.pool[60 * k : 60 * k + 60], f"key-{k}", t0=T0 + 1000 * k)
         head = [msgspec.structs.replace(it, actor=None) for it in stream[:10]]  # before clustering
         tail = [msgspec.structs.replace(it, actor="actor-1") for it in stream[10:]]
-        signals = run(det, head + tail)
+        signals = run(det, head)
+        det.merge("actor-1", (f"key-{k}",))  # as the engine does when the key joins the actor
+        signals += run(det, tail)
         assert all(s.evidence["scope"] == "actor" for s in signals)
         crossed += [s.evidence["crossed"] for s in signals]
     assert crossed.count("copy") == 1, "the keys' answers together suffice for a copy"

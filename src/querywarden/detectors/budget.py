@@ -4,7 +4,7 @@ Model extraction (AML.T0024.002) with natural, in-distribution data looks like c
 scoring records: no pattern to catch, only a growing pile of answers. Every extraction,
 whatever its method, has to collect answers, so the ledger keeps the account that the
 attack cannot avoid, per principal and per actor (``Interaction.actor``, set by the engine
-once principals are clustered; a principal's earlier account is folded into its actor's):
+once principals are clustered; at the merge each key's account is added to the actor's):
 
 - **outputs** received, and how many came as probability vectors rather than labels;
 - **precision**: the decimals of the probabilities (rounded outputs disclose less);
@@ -94,7 +94,6 @@ class _Ledger:
         "day_signalled",
         "decimals",
         "entropy",
-        "merged",
         "next_mark",
         "outputs",
         "probability_outputs",
@@ -120,7 +119,6 @@ class _Ledger:
         self.copy_answers = 0
         self.copy_baseline = 1.0
         self.next_mark = 0.0
-        self.merged: str | None = None  # the actor this principal's account was folded into
         self.recent: dict[bytes, None] | None = None  # the last distinct (input, answer) pairs
 
 
@@ -289,23 +287,30 @@ class BudgetLedger(Detector):
         actor = interaction.actor
         if actor is not None:
             group = self._actors.get(actor)
-            if own.merged != actor:
-                _fold(group, own)
-                own.merged = actor
-                mine = self._copies.peek(_copy_key("p", interaction.principal))
-                if mine is not None:
-                    self._copies.get(_copy_key("a", actor)).absorb(
-                        mine, capacity=self.copy_size, index_from=self._min_copy
-                    )
-                    self._estimate(group, "a", actor)
-            else:
-                self._post(group, told, cell, day, pooled=False)
-                if point is not None:
-                    self._learn(group, "a", actor, point, cls)
+            self._post(group, told, cell, day, pooled=False)
+            if point is not None:
+                self._learn(group, "a", actor, point, cls)
             sig = self._judge(interaction, group, "actor", actor)
             if sig is not None:
                 signals.append(sig)
         return signals
+
+    def merge(self, actor: str, parts: tuple[str, ...]) -> None:
+        """Add each part's account and copy to the actor's: a principal's own (which it keeps,
+        its account stays its own) or a former actor's (which is gone)."""
+        for part in parts:
+            led = self._actors.pop(part)
+            copy = self._copies.pop(_copy_key("a", part)) if led is not None else None
+            if led is None:
+                led = self._principals.peek(part)
+                copy = self._copies.peek(_copy_key("p", part))
+            if led is None:
+                continue
+            group = self._actors.get(actor)
+            _fold(group, led)
+            if copy is not None:
+                self._copies.get(_copy_key("a", actor)).absorb(copy, capacity=self.copy_size, index_from=self._min_copy)
+                self._estimate(group, "a", actor)
 
     def _post(
         self,
@@ -484,7 +489,7 @@ def _copy_key(scope: str, subject: str) -> str:
 
 
 def _fold(into: _Ledger, other: _Ledger) -> None:
-    """Add a principal's account to its actor's, the first time it is seen in the actor."""
+    """Add a principal's (or a former actor's) account to an actor's, at the merge."""
     into.outputs += other.outputs
     into.probability_outputs += other.probability_outputs
     into.bits += other.bits
