@@ -244,9 +244,11 @@ def test_support_desks_drafting_replies_together_are_never_linked() -> None:
 
 
 def test_customers_asking_about_several_of_their_own_charges_are_never_linked() -> None:
+    """Three hundred customers in half an hour, 40% of their prompts about a payment they do not recognise:
+    many walk that question for a prompt or two, but the merchants they name are named by others too."""
     engine = _engine()
     rng = random.Random(3)
-    merchants = [f"{last} {kind}" for last in chat.LAST for kind in ("Ltd", "PLC", "and Sons")]
+    merchants = [f"{last} {kind}" for last in chat.LAST for kind in ("Ltd", "PLC")]  # one template, shared names
     stream = []
     for c in range(300):
         ts = chat.T0 + rng.uniform(0, 1800)

@@ -24,8 +24,9 @@ request is about a tenth of its traffic, an enumeration's question nearly all of
 
 Split over API keys, each key names only a few customers, so the keys are linked by what
 the split cannot hide: every key *walks* the same question (it has named ``link_min`` or
-more different people through it, by name, id or email, and the question holds at least
-``walk_share`` of all the key's prompts), and the keys do it together. Once ``link_keys``
+more different people through it, by name, id or email, that no other principal named
+within the horizon, and the question holds at least ``walk_share`` of all the key's
+prompts), and the keys do it together: they share out one list. Once ``link_keys``
 principals walk one question within ``link_horizon`` seconds, each walker that names
 someone new (eight times at most) names the others still walking it in ``related`` with
 ``link_weight``. Unlike a pairwise coincidence, a group that large is the whole evidence:
@@ -39,9 +40,10 @@ The benign twins stay apart. Customers asking the same FAQ name nobody; customer
 one NAT asking about their own payout name one person each, themselves; a support desk
 naming many customers spreads them over many requests, so no question holds its share
 for more than its first few prompts; a customer asking about two of their charges asks
-other things too. ``link_keys`` is calibrated on benign traffic: it sits above the most
-principals that ever walked one question together within the horizon, so however busy
-the assistant, such coincidences stay under it.
+other things too, and the merchants they name are named by other customers as well.
+``link_keys`` is calibrated on benign traffic: it sits above the most
+principals that walked one question together within the horizon there, so a busier
+assistant gets a higher bar.
 
 Technique: AML.T0057 LLM Data Leakage, an assistant trained on customer data made to
 disclose it. (Asking a model for attributes of named people is also inversion-like,
@@ -52,7 +54,10 @@ more phrasings of the question (each then holds under ``min_share``, like a desk
 cost the attacker, and the answers still carry the data (``llm_leakage`` reads them);
 enumeration slower than the template's eviction from a busy miner; a split so wide that
 each key names one person (a customer asking about themselves looks the same), or so slow
-that fewer than ``link_keys`` keys walk the question within the horizon.
+that fewer than ``link_keys`` keys walk the question within the horizon; keys that ask
+about the same people (each name from two keys). On an assistant where many customers at
+once ask one question about several names of their own that nobody else names, the
+calibrated ``link_keys`` rises with them, and a split over fewer keys is judged per key.
 """
 
 from __future__ import annotations
@@ -73,6 +78,8 @@ _MAX_WALKERS = 64
 """Walkers remembered per question (the most recent)."""
 _MAX_RELATED = 16
 _MAX_LINK_EMITS = 8
+_MAX_NAMED = 65_536
+"""People named recently, for telling whose names a principal alone asks about (least recently named evicted)."""
 _IDENTITIES = frozenset({NAME, ID, EMAIL})
 """Slots that name someone: only these make a walk (dates and amounts are usually a customer's own)."""
 
@@ -172,6 +179,8 @@ class TemplatedEnumerationDetector(Detector):
         self._states: PrincipalStates[_State] = PrincipalStates(_State, max_principals)
         self._walkers: OrderedDict[int, OrderedDict[str, float]] = OrderedDict()
         """question -> principals walking it -> when they last named someone new through it"""
+        self._named: OrderedDict[int, tuple[str, float]] = OrderedDict()
+        """person named (digest) -> the one principal that named them within the horizon ("" for several), when"""
         self._cap = max(high_distinct, min_distinct) + 1
 
     def update(self, interaction: Interaction) -> list[Signal]:
@@ -190,6 +199,9 @@ class TemplatedEnumerationDetector(Detector):
         # A support desk drafting replies names many customers, each with a different request;
         # enumeration asks one question about customer after customer.
         slot_key = _digest((str(match.template_id), *terms)) >> 1 if entity and terms else match.template_id
+        person = _digest(identity) if entity and identity else None
+        if person is not None:
+            self._name(person, interaction.principal, interaction.ts)
         signals: list[Signal] = []
         for key in subjects(interaction):
             st = self._joined(key, interaction)
@@ -209,8 +221,8 @@ class TemplatedEnumerationDetector(Detector):
                 st.entity_prompts += 1
                 if before < self._cap:
                     per.entities.add(_digest(entity))
-                if identity and named < self._cap:
-                    per.identities.add(_digest(identity))
+                if person is not None and named < self._cap:
+                    per.identities.add(person)
             if terms and not entity and len(per.terms) < self.min_distinct_terms * 2:
                 per.terms.add(_digest(terms))
             # a question that holds a minor share of the principal's entity prompts is one of many
@@ -221,7 +233,7 @@ class TemplatedEnumerationDetector(Detector):
             st.peak = max(st.peak, n)
             st.peak_terms = max(st.peak_terms, n_terms)
             related: tuple[str, ...] = ()
-            if len(per.identities) > named and not is_actor(key) and self._walking(st, per):
+            if len(per.identities) > named and not is_actor(key) and self._walking(key, st, per):
                 related = self._walk(slot_key, key, st, interaction.ts)
             sev = level(n, self.min_distinct, max(self.high_distinct, self.min_distinct + 1))
             if sev is None and n_terms >= self.min_distinct_terms:
@@ -285,13 +297,33 @@ class TemplatedEnumerationDetector(Detector):
         request stops walking it as soon as the request falls under ``walk_share`` of its prompts."""
         st = self._states.peek(principal)
         per = st.templates.get(question) if st is not None else None
-        return st is not None and per is not None and self._walking(st, per)
+        return st is not None and per is not None and self._walking(principal, st, per)
 
-    def _walking(self, st: _State, per: _PerTemplate) -> bool:
-        """``link_min`` people named through the question, which holds ``walk_share`` of all the principal's
-        prompts (not only those naming entities: a customer asking about two of their charges, or a desk
-        whose first requests repeat, asks other things too; a key of a split enumeration asks nothing else)."""
-        return len(per.identities) >= self.link_min and per.prompts >= self.walk_share * st.prompts
+    def _walking(self, principal: str, st: _State, per: _PerTemplate) -> bool:
+        """``link_min`` people that only this principal named (within the horizon) through the question, which
+        holds ``walk_share`` of all its prompts (not only those naming entities: a customer asking about two of
+        their charges, or a desk whose first requests repeat, asks other things too; a key of a split enumeration
+        asks nothing else). A name others ask about too (a popular merchant, a public figure) is no one's walk:
+        the keys of a split enumeration share out a list, each name asked once."""
+        if per.prompts < self.walk_share * st.prompts or len(per.identities) < self.link_min:
+            return False
+        named = self._named
+        own = 0
+        for person in per.identities:
+            entry = named.get(person)
+            if entry is not None and entry[0] == principal:
+                own += 1
+                if own >= self.link_min:
+                    return True
+        return False
+
+    def _name(self, person: int, principal: str, ts: float) -> None:
+        """Record that ``principal`` named ``person``: theirs alone unless another principal did within the horizon."""
+        seen = self._named.pop(person, None)
+        owner = principal if seen is None or seen[0] == principal or seen[1] < ts - self.link_horizon else ""
+        self._named[person] = (owner, ts)
+        if len(self._named) > _MAX_NAMED:
+            self._named.popitem(last=False)
 
     def _crossing(
         self,
