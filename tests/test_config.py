@@ -96,7 +96,14 @@ def test_full_config_loads(tmp_path: Path) -> None:
     assert (cfg.store_url, cfg.retention) == ("sqlite:///qw.db", "sketch")
     engine = cfg.engine()
     assert engine.risk.close_after == 600.0
-    assert [d.name for d in engine.detectors("digits")] == [s.name for s in cfg.detector_specs if not s.models]
+    # the engine runs link suppliers first (a merge reaches the others on the same interaction),
+    # then the rest in config order
+    built = engine.detectors("digits")
+    configured = [s.name for s in cfg.detector_specs if not s.models]
+    assert sorted(d.name for d in built) == sorted(configured)
+    rest = [d.name for d in built if not d.supplies_links]
+    assert rest == [n for n in configured if n in rest]
+    assert all(d.supplies_links for d in built[: len(built) - len(rest)])
 
 
 def test_no_detector_tables_means_the_default_set(tmp_path: Path) -> None:
