@@ -315,3 +315,140 @@ def test_a_mistake_found_in_the_engine_process_stops_start_up_located(upstream: 
     cfg.write_text('[models.credit]\nn_features = 8\n\n[[exports]]\nkind = "webhook"\nurl = "http://127.0.0.1:9/x"\n')
     with pytest.raises(QueryWardenError, match=r"qw\.toml:4: exports\[0\]: a webhook export needs secret"):
         build_process_server(load_gateway_settings(None, upstream=upstream), cfg)
+
+
+# -- a stopped, slow or hung engine process ------------------------------------------------
+
+
+@contextmanager
+def stopped(pid: int) -> Iterator[None]:
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+def timed_post(client: httpx.Client, key: str, rows: int = 1) -> tuple[int, float]:
+    started = time.monotonic()
+    r = client.post("/predict", json={"instances": [ROW] * rows}, headers={"x-api-key": key})
+    return r.status_code, time.monotonic() - started
+
+
+def test_a_stopped_engine_fails_open_reports_the_stall_and_recovers_on_sigcont(upstream: str, tmp_path: Path) -> None:
+    settings = {"queue_size": 20, "engine_stall_timeout": 0.5}
+    with process_gateway(upstream, tmp_path, **settings) as (client, admin, server):
+        pipeline = server.pipeline
+        time.sleep(1.5)  # idle for three stall timeouts: the heartbeat keeps it healthy
+        assert admin.get("/healthz").json()["engine"] == "up"
+        proc = pipeline._proc
+        assert proc is not None
+        with stopped(proc.pid):
+            answers = [timed_post(client, f"k{i % 4}") for i in range(60)]
+            until(lambda: admin.get("/healthz").status_code == 503, "the stall was never reported", 10)
+            health = admin.get("/healthz").json()
+            text = admin.get("/metrics").text
+            api = admin.get("/api/stats")
+            depth, dropped = pipeline.depth, pipeline.stats.dropped
+        assert [code for code, _ in answers] == [200] * 60, "fail-open: the model answers while the engine is stopped"
+        assert max(seconds for _, seconds in answers) < 1.0
+        assert depth == 20 and dropped == 40, "the queue holds queue_size exchanges; the rest are counted"
+        assert health["engine"] == "stalled" and health["queue_full"] is True and health["queue_depth"] == 20
+        assert "querywarden_engine_stalled 1.0" in text and "querywarden_engine_up 0.0" in text
+        assert "querywarden_engine_queue_full 1.0" in text and "querywarden_engine_queue_dropped_total 40.0" in text
+        assert api.status_code == 503 and api.json()["error"]["code"] == "engine_stalled"
+        until(lambda: pipeline.depth == 0 and admin.get("/healthz").status_code == 200, "no recovery after SIGCONT")
+        assert pipeline._proc is proc and pipeline.restarts == 0, "recovered without a restart"
+        before = pipeline.stats.interactions
+        assert before == 20, "the queued exchanges were processed when the engine resumed"
+        assert timed_post(client, "k0")[0] == 200
+        until(lambda: pipeline.stats.interactions == before + 1, "traffic after the recovery reaches the engine", 10)
+
+
+def test_a_stopped_engine_fails_closed_with_503_once_stalled(upstream: str, tmp_path: Path) -> None:
+    settings = {"on_engine_failure": "closed", "engine_stall_timeout": 0.5}
+    with process_gateway(upstream, tmp_path, **settings) as (client, _, server):
+        proc = server.pipeline._proc
+        assert proc is not None
+        with stopped(proc.pid):
+            assert timed_post(client, "c")[0] == 200, "queued: the stall is not known yet"
+            until(lambda: not server.pipeline.alive, "the stall was never seen", 10)
+            code, seconds = timed_post(client, "c")
+        assert code == 503 and seconds < 1.0
+        until(lambda: timed_post(client, "c")[0] == 200, "fail-closed never reopened after SIGCONT")
+
+
+def test_a_stopped_engine_costs_the_proxy_bounded_memory(upstream: str, tmp_path: Path) -> None:
+    with process_gateway(upstream, tmp_path, engine_stall_timeout=30.0) as (client, _, server):
+        pipeline = server.pipeline
+        cap = pipeline.max_buffered_bytes = 64 << 10
+        proc = pipeline._proc
+        assert proc is not None
+        with stopped(proc.pid):
+            codes = []
+            peak = 0
+            for i in range(150):  # ~13 kB of exchange each: the socket's buffer fills, then the proxy's
+                codes.append(timed_post(client, f"k{i % 4}", rows=200)[0])
+                peak = max(peak, pipeline.buffered_bytes)
+            dropped = pipeline.stats.dropped
+        assert codes == [200] * 150
+        # 150 exchanges of ~25 kB (3.7 MB) were offered: past the cap only the last 5 ms batch is added
+        assert 0 < peak < 4 * cap, peak
+        assert dropped > 0 and pipeline.depth < 150, "the exchanges past the byte cap were counted, not kept"
+        until(lambda: pipeline.depth == 0 and pipeline.buffered_bytes == 0, "the buffer never drained after SIGCONT")
+
+
+def test_an_engine_stalled_past_the_hang_timeout_is_restarted_with_its_decisions(upstream: str, tmp_path: Path) -> None:
+    settings = {"engine_stall_timeout": 0.5, "engine_hang_timeout": 1.5}
+    with process_gateway(upstream, tmp_path, **settings) as (client, admin, server):
+        probe(client, "thief", 60)
+        server.pipeline.drain(10)
+        assert timed_post(client, "thief")[0] == 403
+        hung = server.pipeline._proc
+        assert hung is not None
+        os.kill(hung.pid, signal.SIGSTOP)  # never continued: the proxy kills it
+        until(lambda: server.pipeline.hangs == 1, "the hung engine process was never killed", 15)
+        assert hung.poll() is not None
+        assert timed_post(client, "thief")[0] == 403, "decisions stay enforced from the mirror"
+        until(lambda: admin.get("/healthz").json().get("engine") == "up", "no engine process after the hang", 30)
+        assert server.pipeline._proc is not None and server.pipeline._proc.pid != hung.pid
+        assert metric(admin, "querywarden_engine_hangs_total") == 1.0
+        assert timed_post(client, "thief")[0] == 403
+
+
+def test_an_exchange_the_engine_process_cannot_rebuild_is_acknowledged_as_an_error() -> None:
+    import socket
+
+    from querywarden.core.engine import Engine
+    from querywarden.defaults import default_detectors
+    from querywarden.gateway.engine_process import EngineLink
+    from querywarden.gateway.pipeline import EnginePipeline
+
+    router = Router()
+    parsed = router.generic.parse_request({"instances": [[1.0, 2.0]]})
+    good = to_wire(
+        Exchange(
+            id="ok",
+            ts=1.0,
+            principal="p",
+            model="m",
+            client=Client(ip=None, user_agent=None),
+            adapter=router.generic,
+            request=parsed,
+            response_raw=b'{"predictions": [[0.5, 0.5]]}',
+        )
+    )
+    import msgspec
+
+    bad = msgspec.structs.replace(good, id="bad", adapter="nope")
+    pipeline = EnginePipeline(Engine({}, detectors=default_detectors()))
+    pipeline.start()
+    ours, theirs = socket.socketpair()
+    try:
+        EngineLink(theirs, FrameReader(), pipeline, adapters_by_name(router))._queue(Batch([bad, good]))
+        pipeline.drain(10)
+    finally:
+        pipeline.stop()
+        ours.close()
+        theirs.close()
+    assert pipeline.stats.handled == 2 and pipeline.stats.errors == 1 and pipeline.stats.interactions == 1

@@ -29,6 +29,9 @@ from querywarden.gateway.exchange import Exchange
 
 _LENGTH = struct.Struct(">I")
 MAX_FRAME = 1 << 30
+HEARTBEAT = 0.5
+"""Most seconds between two frames from the engine process, news or not: the proxy takes
+its silence for a stall (``engine_stall_timeout``)."""
 
 
 class ChannelError(QueryWardenError):

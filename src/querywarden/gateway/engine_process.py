@@ -10,8 +10,9 @@ forwards to), sends its whole decision table and ``Ready``, then runs three thre
   (the same ``EnginePipeline`` as thread mode: store writes, exports, traffic file);
 - the worker runs the engine;
 - the publisher sends ``Update`` frames every 5 ms while there is news (decisions,
-  actor placements, exchanges finished, counters) and every 20 ms when idle, and at once
-  when an operator decides (console, API, the store's sync: they change the engine
+  actor placements, exchanges finished, counters), looks for news every 20 ms when idle
+  and sends a frame every ``HEARTBEAT`` seconds even without news (the proxy takes
+  silence for a stall), and at once when an operator decides (console, API, the store's sync: they change the engine
   directly, not through the worker); every 250 ms it also compares the engine's decision
   table with what it has sent, so no change can be missed.
 
@@ -39,10 +40,11 @@ import msgspec
 import uvicorn
 
 from querywarden.core.engine import Engine
-from querywarden.core.records import ALLOW_ALL, Decision
+from querywarden.core.records import ALLOW_ALL, Decision, Interaction
 from querywarden.errors import QueryWardenError
 from querywarden.gateway.adapters import Adapter, Router
 from querywarden.gateway.channel import (
+    HEARTBEAT,
     TO_ENGINE,
     Batch,
     ChannelError,
@@ -56,7 +58,7 @@ from querywarden.gateway.channel import (
     from_wire,
 )
 from querywarden.gateway.metrics import GatewayMetrics
-from querywarden.gateway.pipeline import EnginePipeline
+from querywarden.gateway.pipeline import EnginePipeline, Work
 from querywarden.gateway.server import ControlPlane, build_control
 from querywarden.gateway.settings import GatewaySettings
 
@@ -88,6 +90,7 @@ class EngineLink:
         """Principals whose decision an operator changed (console, API, the store's sync)."""
         self._published: tuple[int, ...] = ()
         self._resynced = 0.0
+        self._beat = 0.0
 
     # -- proxy -> engine ------------------------------------------------------------------
     def read(self) -> None:
@@ -114,12 +117,11 @@ class EngineLink:
     def _queue(self, batch: Batch) -> None:
         for wire in batch.exchanges:
             try:
-                exchange = from_wire(wire, self.adapters)
+                exchange: Work = from_wire(wire, self.adapters)
             except ChannelError as exc:
-                log.error("%s", exc)
-                self.pipeline.stats.errors += 1
-                self.pipeline.stats.handled += 1
-                continue
+                # through the worker, the only writer of the counters: the proxy waits for
+                # this exchange's acknowledgement like any other's
+                exchange = _Unreadable(wire.id, exc)
             self.pipeline.put(exchange)
 
     # -- engine -> proxy ------------------------------------------------------------------
@@ -206,9 +208,11 @@ class EngineLink:
                 self._note(principal, ALLOW_ALL, decisions, cleared)
         stats = self._stats()
         published = (handled, *stats)
-        if not (decisions or cleared or actors or actor_decisions) and published == self._published:
+        news = bool(decisions or cleared or actors or actor_decisions) or published != self._published
+        if not news and not resync and now - self._beat < HEARTBEAT:
             return None
         self._published = published
+        self._beat = now
         return Update(
             handled=handled,
             stats=stats,
@@ -238,6 +242,19 @@ class EngineLink:
         except OSError:
             return False  # the proxy is gone; the reader sees it too and drains
         return True
+
+
+class _Unreadable:
+    """An exchange the engine process could not rebuild: the worker counts it as an error."""
+
+    __slots__ = ("error", "id")
+
+    def __init__(self, exchange_id: str, error: ChannelError) -> None:
+        self.id = exchange_id
+        self.error = error
+
+    def interactions(self) -> list[Interaction]:
+        raise self.error
 
 
 class _UdsServer(uvicorn.Server):

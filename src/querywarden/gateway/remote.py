@@ -10,7 +10,16 @@
   one write;
 - the engine's ``Update`` frames arrive on the same socket and feed the mirror, and say
   how many exchanges it has finished. What is sent and not yet finished, plus the batch,
-  is the queue: at ``queue_size`` ``submit`` refuses (``on_overflow`` applies).
+  is the queue: at ``queue_size`` exchanges, or ``BUFFER_MAX`` bytes the engine process
+  has not read yet, ``submit`` refuses (``on_overflow`` applies), so a stopped or slow
+  engine process costs the proxy bounded memory and nothing on the request path.
+
+The engine process sends an update at least every ``channel.HEARTBEAT`` seconds. When no
+frame arrived for ``engine_stall_timeout`` seconds, or exchanges are waiting and none was
+finished for that long, the engine is *stalled*: ``alive`` is False (``/healthz`` and
+``querywarden_engine_up`` say so, ``on_engine_failure`` applies) while exchanges still
+queue up to the bounds, to be processed if it resumes. Stalled for ``engine_hang_timeout``
+seconds, the engine process is killed and restarted as if it had died.
 
 When the engine process dies the socket reads end-of-file: the engine is down at once
 (``alive`` is False, so ``on_engine_failure`` applies and ``/healthz`` says so), what it had
@@ -28,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import itertools
 import logging
 import shutil
 import socket
@@ -35,6 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +67,11 @@ write wakes the engine process, and on a busy machine a woken process can take t
 from the writer inside its ``send``: fewer, larger writes keep the proxy on the CPU."""
 BATCH_MAX = 256
 """Exchanges that trigger a write at once."""
+BUFFER_MAX = 64 << 20
+"""Bytes of encoded exchanges the proxy holds for an engine process that does not read them
+(stopped, or slower than the traffic); past it ``submit`` refuses as when the queue is full."""
+WATCH = 0.25
+"""Seconds between the proxy's checks for a stalled or hung engine process."""
 _RECV = 1 << 20
 
 
@@ -79,11 +95,16 @@ class ProcessPipeline:
         start_timeout: float = 120.0,
     ) -> None:
         self.capacity = max(1, settings.queue_size)
+        self.max_buffered_bytes = BUFFER_MAX
+        self.stall_timeout = settings.engine_stall_timeout
+        self.hang_timeout = settings.engine_hang_timeout
         self.restart_delay = restart_delay
         self.start_timeout = start_timeout
         self.mirror = DecisionMirror()
         self.stats = PipelineStats()
         self.restarts = 0
+        self.hangs = 0
+        """Engine processes killed (and restarted) because they stopped answering."""
         self._dir = tempfile.mkdtemp(prefix="querywarden-") if admin else None
         self.admin_uds = str(Path(self._dir) / "admin.sock") if self._dir else None
         """The Unix socket the engine process serves its admin app (API, console) on."""
@@ -99,8 +120,16 @@ class ProcessPipeline:
         self._reader = FrameReader()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: list[Exchange] = []
-        self._out = bytearray()
+        self._out: deque[memoryview] = deque()
+        """Frames (the head possibly part-sent) the engine process's socket has not taken yet."""
+        self._out_bytes = 0
         self._flush_armed = False
+        self._heard = 0.0
+        """When the last frame from the engine process arrived (monotonic)."""
+        self._progressed = 0.0
+        """When the engine last finished an exchange, or was given work while it had none."""
+        self._stalled_since: float | None = None
+        self._watch: asyncio.Task[None] | None = None
         self._sent = 0
         self._handled = 0
         self._engine_stats = (0, 0, 0, 0, 0, 0)
@@ -118,8 +147,8 @@ class ProcessPipeline:
 
     def submit(self, work: Work) -> bool:
         """Batch an exchange for the engine process without blocking. False (and counted)
-        when the engine is down or the queue is full."""
-        if not self._up or self._sent - self._handled + len(self._pending) >= self.capacity:
+        when the engine is down or the queue is full (in exchanges or bytes)."""
+        if not self._up or not self.has_room():
             self.stats.dropped += 1
             return False
         if not isinstance(work, Exchange):
@@ -133,15 +162,46 @@ class ProcessPipeline:
         return True
 
     def has_room(self) -> bool:
-        return self._sent - self._handled + len(self._pending) < self.capacity
+        return (
+            self._sent - self._handled + len(self._pending) < self.capacity
+            and self._out_bytes < self.max_buffered_bytes
+        )
 
     @property
     def depth(self) -> int:
         return self._sent - self._handled + len(self._pending)
 
     @property
+    def buffered_bytes(self) -> int:
+        """Bytes of exchanges written to the channel that the engine process has not read."""
+        return self._out_bytes
+
+    @property
     def alive(self) -> bool:
+        """The engine process runs and answers (a stalled one counts as not running)."""
+        return self._up and not self.stalled
+
+    @property
+    def up(self) -> bool:
+        """The engine process runs (it may be stalled)."""
         return self._up
+
+    @property
+    def stalled(self) -> bool:
+        """Running, but silent (no frame) or stuck (work waiting, none finished) for
+        ``stall_timeout`` seconds."""
+        return self._up and self._silence(time.monotonic()) >= self.stall_timeout
+
+    @property
+    def ack_age(self) -> float:
+        """Seconds since the engine process was last heard from (0 while it is down)."""
+        return time.monotonic() - self._heard if self._up else 0.0
+
+    def _silence(self, now: float) -> float:
+        quiet = now - self._heard
+        if self._sent > self._handled:
+            quiet = max(quiet, now - self._progressed)
+        return quiet
 
     # -- lifecycle -------------------------------------------------------------------------
     def launch(self) -> None:
@@ -191,6 +251,9 @@ class ProcessPipeline:
         if self._restart is not None:
             self._restart.cancel()
             self._restart = None
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
         launched, self._launched = self._launched, None
         if launched is not None:
             self._attach_sync(launched)
@@ -200,12 +263,13 @@ class ProcessPipeline:
             try:
                 sock.setblocking(True)
                 sock.settimeout(timeout)
-                data = bytes(self._out)
+                data = b"".join(self._out)
                 if self._pending:
                     data += frame(Batch([to_wire(e) for e in self._pending]))
                     self._sent += len(self._pending)
                 self._pending.clear()
                 self._out.clear()
+                self._out_bytes = 0
                 sock.sendall(data)
                 sock.shutdown(socket.SHUT_WR)
                 while chunk := sock.recv(_RECV):  # the engine's last updates, then its end-of-file
@@ -272,6 +336,8 @@ class ProcessPipeline:
     def _attach_sync(self, launched: _Launched) -> None:
         self._sock, self._proc, self._reader = launched.sock, launched.proc, launched.reader
         self._sent = self._handled = 0
+        self._heard = self._progressed = time.monotonic()
+        self._stalled_since = None
         for update in launched.updates:
             self._apply(update)
         self._up = True
@@ -280,6 +346,8 @@ class ProcessPipeline:
         self._attach_sync(launched)
         assert self._loop is not None and self._sock is not None
         self._loop.add_reader(self._sock.fileno(), self._on_readable)
+        if self._watch is None:
+            self._watch = self._loop.create_task(self._watched())
 
     def _detach(self) -> None:
         if self._sock is not None and self._loop is not None and not self._loop.is_closed():
@@ -292,10 +360,13 @@ class ProcessPipeline:
         if not self._pending or sock is None:
             return
         data = frame(Batch([to_wire(e) for e in self._pending]))
+        if self._sent == self._handled:
+            self._progressed = time.monotonic()  # idle until now: the wait for progress starts here
         self._sent += len(self._pending)
         self._pending.clear()
         if self._out:
-            self._out += data
+            self._out.append(memoryview(data))
+            self._out_bytes += len(data)
             return
         try:
             n = sock.send(data)
@@ -305,23 +376,30 @@ class ProcessPipeline:
             self._lost()
             return
         if n < len(data):
-            self._out += data[n:]
+            self._out.append(memoryview(data)[n:])
+            self._out_bytes += len(data) - n
             assert self._loop is not None
             self._loop.add_writer(sock.fileno(), self._on_writable)
 
     def _on_writable(self) -> None:
-        sock = self._sock
+        """Send what the socket takes, without copying what is left (a stopped engine
+        process can leave up to ``BUFFER_MAX`` bytes here)."""
+        sock, out = self._sock, self._out
         if sock is None:
             return
         try:
-            n = sock.send(self._out)
+            n = sock.sendmsg(list(itertools.islice(out, 64)))
         except BlockingIOError:
             return
         except OSError:
             self._lost()
             return
-        del self._out[:n]
-        if not self._out and self._loop is not None:
+        self._out_bytes -= n
+        while n and n >= len(out[0]):
+            n -= len(out.popleft())
+        if n:
+            out[0] = out[0][n:]
+        if not out and self._loop is not None:
             self._loop.remove_writer(sock.fileno())
 
     def _on_readable(self) -> None:
@@ -340,6 +418,7 @@ class ProcessPipeline:
         self._take(data)
 
     def _take(self, data: bytes) -> None:
+        self._heard = time.monotonic()
         for body in self._reader.feed(data):
             message = TO_PROXY.decode(body)
             if isinstance(message, Update):
@@ -357,7 +436,9 @@ class ProcessPipeline:
             mirror.join(principal, actor)
         for decision in update.actor_decisions:
             mirror.decide_actor(decision)
-        self._handled = update.handled
+        if update.handled != self._handled:
+            self._handled = update.handled
+            self._progressed = time.monotonic()
         self._engine_stats = (update.handled, *update.stats)
         self._count()
 
@@ -379,6 +460,8 @@ class ProcessPipeline:
         self.stats.dropped += lost
         self._pending.clear()
         self._out.clear()
+        self._out_bytes = 0
+        self._stalled_since = None
         self._ended_stats = tuple(a + b for a, b in zip(self._ended_stats, self._engine_stats, strict=True))  # type: ignore[assignment]
         self._engine_stats = (0, 0, 0, 0, 0, 0)
         self._sent = self._handled = 0
@@ -393,6 +476,35 @@ class ProcessPipeline:
             lost,
         )
         self._restart = self._loop.create_task(self._restarted())
+
+    async def _watched(self) -> None:
+        """Report an engine process that stalls and recovers; kill one stalled for
+        ``hang_timeout`` seconds, so it is restarted as if it had died."""
+        while not self._stopping:
+            await asyncio.sleep(WATCH)
+            if not self._up:
+                continue
+            now = time.monotonic()
+            silence = self._silence(now)
+            if silence < self.stall_timeout:
+                if self._stalled_since is not None:
+                    log.warning("engine process answers again after %.1f s", now - self._stalled_since)
+                    self._stalled_since = None
+                continue
+            if self._stalled_since is None:
+                self._stalled_since = now - silence
+                log.error(
+                    "engine process stalled: nothing from it for %.1f s, %d exchanges waiting (%d bytes unread); "
+                    "on_engine_failure applies; it is restarted if it stays so for %.0f s",
+                    silence,
+                    self.depth,
+                    self._out_bytes,
+                    self.hang_timeout,
+                )
+            if silence >= self.hang_timeout and self._proc is not None:
+                log.critical("engine process %d hung for %.0f s; killing it to restart it", self._proc.pid, silence)
+                self._lost()
+                self.hangs += 1
 
     async def _restarted(self) -> None:
         loop = asyncio.get_running_loop()

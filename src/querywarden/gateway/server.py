@@ -32,6 +32,7 @@ from querywarden.exports.edge import attach_exports
 from querywarden.gateway.admin import AdminContext, create_admin_app, discover_mounts
 from querywarden.gateway.admin_front import create_front_app
 from querywarden.gateway.app import Gateway
+from querywarden.gateway.engine_health import ProcessCollector
 from querywarden.gateway.metrics import GatewayMetrics
 from querywarden.gateway.pipeline import EnginePipeline
 from querywarden.gateway.remote import ProcessPipeline
@@ -200,6 +201,7 @@ def build_process_server(
     metrics = GatewayMetrics()
     gateway = Gateway(settings, pipeline, metrics=metrics, protected=_protected(config_path))
     metrics.watch(pipeline)
+    metrics.registry.register(ProcessCollector(pipeline))
     return ProcessServer(gateway=gateway, admin=create_front_app(pipeline, metrics), pipeline=pipeline)
 
 

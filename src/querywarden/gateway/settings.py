@@ -45,6 +45,8 @@ class GatewaySettings:
     traffic_out: str | None = None
     seed: int | None = None
     engine_mode: Literal["process", "thread"] = "process"
+    engine_stall_timeout: float = 5.0
+    engine_hang_timeout: float = 60.0
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, source: str | None = None) -> GatewaySettings:
@@ -144,4 +146,8 @@ HELP: dict[str, str] = {
     "traffic_out": "Path of a JSON Lines file the gateway appends every interaction to.",
     "seed": "Seed for the noise of hardened outputs; unset draws a fresh seed.",
     "engine_mode": "Where `serve` runs the engine: 'process' (its own process, off the proxy's GIL) or 'thread'.",
+    "engine_stall_timeout": "Process mode: seconds the engine process may stay silent, or finish nothing while "
+    "exchanges wait, before it counts as stalled (/healthz 503, on_engine_failure applies).",
+    "engine_hang_timeout": "Process mode: seconds an engine process may stay stalled before the proxy kills it "
+    "and starts another.",
 }
