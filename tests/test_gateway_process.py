@@ -452,3 +452,56 @@ def test_an_exchange_the_engine_process_cannot_rebuild_is_acknowledged_as_an_err
         ours.close()
         theirs.close()
     assert pipeline.stats.handled == 2 and pipeline.stats.errors == 1 and pipeline.stats.interactions == 1
+
+
+def test_a_bad_frame_from_the_engine_process_ends_it_instead_of_wedging_the_channel(tmp_path: Path) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    from querywarden.gateway.remote import ProcessPipeline
+    from querywarden.gateway.settings import GatewaySettings
+
+    pipeline = ProcessPipeline(GatewaySettings(), admin=False)
+    ours, theirs = socket.socketpair()
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        pipeline._attach_sync(_launched(ours, proc))
+        theirs.sendall(b"\x00\x00\x00\x03abc")  # a frame whose body is not a message
+        until(lambda: bool(select_readable(ours)), "the frame never arrived", 5)
+        pipeline._on_readable()
+        assert not pipeline.alive and pipeline._sock is None
+        assert proc.poll() is not None, "the engine process that sent it was ended (and would be restarted)"
+    finally:
+        theirs.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _launched(sock: Any, proc: Any) -> Any:
+    from querywarden.gateway.remote import _Launched
+
+    sock.setblocking(False)
+    return _Launched(sock, proc, FrameReader(), [])
+
+
+def select_readable(sock: Any) -> list[Any]:
+    import select
+
+    return select.select([sock], [], [], 0)[0]
+
+
+def test_stopping_beside_a_stalled_engine_process_does_not_wait_out_the_full_timeout(
+    upstream: str, tmp_path: Path
+) -> None:
+    with process_gateway(upstream, tmp_path, engine_stall_timeout=0.5) as (client, _, server):
+        proc = server.pipeline._proc
+        assert proc is not None
+        os.kill(proc.pid, signal.SIGSTOP)  # the stop ends it: a stopped process still dies of SIGKILL
+        assert timed_post(client, "c")[0] == 200
+        until(lambda: server.pipeline.stalled, "the stall was never seen", 10)
+        started = time.monotonic()
+        server.pipeline.stop()
+        assert time.monotonic() - started < 30, "a minute to send and a minute to wait, before"
+        assert proc.poll() is not None

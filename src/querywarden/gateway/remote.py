@@ -53,7 +53,18 @@ import msgspec
 
 from querywarden.core.records import Decision
 from querywarden.errors import QueryWardenError
-from querywarden.gateway.channel import TO_PROXY, Batch, Failed, FrameReader, Hello, Ready, Update, frame, to_wire
+from querywarden.gateway.channel import (
+    TO_PROXY,
+    Batch,
+    ChannelError,
+    Failed,
+    FrameReader,
+    Hello,
+    Ready,
+    Update,
+    frame,
+    to_wire,
+)
 from querywarden.gateway.exchange import Exchange
 from querywarden.gateway.mirror import DecisionMirror
 from querywarden.gateway.pipeline import PipelineStats, Work
@@ -247,6 +258,8 @@ class ProcessPipeline:
     def stop(self, timeout: float = 60.0) -> None:
         """Send what is left, close the channel and wait for the engine process to drain,
         save its state and exit."""
+        if self.stalled:
+            timeout = min(timeout, 5.0)  # a stopped or hung engine process would only run the clock out
         self._stopping = True
         if self._restart is not None:
             self._restart.cancel()
@@ -415,7 +428,11 @@ class ProcessPipeline:
         if not data:
             self._lost()
             return
-        self._take(data)
+        try:
+            self._take(data)
+        except (ChannelError, msgspec.DecodeError) as exc:
+            log.error("engine process sent a bad frame (%s); ending it so a new one starts", exc)
+            self._lost()
 
     def _take(self, data: bytes) -> None:
         self._heard = time.monotonic()
