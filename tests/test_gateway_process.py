@@ -505,3 +505,34 @@ def test_stopping_beside_a_stalled_engine_process_does_not_wait_out_the_full_tim
         server.pipeline.stop()
         assert time.monotonic() - started < 30, "a minute to send and a minute to wait, before"
         assert proc.poll() is not None
+
+
+def test_a_very_slow_engine_process_costs_model_traffic_nothing(upstream: str, tmp_path: Path) -> None:
+    """The engine process runs 10% of the time (stopped 200 ms, continued 20 ms, in turn)."""
+    import threading
+
+    with process_gateway(upstream, tmp_path, queue_size=30) as (client, admin, server):
+        proc = server.pipeline._proc
+        assert proc is not None
+        done = threading.Event()
+
+        def throttle() -> None:
+            while not done.is_set():
+                with stopped(proc.pid):
+                    time.sleep(0.2)
+                time.sleep(0.02)
+
+        slow = threading.Thread(target=throttle)
+        slow.start()
+        try:
+            answers = [timed_post(client, f"k{i % 4}") for i in range(150)]
+            depths = server.pipeline.depth
+        finally:
+            done.set()
+            slow.join()
+        assert [code for code, _ in answers] == [200] * 150 and max(s for _, s in answers) < 1.0
+        assert depths <= 30
+        assert server.pipeline.restarts == 0 and admin.get("/healthz").json()["engine"] == "up"
+        until(lambda: server.pipeline.depth == 0, "the engine never caught up")
+        s = server.pipeline.stats
+        assert s.handled + s.dropped == 150, "every exchange was either processed or counted as dropped"
