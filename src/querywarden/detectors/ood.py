@@ -10,6 +10,18 @@ the out-of-distribution share over the last ``window`` queries is tested against
 a binomial tail: the surprise is ``-log10 P(X >= count)``. A handful of odd queries in a
 short history does not fire; a steady stream does.
 
+A second per-query test reads the joint structure: the query's Mahalanobis distance under the
+reference's shrunk covariance (``JointReference``), thresholded at the same ``quantile`` of
+its held-out distances. Inputs whose every feature takes a natural value, drawn apart from
+the others (radius, perimeter and area no longer agree), fall among the reference in kNN
+distance yet far off in this one. Those inputs are also what a data scientist's synthetic
+test set looks like, so the joint count (inputs odd by either test, against the sum of the
+two benign rates) raises ``low`` only: reported, never judged an attack. An input that
+differs from the principal's last joint-odd input in at most ``edit_share`` of its features
+is a what-if edit of one record (fields copied from other records drift into combinations
+no record holds) and is not counted. The test needs more reference rows than features and
+at least 32; with fewer it is off.
+
 Only new out-of-distribution inputs count: one that sits near an out-of-distribution input
 the principal sent recently (within ``novelty_fraction`` of the benign nearest-neighbour
 spacing) is a variant, e.g.
@@ -26,14 +38,18 @@ Windows are kept per principal, or per actor once the engine has clustered the p
 into one (``Interaction.actor``), so the keys of one Sybil attacker share a window; at the
 merge each key's window moves to the actor's (``merge``).
 
-Severities: ``medium`` when the surprise reaches ``surprise`` and the share reaches
-``min_share`` after at least ``min_queries`` queries; ``high`` when a full window holds at
-least twice ``min_share``. Signals are emitted when the level rises.
+Severities: ``low`` when the joint count crosses ``surprise`` and ``min_share``; ``medium``
+when the kNN test's does, after at least ``min_queries`` queries; ``high`` when a full window
+holds at least twice ``min_share`` far inputs. Signals are emitted when the level rises.
 
 Blind spots: natural in-distribution extraction data (by design, the extraction budget
 ledger's job); an attacker who mixes each synthetic input with many natural ones, keeping
 the share under ``min_share``; a reference sample that misses a benign sub-population
 (customers from that population look out of distribution: calibrate on benign traffic).
+Per-feature draws (equation solving on each feature's own values, a column-shuffled
+Knockoff pool) reach only ``low``: the traffic is that of a synthetic test set, and on a
+64-feature input with a few redundant features only about a fifth of such draws pass the
+joint threshold, under ``min_share``.
 """
 
 from __future__ import annotations
@@ -49,6 +65,7 @@ from querywarden.core.profile import ModelProfile
 from querywarden.core.records import Interaction, Severity, Signal
 from querywarden.detectors.event_window import fold_events, push_event, share_calibration
 from querywarden.detectors.reference import (
+    JointReference,
     KnnReference,
     QuerySpace,
     Reservoir,
@@ -58,12 +75,61 @@ from querywarden.detectors.reference import (
 )
 from querywarden.errors import DetectorError
 
+
+def _joint_reference(rows: npt.NDArray[np.float64], quantile: float, *, trim: bool = False) -> JointReference | None:
+    """The joint-structure test, when the reference has enough rows to estimate a covariance
+    and a held-out quantile: more rows than features and at least 32 (a wine reference of 18
+    rows in 13 features flags a sixth of benign records), else none."""
+    enough = rows.shape[0] >= max(32, rows.shape[1] + 1)
+    return JointReference.build(rows, quantile=quantile, trim=trim) if enough else None
+
+
+def _split(st: _State) -> _Events:
+    """The principal's joint-structure ring, made on its first joint-only odd input.
+
+    Until then every query pushed the same flag to both rings, so the new ring starts as a
+    copy of the out-of-distribution one: principals that never send such an input (nearly
+    all) hold one ring, not two. Without its own ring a principal's joint count equals its
+    out-of-distribution count, which the stricter ``medium`` test has already judged."""
+    if st.joint is None:
+        ev = st.joint = _Events()
+        ev.flags = None if st.flags is None else st.flags.copy()
+        ev.pos, ev.n, ev.count = st.pos, st.n, st.count
+    return st.joint
+
+
 _FLOORS = (6.0, 0.25)
 """The shipped ``surprise`` and ``min_share``: calibration never sets laxer ones."""
 
 
+class _Events:
+    """A ring of 0/1 events (see ``event_window``): here, the joint-structure test's."""
+
+    __slots__ = ("count", "flags", "n", "pos", "worst_share", "worst_surprise")
+
+    def __init__(self) -> None:
+        self.flags: npt.NDArray[np.uint8] | None = None
+        self.pos = 0
+        self.n = 0
+        self.count = 0
+        self.worst_share = 0.0
+        self.worst_surprise = 0.0
+
+
 class _State:
-    __slots__ = ("count", "flags", "level", "n", "novel", "novel_n", "pos", "worst_share", "worst_surprise")
+    __slots__ = (
+        "count",
+        "flags",
+        "joint",
+        "last_joint",
+        "level",
+        "n",
+        "novel",
+        "novel_n",
+        "pos",
+        "worst_share",
+        "worst_surprise",
+    )
 
     def __init__(self) -> None:
         self.flags: npt.NDArray[np.uint8] | None = None
@@ -75,6 +141,15 @@ class _State:
         self.level = Severity.INFO
         self.worst_surprise = 0.0
         self.worst_share = 0.0
+        self.joint: _Events | None = None  # split from the ring above at the first joint-only odd input
+        self.last_joint: npt.NDArray[np.float64] | None = None  # raw features of the last joint-only odd input
+
+    def __setstate__(self, state: tuple[None, dict[str, object]]) -> None:
+        """Restore a snapshot, with defaults for what a snapshot from an older version lacks."""
+        self.__init__()  # type: ignore[misc]
+        for name, value in state[1].items():
+            if name in self.__slots__:
+                setattr(self, name, value)
 
 
 class OodDetector(Detector):
@@ -82,6 +157,7 @@ class OodDetector(Detector):
     technique = EXTRACTION
     description = "share of a principal's distinct inputs far from the benign reference sample"
     needs = frozenset({"features"})
+    _joint: JointReference | None = None  # a snapshot from before the joint test restores without one
 
     def __init__(
         self,
@@ -95,6 +171,7 @@ class OodDetector(Detector):
         k: int = 3,
         novelty_fraction: float = 0.5,
         novelty_memory: int = 16,
+        edit_share: float = 0.25,
         warmup: int = 1000,
         warmup_per_principal: int = 50,
         max_dims: int = 64,
@@ -105,6 +182,8 @@ class OodDetector(Detector):
             raise DetectorError("ood: surprise > 0, 0 < min_share <= 1 and 0 < quantile < 1 are required")
         if min_queries < 1 or window < min_queries or k < 1 or novelty_memory < 1:
             raise DetectorError("ood: min_queries >= 1, window >= min_queries, k >= 1 and novelty_memory >= 1")
+        if not 0 <= edit_share < 1:
+            raise DetectorError("ood: 0 <= edit_share < 1 is required")
         if warmup < 2 * k + 2 or warmup_per_principal < 1:
             raise DetectorError("ood: warmup must be at least 2k + 2 and warmup_per_principal must be >= 1")
         self.surprise = surprise
@@ -115,6 +194,7 @@ class OodDetector(Detector):
         self.k = k
         self.novelty_fraction = novelty_fraction
         self.novelty_memory = novelty_memory
+        self.edit_share = edit_share
         self.warmup = warmup
         self.warmup_per_principal = warmup_per_principal
         self.max_dims = max_dims
@@ -126,6 +206,7 @@ class OodDetector(Detector):
         self._novelty_radius = novelty_fraction * spacing(rows, self._space.out_dim if self._space else 1)
         if rows is not None and rows.shape[0] >= 2 * k + 2:
             self._reference = KnnReference.build(rows, k=k, quantile=quantile)
+            self._joint = _joint_reference(rows, quantile)
         elif self._space is not None:
             self._reservoir = Reservoir(capacity=warmup, per_principal=warmup_per_principal)
         self._states: PrincipalStates[_State] = PrincipalStates(_State, max_principals)
@@ -148,13 +229,25 @@ class OodDetector(Detector):
             return []
         st = self._states.get(interaction.actor or interaction.principal)
         e = ref.embed(z)
+        joint = self._joint
         if ref.within(e, ref.threshold):
+            if joint is None or joint.score(z) <= joint.threshold:
+                push_event(st, 0, self.window)
+                if st.joint is not None:
+                    push_event(st.joint, 0, self.window)
+                return []
+            ev = _split(st)  # before the shared ring takes this query's 0
             push_event(st, 0, self.window)
-            return []
+            if self._edit(st, interaction.features) or not self._novel(st, z):
+                return []
+            push_event(ev, 1, self.window)
+            return self._judge_joint(interaction, st, ref, joint, z)
         dist = ref.distance(e)
         if not self._novel(st, z):
             return []
         push_event(st, 1, self.window)
+        if st.joint is not None:
+            push_event(st.joint, 1, self.window)
         if st.n < self.min_queries:
             return []
         share = st.count / st.n
@@ -162,7 +255,7 @@ class OodDetector(Detector):
         st.worst_share = max(st.worst_share, share)
         st.worst_surprise = max(st.worst_surprise, surprise)
         if surprise < self.surprise or share < self.min_share:
-            return []
+            return self._judge_joint(interaction, st, ref, joint, z) if joint is not None else []  # see _split
         full = st.n >= self.window
         level = Severity.HIGH if full and share >= min(1.0, 2 * self.min_share) else Severity.MEDIUM
         if level <= st.level:
@@ -186,11 +279,50 @@ class OodDetector(Detector):
             )
         ]
 
+    def _judge_joint(
+        self, interaction: Interaction, st: _State, ref: KnnReference, joint: JointReference, z: npt.NDArray[np.float64]
+    ) -> list[Signal]:
+        """``low`` when the window's inputs off the reference by either test cross the bars.
+
+        Features each natural but combined as no benign record combines them: equation
+        solving on per-feature draws, and a synthetic test set built the same way. The
+        traffic is the same, so this is reported, not judged an attack."""
+        ev = st.joint
+        if ev is None or ev.n < self.min_queries or st.level >= Severity.LOW:
+            return []
+        rate = min(1.0, ref.expected_rate + joint.expected_rate)
+        share = ev.count / ev.n
+        surprise = binomial_surprise(ev.count, ev.n, rate)
+        ev.worst_share = max(ev.worst_share, share)
+        ev.worst_surprise = max(ev.worst_surprise, surprise)
+        if surprise < self.surprise or share < self.min_share:
+            return []
+        st.level = Severity.LOW
+        return [
+            self.signal(
+                interaction,
+                score=min(0.5, 0.25 + 0.25 * share),
+                severity=Severity.LOW,
+                evidence={
+                    "pattern": "joint_structure",
+                    "ood_queries": ev.count,
+                    "window_queries": ev.n,
+                    "ood_share": round(share, 4),
+                    "expected_share": round(rate, 4),
+                    "surprise": round(surprise, 2),
+                    "joint_distance": round(math.sqrt(joint.score(z)), 4),
+                    "joint_threshold": round(math.sqrt(joint.threshold), 4),
+                },
+            )
+        ]
+
     def merge(self, actor: str, parts: tuple[str, ...]) -> None:
         self._states.fold(actor, parts, self._fold)
 
     def _fold(self, into: _State, other: _State) -> None:
         """Add another principal's window and recent out-of-distribution inputs to an actor's."""
+        if other.joint is not None or into.joint is not None:  # before the shared ring takes other's flags
+            fold_events(_split(into), other.joint if other.joint is not None else other, self.window)
         fold_events(into, other, self.window)
         if other.novel is not None:
             filled = min(other.novel_n, self.novelty_memory)
@@ -200,6 +332,22 @@ class OodDetector(Detector):
                 into.novel[into.novel_n % self.novelty_memory] = z
                 into.novel_n += 1
         into.level = max(into.level, other.level)
+
+    def _edit(self, st: _State, features: npt.NDArray[np.float64] | None) -> bool:
+        """Remember ``features``; True when they differ from the last joint-only odd input in at
+        most ``edit_share`` of the features: a what-if edit of one record, not a new input.
+
+        A customer editing one or two fields at a time, copied from other records, drifts
+        into combinations no record holds; each step still changes only those fields, while
+        per-feature draws change nearly every one."""
+        if features is None:
+            return False
+        last = st.last_joint
+        st.last_joint = features.copy()
+        if last is None or last.shape != features.shape:
+            return False
+        changed = int(np.count_nonzero(last != features))
+        return changed <= self.edit_share * int(features.shape[0])
 
     def _novel(self, st: _State, z: npt.NDArray[np.float64]) -> bool:
         """Remember ``z``; True unless it is a variant of a recent out-of-distribution input.
@@ -227,6 +375,7 @@ class OodDetector(Detector):
         if len(res) >= self.warmup:
             rows = res.rows()
             self._reference = KnnReference.build(rows, k=self.k, quantile=self.quantile, trim=True)
+            self._joint = _joint_reference(rows, self.quantile, trim=True)
             self._novelty_radius = self.novelty_fraction * spacing(rows, rows.shape[1])
             res.release()
             self._reservoir = None

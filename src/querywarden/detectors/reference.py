@@ -11,6 +11,10 @@ Three pieces, all numpy-only so the detectors that hold them stay picklable:
   extra coordinate (a query off the benign subspace stays far). Its per-query threshold is
   a quantile of leave-one-out distances within the reference, so the expected share of
   benign queries past it is known (``expected_rate``).
+- ``JointReference`` answers "do this query's features go together the way benign ones
+  do?": its Mahalanobis distance under the reference's shrunk covariance, thresholded the
+  same way. Inputs whose every feature is natural but drawn apart from the others (the
+  correlations broken) sit among the reference in kNN distance yet far off in this one.
 - ``Reservoir`` gathers a benign sample from live traffic when the profile has none: the
   early queries of principals not flagged, with a per-principal cap, so one caller cannot
   fill it (see the poisoning note in its docstring).
@@ -263,6 +267,116 @@ class KnnReference:
         d2 = self.squared_distances(e)
         kth = np.partition(d2, self.k - 1)[self.k - 1] if d2.shape[0] > self.k else d2.max()
         return math.sqrt(max(float(kth), 0.0))
+
+
+_FOLDS = 8
+
+
+class JointReference:
+    """Mahalanobis distance under the reference's Ledoit-Wolf shrunk covariance.
+
+    ``whiten`` is the inverse Cholesky factor of that covariance, so a query's squared
+    distance is one matrix-vector product and a dot product. The threshold is the
+    ``quantile`` of held-out squared distances (``_FOLDS`` folds, each scored by a fit on
+    the others); a fit on fewer rows is a little noisier, so benign queries pass the final
+    threshold a little less often than ``1 - quantile``.
+    """
+
+    __slots__ = ("_offset", "expected_rate", "mean", "threshold", "whiten")
+
+    def __init__(self, *, mean: Vector, whiten: Matrix, threshold: float, expected_rate: float) -> None:
+        self.mean = mean
+        self.whiten = whiten
+        self._offset = whiten @ mean
+        self.threshold = threshold
+        self.expected_rate = expected_rate
+
+    @classmethod
+    def build(
+        cls, rows: Matrix, *, quantile: float = 0.99, max_points: int = 1024, trim: bool = False
+    ) -> JointReference:
+        """Fit on benign ``rows`` (already in a ``QuerySpace``); ``trim`` as for ``KnnReference``."""
+        if rows.shape[0] < 8:
+            raise DetectorError(f"a joint reference needs at least 8 rows, got {rows.shape[0]}")
+        sample = _subsample(rows, max_points)
+        fold = np.arange(sample.shape[0]) % _FOLDS
+        shrink, held = _held_out(sample, fold)
+        if trim:
+            logs = np.log(np.maximum(held, 1e-12))
+            med = float(np.median(logs))
+            mad = 1.4826 * float(np.median(np.abs(logs - med)))
+            keep = logs <= med + 3.0 * max(mad, 1e-6)
+            if keep.sum() >= 8 and not keep.all():
+                return cls.build(sample[keep], quantile=quantile, max_points=max_points)
+        threshold = float(np.quantile(held, quantile))
+        expected_rate = max(1.0 - quantile, float(np.mean(held > threshold)))
+        mean, whiten = _fit_whitening(sample, shrink)
+        return cls(mean=mean, whiten=whiten, threshold=threshold, expected_rate=expected_rate)
+
+    def score(self, z: Vector) -> float:
+        """A query's squared Mahalanobis distance from the reference."""
+        w = self.whiten @ z
+        w -= self._offset
+        return float(w @ w)
+
+
+def _shrinkage(rows: Matrix) -> float:
+    """The Ledoit-Wolf shrinkage intensity of ``rows``' covariance towards a scaled identity."""
+    n, p = rows.shape
+    x = rows - rows.mean(axis=0)
+    cov = (x.T @ x) / n
+    mu = float(np.trace(cov)) / p
+    target = cov - mu * np.eye(p)
+    d2 = float(np.einsum("ij,ij->", target, target)) / p
+    fourth = float(np.mean(np.einsum("ij,ij->i", x, x) ** 2))
+    b2 = max(0.0, (fourth - float(np.einsum("ij,ij->", cov, cov))) / (n * p))
+    return 1.0 if d2 <= 0 else min(b2, d2) / d2
+
+
+def _held_out(sample: Matrix, fold: npt.NDArray[np.int64]) -> tuple[float, Vector]:
+    """The shrinkage under which held-out benign rows are likeliest, and their squared distances.
+
+    Ledoit-Wolf's intensity minimises the covariance's estimation error, and shrinks hard the
+    thin directions (features that move together) that the joint test is about. Candidates
+    from it down to 1/128 of it are compared by the Gaussian log-likelihood of each fold
+    under a fit on the others, benign rows only; the returned distances are aligned with
+    ``sample``'s rows."""
+    lw = _shrinkage(sample)
+    best: tuple[float, float, Vector] | None = None
+    for shrink in (lw * 0.5**k for k in range(8)):
+        held = np.empty(sample.shape[0])
+        logdet = 0.0
+        for f in range(_FOLDS):
+            out = fold == f
+            mean, whiten = _fit_whitening(sample[~out], shrink)
+            held[out] = _mahalanobis2(sample[out], mean, whiten)
+            logdet -= 2.0 * float(np.log(np.diag(whiten)).sum()) * int(out.sum())
+        loglik = -0.5 * (float(held.sum()) + logdet)
+        if best is None or loglik > best[0]:
+            best = (loglik, shrink, held)
+    assert best is not None
+    return best[1], best[2]
+
+
+def _fit_whitening(rows: Matrix, shrink: float) -> tuple[Vector, Matrix]:
+    """The mean and inverse Cholesky factor of ``rows``' covariance shrunk by ``shrink``."""
+    n, p = rows.shape
+    mean = rows.mean(axis=0)
+    x = rows - mean
+    cov = (x.T @ x) / n
+    mu = float(np.trace(cov)) / p
+    mu = mu if mu > 0 else 1.0
+    shrunk = (1.0 - shrink) * cov + shrink * mu * np.eye(p)
+    shrunk += 1e-9 * mu * np.eye(p)  # constant features: keep the factor well defined
+    lower = np.linalg.cholesky(shrunk)
+    whiten = np.ascontiguousarray(np.linalg.inv(lower))
+    return mean, whiten
+
+
+def _mahalanobis2(rows: Matrix, mean: Vector, whiten: Matrix) -> Vector:
+    w = (rows - mean) @ whiten.T
+    out: Vector = np.einsum("ij,ij->i", w, w)
+    return out
 
 
 class Reservoir:
