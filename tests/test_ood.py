@@ -116,9 +116,7 @@ def test_mixing_natural_queries_below_the_share_is_a_known_blind_spot(digits: tu
     rng = np.random.default_rng(6)
     noise = rng.uniform(0, 16, size=(300, 64))
     rows = np.array([noise[i // 5] if i % 5 == 0 else pool[i % len(pool)] for i in range(1500)])
-    # one in five: under min_share, so never judged an attack (the joint-structure count, which
-    # adds the odd natural digit, may report it at low)
-    assert all(s.severity < Severity.MEDIUM for _, s in _feed(det, rows, "patient"))
+    assert not _feed(det, rows, "patient")  # one in five: under min_share
     det_strict = OodDetector(profile=profile, min_share=0.15)
     assert _feed(det_strict, rows, "patient")  # a calibrated share finds it
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sklearn.datasets import load_breast_cancer
+from sklearn.datasets import load_breast_cancer, load_digits
 
 from querywarden.core.profile import ModelProfile
 from querywarden.core.records import InputKind, Interaction, Severity, Signal
@@ -93,3 +93,23 @@ def test_uniform_noise_is_still_judged_medium(cancer: tuple) -> None:
 def test_too_few_rows_is_refused() -> None:
     with pytest.raises(DetectorError, match="at least 8 rows"):
         JointReference.build(np.zeros((5, 3)))
+
+
+def test_image_edits_are_not_judged_on_pixel_covariance() -> None:
+    """A one-pixel shift or a cropped border breaks the pixel covariance of a natural photo."""
+    x = load_digits().data
+    ranges = tuple((0.0, 16.0) for _ in range(64))
+    profile = ModelProfile(
+        id="d", input_kind=InputKind.IMAGE, n_features=64, shape=(8, 8), ranges=ranges, reference=x[:300]
+    )
+    det = OodDetector(profile=profile)
+    rng = np.random.default_rng(5)
+    for k in range(10):
+        edits = []
+        for photo in x[300 + 30 * k : 303 + 30 * k].reshape(-1, 8, 8):
+            edits.append(photo.ravel())
+            for _ in range(9):
+                img = np.roll(photo, int(rng.choice([-1, 1])), axis=int(rng.integers(0, 2)))
+                img[:, int(rng.choice([0, -1]))] = 0.0
+                edits.append(np.clip(img * rng.uniform(0.8, 1.2), 0.0, 16.0).ravel())
+        assert not _feed(det, np.array(edits), f"photo-app{k}")

@@ -20,7 +20,9 @@ two benign rates) raises ``low`` only: reported, never judged an attack. An inpu
 differs from the principal's last joint-odd input in at most ``edit_share`` of its features
 is a what-if edit of one record (fields copied from other records drift into combinations
 no record holds) and is not counted. The test needs more reference rows than features and
-at least 32; with fewer it is off.
+at least 32; with fewer it is off. It is off for images too: pixels covary locally, so a
+one-pixel shift or a cropped border of a natural photo breaks the pixel covariance (an
+image-editing customer on digits crossed it) while saying nothing about extraction.
 
 Only new out-of-distribution inputs count: one that sits near an out-of-distribution input
 the principal sent recently (within ``novelty_fraction`` of the benign nearest-neighbour
@@ -62,7 +64,7 @@ import numpy.typing as npt
 from querywarden.core.atlas import EXTRACTION
 from querywarden.core.detector import Calibration, Detector, PrincipalStates
 from querywarden.core.profile import ModelProfile
-from querywarden.core.records import Interaction, Severity, Signal
+from querywarden.core.records import InputKind, Interaction, Severity, Signal
 from querywarden.detectors.event_window import fold_events, push_event, share_calibration
 from querywarden.detectors.reference import (
     JointReference,
@@ -206,7 +208,7 @@ class OodDetector(Detector):
         self._novelty_radius = novelty_fraction * spacing(rows, self._space.out_dim if self._space else 1)
         if rows is not None and rows.shape[0] >= 2 * k + 2:
             self._reference = KnnReference.build(rows, k=k, quantile=quantile)
-            self._joint = _joint_reference(rows, quantile)
+            self._joint = _joint_reference(rows, quantile) if profile.input_kind != InputKind.IMAGE else None
         elif self._space is not None:
             self._reservoir = Reservoir(capacity=warmup, per_principal=warmup_per_principal)
         self._states: PrincipalStates[_State] = PrincipalStates(_State, max_principals)
@@ -375,7 +377,8 @@ class OodDetector(Detector):
         if len(res) >= self.warmup:
             rows = res.rows()
             self._reference = KnnReference.build(rows, k=self.k, quantile=self.quantile, trim=True)
-            self._joint = _joint_reference(rows, self.quantile, trim=True)
+            if self.profile.input_kind != InputKind.IMAGE:
+                self._joint = _joint_reference(rows, self.quantile, trim=True)
             self._novelty_radius = self.novelty_fraction * spacing(rows, rows.shape[1])
             res.release()
             self._reservoir = None
