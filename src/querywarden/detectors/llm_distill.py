@@ -43,7 +43,14 @@ from querywarden.core.atlas import EXTRACTION
 from querywarden.core.detector import Calibration, Detector, PrincipalStates
 from querywarden.core.profile import ModelProfile
 from querywarden.core.records import Interaction, Severity, Signal
-from querywarden.detectors.llm_common import ACTOR_PREFIX, is_actor, level, subject_evidence, subjects
+from querywarden.detectors.llm_common import (
+    is_actor,
+    joined,
+    level,
+    merge_into_actor,
+    subject_evidence,
+    subjects,
+)
 from querywarden.text.fingerprint import band_keys, minhash
 from querywarden.text.tokens import STOPWORDS, user_text, words
 
@@ -114,7 +121,7 @@ class _State:
     def __init__(self) -> None:
         self.actor: str | None = None
         self.keys: set[str] = set()
-        """On an actor: the keys that sent its reasoning prompts in this window (at most 64 kept)."""
+        """The keys that sent reasoning prompts in this window (at most 64 kept; on a principal, itself)."""
         self.window = -1
         self.n = 0
         self.cot = 0
@@ -175,7 +182,7 @@ class DistillationDetector(Detector):
         high = max(self.high_cot_topics, self.min_cot_topics + 1)
         signals: list[Signal] = []
         for key in subjects(interaction):
-            st = self._joined(key, interaction, w)
+            st = joined(self._states, key, interaction, self._pool)
             if w > st.window:
                 st.window, st.n, st.cot, st.level = w, 0, 0, 0
                 st.topics.clear()
@@ -188,7 +195,7 @@ class DistillationDetector(Detector):
             related: tuple[str, ...] = ()
             if cue is not None and wrapper is not None:
                 st.cot += 1
-                if is_actor(key) and len(st.keys) < _MAX_KEYS:
+                if len(st.keys) < _MAX_KEYS:
                     st.keys.add(interaction.principal)
                 if len(st.cot_topics) <= high:
                     st.cot_topics.add(topic)
@@ -201,7 +208,7 @@ class DistillationDetector(Detector):
             st.peak_cot = max(st.peak_cot, len(st.cot_topics))
             st.peak_topics = max(st.peak_topics, len(st.topics))
             sev = level(len(st.cot_topics), self.min_cot_topics, high)
-            if sev is Severity.MEDIUM and len(st.keys) >= self.campaign_keys:
+            if sev is Severity.MEDIUM and is_actor(key) and len(st.keys) >= self.campaign_keys:
                 sev = Severity.HIGH  # the sweep is split over rotated keys: a campaign, not a heavy user
             if sev is None and len(st.topics) >= self.min_topics:
                 sev = Severity.LOW
@@ -232,31 +239,11 @@ class DistillationDetector(Detector):
                 )
         return signals
 
-    def _joined(self, key: str, interaction: Interaction, w: int) -> _State:
-        """The state for ``key``; a principal seen in an actor for the first time brings its window's counts."""
-        st = self._states.get(key)
-        actor = interaction.actor
-        if actor and st.actor != actor and not is_actor(key):
-            first = st.actor is None  # a key moved with its old actor was counted there already
-            st.actor = actor
-            if st.window == w:
-                self._pool(self._states.get(ACTOR_PREFIX + actor), st, {key}, counters=first)
-        return st
-
     def merge(self, actor: str, parts: tuple[str, ...]) -> None:
         """Pool the parts' window counts into the actor now, so it crosses on its next prompt."""
-        for part in parts:
-            old = self._states.pop(ACTOR_PREFIX + part)
-            if old is not None:  # an actor that no longer exists: everything it held moves
-                self._pool(self._states.get(ACTOR_PREFIX + actor), old, old.keys, counters=True)
-                continue
-            st = self._states.peek(part)
-            if st is not None and st.actor != actor:
-                first = st.actor is None
-                st.actor = actor
-                self._pool(self._states.get(ACTOR_PREFIX + actor), st, {part}, counters=first)
+        merge_into_actor(self._states, actor, parts, self._pool)
 
-    def _pool(self, pooled: _State, st: _State, keys: set[str], *, counters: bool) -> None:
+    def _pool(self, pooled: _State, st: _State, counters: bool) -> None:
         """Add ``st``'s window (its topic sets; its counters once) to ``pooled``; an older window adds nothing."""
         if st.window < 0 or st.window < pooled.window:
             return
@@ -273,7 +260,7 @@ class DistillationDetector(Detector):
         pooled.topics.update(list(st.topics)[: max(0, self.min_topics + 1 - len(pooled.topics))])
         pooled.cot_topics.update(list(st.cot_topics)[: max(0, high + 1 - len(pooled.cot_topics))])
         if st.cot:
-            pooled.keys.update(list(keys)[: max(0, _MAX_KEYS - len(pooled.keys))])
+            pooled.keys.update(list(st.keys)[: max(0, _MAX_KEYS - len(pooled.keys))])
 
     def _link(self, wrapper: int, principal: str, uses: int) -> tuple[str, ...]:
         if uses < self.link_min:
