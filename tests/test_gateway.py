@@ -241,7 +241,7 @@ def test_a_principal_of_a_blocked_actor_is_refused_on_passthrough_routes(upstrea
         decision = Decision(
             principal=a, action=Action.BLOCK, ts=1.0, finding_id="f-actor", actor=engine.actors.actor_of(a)
         )
-        gw.pipeline._actor_decisions[decision.actor] = decision  # as the worker records an engine decision
+        gw.pipeline.actors.decide_actor(decision)  # as the worker records an engine decision
         client.post("/predict", json={"instances": [ROW]}, headers={"x-api-key": "k-b"})  # worker learns b's actor
         gw.pipeline.drain(5)
         r = client.post("/v1/embeddings", json=EMBED, headers={"x-api-key": "k-b"})
@@ -429,7 +429,7 @@ def test_a_principal_that_joins_an_actor_inherits_its_decision(upstream: Upstrea
         decision = Decision(
             principal=a, action=Action.BLOCK, ts=1.0, finding_id="f-actor", actor=engine.actors.actor_of(a)
         )
-        gw.pipeline._actor_decisions[decision.actor] = decision  # as the worker records an engine decision
+        gw.pipeline.actors.decide_actor(decision)  # as the worker records an engine decision
         client.post("/predict", json={"instances": [ROW]}, headers={"x-api-key": "k-b"})  # worker learns b's actor
         gw.pipeline.drain(5)
         r = client.post("/predict", json={"instances": [ROW]}, headers={"x-api-key": "k-b"})

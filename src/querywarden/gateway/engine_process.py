@@ -133,8 +133,8 @@ class EngineLink:
             handled=self.pipeline.stats.handled,
             stats=self._stats(),
             decisions=decisions,
-            actors=list(self.pipeline._actor_of.items()),
-            actor_decisions=list(self.pipeline._actor_decisions.values()),
+            actors=list(self.pipeline.actors.actor_of.items()),
+            actor_decisions=list(self.pipeline.actors.actor_decisions.values()),
             full=True,
         )
 

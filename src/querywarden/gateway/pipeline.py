@@ -24,13 +24,11 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import IO, Protocol, cast
 
-import msgspec
-
 from querywarden.core.engine import Engine, Step
 from querywarden.core.profile import ModelProfile
 from querywarden.core.records import ALLOW_ALL, Decision, Finding, InputKind, Interaction
 from querywarden.core.traffic_encode import encode
-from querywarden.gateway.mirror import replaces
+from querywarden.gateway.mirror import ActorDecisions
 from querywarden.gateway.settings import GatewaySettings
 
 log = logging.getLogger("querywarden.gateway")
@@ -131,9 +129,7 @@ class EnginePipeline:
         self._traffic_path = Path(traffic_out) if traffic_out else None
         self._traffic: IO[bytes] | None = None
         self._thread: threading.Thread | None = None
-        self._actor_of: dict[str, str] = {}
-        self._actor_decisions: dict[str, Decision] = {}
-        self.max_actor_principals = 1_000_000
+        self.actors = ActorDecisions()
         self.changes: deque[Decision | tuple[str, str]] | None = None
         """When set (by the engine process), every decision taken and every (principal,
         actor) placement is appended here for the data plane's mirror."""
@@ -151,17 +147,13 @@ class EnginePipeline:
         """The principal's decision; a principal that joined an actor after the actor's
         decision was taken inherits it, so a fresh API key does not reset the ladder."""
         decision = self.engine.decision_for(principal)
-        if decision is ALLOW_ALL and self._actor_of:
-            actor = self._actor_of.get(principal)
-            if actor is not None:
-                inherited = self._actor_decisions.get(actor)
-                if inherited is not None:
-                    return msgspec.structs.replace(inherited, principal=principal)
+        if decision is ALLOW_ALL:
+            return self.actors.inherited(principal) or decision
         return decision
 
     def actor_of(self, principal: str) -> str | None:
         """The actor the engine last placed the principal in (as seen by the worker)."""
-        return self._actor_of.get(principal)
+        return self.actors.actor_of.get(principal)
 
     def submit(self, work: Work) -> bool:
         """Queue work for the engine without blocking. False (and counted) when full."""
@@ -262,15 +254,10 @@ class EnginePipeline:
         step = self.engine.process(interaction)
         self.stats.interactions += 1
         actor = self.engine.actors.actor_of(interaction.principal)
-        if actor is not None and self._actor_of.get(interaction.principal) != actor:
-            if len(self._actor_of) >= self.max_actor_principals:
-                self._actor_of.pop(next(iter(self._actor_of)))
-            self._actor_of[interaction.principal] = actor
-            if self.changes is not None:
-                self.changes.append((interaction.principal, actor))
+        if actor is not None and self.actors.join(interaction.principal, actor) and self.changes is not None:
+            self.changes.append((interaction.principal, actor))
         for d in step.decisions:
-            if d.actor is not None and replaces(self._actor_decisions.get(d.actor), d):
-                self._actor_decisions[d.actor] = d
+            self.actors.decide_actor(d)
             if self.changes is not None:
                 self.changes.append(d)
         self.stats.findings += len(step.findings)
