@@ -26,7 +26,7 @@ from querywarden.bench import benign
 from querywarden.bench.benign import DAY, START_TS, WorkloadSizes, field_groups
 from querywarden.bench.calibration import write_config
 from querywarden.bench.report import load_results, markdown, write_all
-from querywarden.bench.runner import BenchProfile, BenchResults, Runner, replayed_digest
+from querywarden.bench.runner import PROFILES, BenchProfile, BenchResults, Runner, replayed_digest
 from querywarden.bench.scenario import AttackRun, Query, Victim
 from querywarden.bench.score import ScenarioWatch, grouped, wilson
 from querywarden.bench.traffic import interactions, read_jsonl, sort_requests, write_jsonl
@@ -406,3 +406,28 @@ def test_bench_command_rejects_an_unknown_profile_or_attack(tmp_path: Path) -> N
         assert done.returncode == 2
         assert "huge" in done.stderr or "no-such-attack" in done.stderr
     assert not (tmp_path / "results.json").exists()
+
+
+def test_bench_command_takes_a_seed_and_records_it(tmp_path: Path) -> None:
+    cli = Path(sys.executable).with_name("querywarden")
+    bad = subprocess.run(
+        [str(cli), "bench", "--seed", "-1", "--out", str(tmp_path)], capture_output=True, text=True, check=False
+    )
+    assert bad.returncode == 2 and "--seed" in bad.stderr
+    done = subprocess.run(
+        [str(cli), "bench", "--suite", "classifier", "--attack", "tramer", "--seed", "5", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    seeded = json.loads((tmp_path / "results.json").read_text())
+    assert seeded["seed"] == 5
+    # the seed reached the customers: the scored keys are seed 5's, not the profile's seed 4's
+    scored = (tmp_path / "traffic/breast-cancer/benign-scored.jsonl").read_text().splitlines()
+    sent = {json.loads(line)["principal"] for line in scored}
+    sizes = PROFILES["ci"].sizes
+    cancer = load_victim("breast-cancer", 5)
+    assert sent == {p.principal for p in benign.generate(cancer, sizes, 5).scored}
+    assert not sent & {p.principal for p in benign.generate(load_victim("breast-cancer", 4), sizes, 4).scored}

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from querywarden.bench.llm_attacks import REGISTRY, LlmAttack, Reply, Scale, leaked_canaries
@@ -283,10 +283,19 @@ def write_config(path: Path, profile: ModelProfile, specs: Sequence[DetectorSpec
 
 
 def run_llm_bench(
-    profile: str, out: Path, *, log: Log | None = None, attacks: Sequence[str] | None = None
+    profile: str,
+    out: Path,
+    *,
+    log: Log | None = None,
+    attacks: Sequence[str] | None = None,
+    seed: int | None = None,
 ) -> LlmResults:
-    """Run the LLM benchmark at ``profile`` (``ci`` or ``full``) and write its results under ``out``."""
-    results = LlmRunner(LLM_PROFILES[profile], out, log=log).run(attacks)
+    """Run the LLM benchmark at ``profile`` (``ci`` or ``full``) and write its results under ``out``.
+
+    ``seed`` replaces the profile's own seed when given.
+    """
+    chosen = LLM_PROFILES[profile] if seed is None else replace(LLM_PROFILES[profile], seed=seed)
+    results = LlmRunner(chosen, out, log=log).run(attacks)
     write_llm_results(results, out)
     return results
 

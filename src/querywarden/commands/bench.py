@@ -1,4 +1,4 @@
-"""``querywarden bench --profile ci|full --out DIR``: the red-team benchmark.
+"""``querywarden bench --profile ci|full|holdout --out DIR [--seed N]``: the red-team benchmark.
 
 Runs every registered attack in three variants against victims trained on the spot,
 interleaved with benign customers, and writes ``DIR/results.json``, ``DIR/results.md``,
@@ -7,6 +7,7 @@ interleaved with benign customers, and writes ``DIR/results.json``, ``DIR/result
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Annotated
@@ -39,6 +40,14 @@ def bench(
     suite: Annotated[
         str, typer.Option("--suite", help="classifier, llm (the fintech assistant, written to OUT/llm) or all.")
     ] = "all",
+    seed: Annotated[
+        int | None,
+        typer.Option(
+            "--seed",
+            help="Seed for victims, benign customers, attacks and variants (default: the profile's own, 4); "
+            "recorded in results.json.",
+        ),
+    ] = None,
 ) -> None:
     """Run the red-team benchmark and write results.json, results.md, a plot and the traffic files."""
     console = Console(stderr=True)
@@ -47,6 +56,9 @@ def bench(
         raise typer.Exit(2)
     if suite not in _SUITES:
         console.print(f"[red]error:[/red] unknown suite {suite!r}; allowed: {', '.join(_SUITES)}")
+        raise typer.Exit(2)
+    if seed is not None and seed < 0:
+        console.print(f"[red]error:[/red] --seed must be a non-negative integer, got {seed}")
         raise typer.Exit(2)
     if profile == "holdout" and suite != "classifier":
         if suite == "llm":
@@ -61,8 +73,9 @@ def bench(
         from querywarden.bench.report import markdown, write_all
         from querywarden.bench.runner import PROFILES, Runner
 
+        chosen = PROFILES[profile] if seed is None else dataclasses.replace(PROFILES[profile], seed=seed)
         try:
-            runner = Runner(PROFILES[profile], out, log=lambda msg: console.print(msg, highlight=False))
+            runner = Runner(chosen, out, log=lambda msg: console.print(msg, highlight=False))
             results = runner.run([a for a in attack if a not in (llm_attacks or ())] if attack else None)
         except QueryWardenError as exc:
             console.print(f"[red]error:[/red] {exc}")
@@ -78,7 +91,11 @@ def bench(
 
         try:
             llm = run_llm_bench(
-                profile, out / "llm", log=lambda msg: console.print(msg, highlight=False), attacks=llm_attacks or None
+                profile,
+                out / "llm",
+                log=lambda msg: console.print(msg, highlight=False),
+                attacks=llm_attacks or None,
+                seed=seed,
             )
         except QueryWardenError as exc:
             console.print(f"[red]error:[/red] {exc}")
