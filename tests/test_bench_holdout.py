@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 from pathlib import Path
@@ -103,6 +104,23 @@ def test_held_out_habits_are_scored_and_never_calibrated_on() -> None:
     lo, hi = victim.bounds()
     at_bound = np.isin(nonzero, np.concatenate([lo, hi]))  # a rounded value past the range is clipped to it
     assert np.all(rounded | at_bound) and rounded.mean() > 0.9  # two significant digits
+    # a sensor feed: hundreds of readings of one entity, each a small step from the last
+    feed = np.concatenate([r.rows for r in by_kind["sensor-feed"][0].requests])
+    steps = np.abs(np.diff(feed, axis=0)).max(axis=0)
+    assert feed.shape[0] >= 500 and np.all(steps <= 0.1 * (hi - lo) + 1e-9)
+    # a sensitivity report: a handful of records, each swept over one same feature
+    report = np.concatenate([r.rows for r in by_kind["sensitivity"][0].requests])
+    swept = np.nonzero(np.ptp(report, axis=0) > 0)[0]
+    assert len(swept) >= 2 and 15 <= report.shape[0] <= 60
+    edits = {tuple(np.nonzero(a != b)[0]) for a, b in itertools.pairwise(report)}
+    assert len({e for e in edits if len(e) == 1}) == 1  # within a record, only the swept feature moves
+    # an app key forwarding thousands of end users' records, single rows
+    forward = by_kind["app-forward"][0].requests
+    assert len(forward) >= 1000 and all(r.rows.shape[0] == 1 for r in forward)
+    # jittered re-submissions: the same record again, numeric fields off by rounding or float noise
+    sent = np.concatenate([r.rows for r in by_kind["jitter"][0].requests])
+    close = [np.allclose(a, b, rtol=0.01, atol=0) and not np.array_equal(a, b) for a, b in itertools.pairwise(sent)]
+    assert sum(close) >= len(sent) // 4
 
 
 def test_the_holdout_profile_has_no_llm_suite(tmp_path: Path) -> None:
