@@ -35,6 +35,15 @@ from its first query, and then needs a partner of the same style starting alongs
 the doublings, a principal is compared again at every multiple of the last gap, so a key
 that turns synthetic late, or joins a running campaign late, is still linked.
 
+*Campaign linkage.* One source sampled per key gives each key its own synthetic share, so
+a few keys of a campaign can fall under ``synthetic_share`` while their siblings merged. A
+principal in no actor whose share still reaches ``campaign_share``, that reached its
+checkpoint within ``burst`` of its first query, and that matches the style of at least
+``campaign_keys`` pooled members of one actor begun within ``onset_window`` of it, is linked
+to them with ``campaign_weight``: it completes that actor (a key that could complete two
+campaigns completes neither). Customers hold no actor to join, and a person's pace never
+reaches a checkpoint within ``burst``.
+
 *Sweep linkage.* Attribute inference (Fredrikson) sends each target record once per value of
 the sensitive feature; finite differences send a record again with one coordinate moved.
 Split over keys, each key still sends records followed by copies with the same one or two
@@ -44,6 +53,9 @@ per record (a what-if user editing one application sweeps one record). A princip
 swept the same features over 2 records, and again at 4, within ``burst`` of its first query
 is linked with ``sweep_weight`` to the principals that did the same within ``horizon``, and
 with ``onset_weight`` to those that began within ``onset_window`` of it.
+
+A reference of fewer than 8 rows turns behaviour linkage off; under 16 rows no feature is
+taken as whole numbers only, and the off-manifold cut sits at the reference's largest rows.
 
 Blind spots: natural-data extraction split over keys with unrelated clients (nothing
 synthetic to share; black-box membership and attribute inference on natural records too);
@@ -79,6 +91,10 @@ _SWEEP_SETS = 4
 """Feature sets whose sweeps are followed per principal."""
 _SWEEP_EMITS = (2, 4)
 """Records swept on one feature set at which a principal's sweep is compared with others'."""
+_MIN_REFERENCE = 8
+"""Reference rows below which behaviour linkage is off (the off-manifold cut needs a few)."""
+_MIN_GRID_REFERENCE = 16
+"""Reference rows below which no feature is taken to hold whole numbers only."""
 
 
 class _Principal:
@@ -140,14 +156,24 @@ class _Principal:
 class _Entry:
     """A synthetic principal's signature in the comparison pool, with when it was active."""
 
-    __slots__ = ("first_ts", "last_ts", "n", "onset", "sig")
+    __slots__ = ("actor", "first_ts", "last_ts", "n", "onset", "sig")
 
-    def __init__(self, sig: np.ndarray, n: int, first_ts: float, last_ts: float, onset: bool) -> None:
+    def __init__(
+        self, sig: np.ndarray, n: int, first_ts: float, last_ts: float, onset: bool, actor: str | None = None
+    ) -> None:
         self.sig = sig
         self.n = n
         self.first_ts = first_ts
         self.last_ts = last_ts
         self.onset = onset
+        self.actor = actor  # the engine's actor holding the principal, as last told
+
+    def __setstate__(self, state: tuple[None, dict[str, object]]) -> None:
+        """Restore a snapshot, with defaults for what a snapshot from an older version lacks."""
+        self.actor = None
+        for name, value in state[1].items():
+            if name in self.__slots__:
+                setattr(self, name, value)
 
 
 class LinkageDetector(Detector):
@@ -171,6 +197,9 @@ class LinkageDetector(Detector):
         sweep_weight: float = 1.5,
         onset_window: float = 600.0,
         burst: float = 120.0,
+        campaign_weight: float = 3.0,
+        campaign_keys: int = 4,
+        campaign_share: float = 0.25,
         checkpoints: int = 5,
         novelty: float = 0.25,
         off_quantile: float = 0.99,
@@ -188,6 +217,8 @@ class LinkageDetector(Detector):
             raise ValueError("linkage: onset_weight, onset_window, burst >= 0, checkpoints >= 1, 0 <= novelty <= 1")
         if sweep_weight < 0:
             raise ValueError("linkage: sweep_weight >= 0 is required")
+        if campaign_weight < 0 or campaign_keys < 1 or not 0 < campaign_share <= synthetic_share:
+            raise ValueError("linkage: campaign_weight >= 0, campaign_keys >= 1, 0 < campaign_share <= synthetic_share")
         self.client_weight = client_weight
         self.behaviour_weight = behaviour_weight
         self.min_queries = min_queries
@@ -198,6 +229,9 @@ class LinkageDetector(Detector):
         self.sweep_weight = sweep_weight
         self.onset_window = onset_window
         self.burst = burst
+        self.campaign_weight = campaign_weight
+        self.campaign_keys = campaign_keys
+        self.campaign_share = campaign_share
         self.checkpoints = checkpoints
         self.novelty = novelty
         self.off_quantile = off_quantile
@@ -219,7 +253,7 @@ class LinkageDetector(Detector):
         """Range scaling, the reference's mean and 1/sd in scaled units, its off-manifold cut,
         and the features it only ever holds as whole numbers."""
         ref = profile.reference
-        if ref is None or ref.ndim != 2 or ref.shape[0] < 20:
+        if ref is None or ref.ndim != 2 or ref.shape[0] < _MIN_REFERENCE:
             return None
         ref = np.asarray(ref, dtype=np.float64)
         bounds = profile.bounds()
@@ -237,7 +271,11 @@ class LinkageDetector(Detector):
         inv_sd = 1.0 / np.maximum(sd, floor)
         z2 = (((u - mean) * inv_sd) ** 2).mean(axis=1)
         cut = float(np.quantile(z2, self.off_quantile))
+        # a small reference's own quantile sits at its largest rows, so a natural query falls
+        # beyond it about 1/(rows+1) of the time rather than 1 - off_quantile: still rare
         integral = np.all(ref == np.round(ref), axis=0)
+        if ref.shape[0] < _MIN_GRID_REFERENCE:
+            integral[:] = False  # a few rows may hold whole numbers by chance
         return shift, inv_width, mean, inv_sd, cut, integral if integral.any() else None
 
     # -- the contract -------------------------------------------------------------------
@@ -275,12 +313,24 @@ class LinkageDetector(Detector):
             return signals
         if st.n >= self._due(st.checkpoints):
             st.checkpoints += 1
-            peers, lockstep = self._behaviour_peers(interaction.principal, st)
+            peers, lockstep = self._behaviour_peers(interaction.principal, st, interaction.actor)
             if peers:
                 signals.append(self._link(interaction, peers, self.behaviour_weight, "behaviour"))
             if lockstep and self.onset_weight > 0:
                 signals.append(self._link(interaction, lockstep, self.onset_weight, "onset"))
+            if not peers and interaction.actor is None and self.campaign_weight > 0:
+                joined = self._campaign_peers(interaction.principal, st)
+                if joined:
+                    signals.append(self._link(interaction, joined, self.campaign_weight, "campaign"))
         return signals
+
+    def merge(self, actor: str, parts: tuple[str, ...]) -> None:
+        """Note which pooled principals the engine now holds in ``actor`` (a part is a
+        principal, or an actor that no longer exists), for campaign linkage."""
+        gone = set(parts)
+        for principal, entry in self._pool.items():
+            if principal in gone or (entry.actor is not None and entry.actor in gone):
+                entry.actor = actor
 
     def state_size(self) -> int:
         return len(self._states)
@@ -437,7 +487,9 @@ class LinkageDetector(Detector):
                 return False
         return True
 
-    def _behaviour_peers(self, principal: str, st: _Principal) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    def _behaviour_peers(
+        self, principal: str, st: _Principal, actor: str | None
+    ) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """The synthetic principals of the same style active within ``horizon``, and among
         them those that, like this one, were synthetic from their first checkpoint and began
         within ``onset_window`` of it (a campaign starting its keys together)."""
@@ -462,7 +514,7 @@ class LinkageDetector(Detector):
                 peers.append(other)
                 if first and entry.onset and abs(entry.first_ts - st.first_ts) <= self.onset_window:
                     lockstep.append(other)
-        pool[principal] = _Entry(sig, st.n, st.first_ts, st.last_ts, st.onset)
+        pool[principal] = _Entry(sig, st.n, st.first_ts, st.last_ts, st.onset, actor)
         pool.move_to_end(principal)
         if len(pool) > self.pool_size:
             pool.popitem(last=False)
@@ -473,6 +525,35 @@ class LinkageDetector(Detector):
             if ost is not None and held is not None:
                 held.last_ts = ost.last_ts
         return tuple(peers[:_MAX_PEERS]), tuple(lockstep[:_MAX_PEERS])
+
+    def _campaign_peers(self, principal: str, st: _Principal) -> tuple[str, ...]:
+        """The members of one running campaign this principal completes, else nothing.
+
+        A campaign is an actor already holding at least ``campaign_keys`` pooled principals
+        that were synthetic in one style and began within ``onset_window`` of this one. A
+        key of it that draws a little less often off the manifold (its share at least
+        ``campaign_share``, under ``synthetic_share``: one source sampled per key varies)
+        still shows the campaign's style, its start and its machine pace: it reached this
+        checkpoint within ``burst`` of its first query. Customers hold no actor to join,
+        and a human's pace never reaches a checkpoint that fast."""
+        sig = st.signature()
+        share = max(sig[0], sig[1])
+        if share < self.campaign_share or share >= self.synthetic_share or st.last_ts - st.first_ts > self.burst:
+            return ()
+        members: dict[str, list[str]] = {}
+        for other, entry in self._pool.items():
+            if (
+                entry.actor is None
+                or other == principal
+                or abs(entry.first_ts - st.first_ts) > self.onset_window
+                or not self._matches(sig, st.n, entry.sig, entry.n)
+            ):
+                continue
+            members.setdefault(entry.actor, []).append(other)
+        best = max(members.values(), key=len, default=[])
+        if len(best) < self.campaign_keys or len(members) > 1:
+            return ()  # too few keys, or two campaigns it could complete: neither
+        return tuple(best[:_MAX_PEERS])
 
     def _link(self, interaction: Interaction, peers: tuple[str, ...], weight: float, kind: str) -> Signal:
         return self.signal(
