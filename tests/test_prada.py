@@ -82,6 +82,10 @@ def test_natural_principals_stay_below_medium(digits: Victim) -> None:
     assert min(worst) > det.delta + 0.05  # a clear margin, not a near miss
 
 
+_W_ONLY = 10**6
+"""``sign_steps`` that never fires: the distance-distribution test alone."""
+
+
 def test_jacobian_augmentation_with_a_linear_substitute_is_caught(digits: Victim) -> None:
     """A linear substitute moves every point of a class the same way; clipping makes many repeats,
     so fewer distinct queries are measured and detection takes longer than with a network."""
@@ -89,7 +93,7 @@ def test_jacobian_augmentation_with_a_linear_substitute_is_caught(digits: Victim
     rng = np.random.default_rng(1)
     seeds = pool[rng.choice(len(pool), size=20, replace=False)]
     attack = _jacobian_augmentation(model, seeds, 600, 0.05, 1)
-    det = PradaDetector(profile=profile)
+    det = PradaDetector(profile=profile, sign_steps=_W_ONLY)
     signals = _feed(det, model, attack, "thief")
     assert signals, "augmentation went unnoticed"
     first_at, first = signals[0]
@@ -107,7 +111,7 @@ def test_random_sign_augmentation_is_caught_fast(digits: Victim) -> None:
     points = list(pool[rng.choice(len(pool), size=20, replace=False)])
     while len(points) < 400:
         points += [np.clip(p + 1.6 * np.sign(rng.normal(size=64)), 0, 16) for p in points]
-    signals = _feed(PradaDetector(profile=profile), model, np.array(points[:400]), "thief")
+    signals = _feed(PradaDetector(profile=profile, sign_steps=_W_ONLY), model, np.array(points[:400]), "thief")
     assert signals and signals[0][0] <= 150  # the first test, at 100 distances, already fails
     assert signals[0][1].evidence["shapiro_w"] < 0.6
     assert [s.severity for _, s in signals] == [Severity.MEDIUM, Severity.HIGH]  # sustained: high, once
@@ -170,13 +174,16 @@ def test_snapshot_restores_windows_and_distances(digits: Victim) -> None:
     rng = np.random.default_rng(6)
     attack = _jacobian_augmentation(model, pool[rng.choice(len(pool), size=20, replace=False)], 400, 0.05, 6)
     det = PradaDetector(profile=profile)
-    _feed(det, model, attack[:90], "thief")
+    _feed(det, model, attack[:24], "thief")  # the seeds and a few sign steps, under sign_steps
+    state = det._states.peek("thief")
+    assert state is not None and 0 < state.sign_steps < det.sign_steps
     twin = det.clone()
     twin.restore(det.snapshot())
     assert snapshot.loads(det.snapshot())[0] == "PradaDetector"
-    rest_a = [(i, s.severity, s.evidence) for i, s in _feed(det, model, attack[90:], "thief")]
-    rest_b = [(i, s.severity, s.evidence) for i, s in _feed(twin, model, attack[90:], "thief")]
-    assert rest_a == rest_b and rest_a
+    rest_a = [(i, s.severity, s.evidence) for i, s in _feed(det, model, attack[24:], "thief")]
+    rest_b = [(i, s.severity, s.evidence) for i, s in _feed(twin, model, attack[24:], "thief")]
+    assert rest_a == rest_b
+    assert [e["pattern"] for _, _, e in rest_a[:1]] == ["sign_steps"]
 
 
 def test_memory_per_stored_query_is_bounded(digits: Victim) -> None:

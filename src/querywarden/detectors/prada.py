@@ -65,6 +65,14 @@ _F32 = npt.NDArray[np.float32]
 _INITIAL_ROWS = 4
 _DELTA_CEILING = 0.8
 """The shipped ``delta``: calibration never sets a stricter one."""
+_SIGN_STEPS_FLOOR = 8
+"""The shipped ``sign_steps``: calibration never sets a stricter one."""
+_SIGN_ZERO = 1e-6
+"""Changes smaller than this (in range units) are no change: float32 storage noise."""
+_SIGN_CHANGED = 0.25
+_SIGN_EQUAL = 0.9
+_SIGN_TOLERANCE = 0.02
+_SIGN_MINORITY = 0.1
 _MAX_CLASSES = 64
 """Class windows held per principal; labels past this share one window (bounds memory)."""
 _OVERFLOW = "*"
@@ -87,10 +95,17 @@ class _ClassWindow:
         self.count = 0
         self.pos = 0
 
-    def nearest(self, z: _F32, zz: float) -> float:
+    def nearest(self, z: _F32, zz: float) -> tuple[float, int]:
+        """The distance to the nearest stored query, and that query's slot."""
         n = self.count
-        d2 = float((self.sq[:n] + self.rows[:n] @ z).min()) + zz
-        return math.sqrt(max(d2, 0.0))
+        d2 = self.sq[:n] + self.rows[:n] @ z
+        slot = int(d2.argmin())
+        return math.sqrt(max(float(d2[slot]) + zz, 0.0)), slot
+
+    def row(self, slot: int) -> _F32:
+        """The stored query in ``slot``."""
+        out: _F32 = self.rows[slot] * np.float32(-0.5)
+        return out
 
     def add(self, z: _F32, zz: float, cap: int) -> None:
         size = self.rows.shape[0]
@@ -116,7 +131,7 @@ class _ClassWindow:
 
 
 class _State:
-    __slots__ = ("below_run", "classes", "dists", "level", "n_dists", "since_test", "worst_w")
+    __slots__ = ("below_run", "classes", "dists", "level", "n_dists", "sign_steps", "since_test", "worst_w")
 
     def __init__(self) -> None:
         self.classes: dict[object, _ClassWindow] = {}
@@ -126,6 +141,14 @@ class _State:
         self.below_run = 0
         self.level = Severity.INFO
         self.worst_w = 1.0
+        self.sign_steps = 0
+
+    def __setstate__(self, state: tuple[None, dict[str, object]]) -> None:
+        """Restore a snapshot, with defaults for what a snapshot from an older version lacks."""
+        self.__init__()  # type: ignore[misc]
+        for name, value in state[1].items():
+            if name in self.__slots__:
+                setattr(self, name, value)
 
 
 class PradaDetector(Detector):
@@ -146,6 +169,7 @@ class PradaDetector(Detector):
         dup_fraction: float = 0.1,
         sustained: int = 3,
         reference_margin: float = 0.15,
+        sign_steps: int = 8,
         max_dims: int = 64,
         max_principals: int = 10_000,
     ) -> None:
@@ -156,8 +180,10 @@ class PradaDetector(Detector):
             raise DetectorError(
                 "prada: min_distances >= 20, test_every >= 1, max_distances >= min_distances and window >= 1"
             )
-        if dup_fraction < 0 or sustained < 1 or max_dims < 1:
-            raise DetectorError("prada: dup_fraction >= 0, sustained >= 1 and max_dims >= 1 are required")
+        if dup_fraction < 0 or sustained < 1 or max_dims < 1 or sign_steps < 1:
+            raise DetectorError(
+                "prada: dup_fraction >= 0, sustained >= 1, sign_steps >= 1 and max_dims >= 1 are required"
+            )
         self.delta = delta
         self.min_distances = min_distances
         self.test_every = test_every
@@ -166,6 +192,7 @@ class PradaDetector(Detector):
         self.dup_fraction = dup_fraction
         self.sustained = sustained
         self.reference_margin = reference_margin
+        self.sign_steps = sign_steps
         self.max_dims = max_dims
         self.max_principals = max_principals
         self._space = QuerySpace.from_profile(profile, max_dims=max_dims)
@@ -174,6 +201,9 @@ class PradaDetector(Detector):
         self._dup_radius = dup_fraction * spacing(rows, dim)
         self._reference_w = self._benign_w(rows) if rows is not None else None
         self._delta = delta if self._reference_w is None else min(delta, self._reference_w - reference_margin)
+        # the sign-step test reads single features: off when wide inputs are projected
+        self._sign_test = self._space is not None and self._space.projection is None
+        self._quantum = value_quantum(rows) if rows is not None else 0.0
         self._states: PrincipalStates[_State] = PrincipalStates(_State, max_principals)
 
     def update(self, interaction: Interaction) -> list[Signal]:
@@ -195,16 +225,45 @@ class PradaDetector(Detector):
             win = st.classes[label] = _ClassWindow(z.shape[0])
             win.add(z, zz, self.window)
             return []
-        d = win.nearest(z, zz)
+        d, slot = win.nearest(z, zz)
+        out: list[Signal] = []
+        if self._sign_test and d > 0.0:
+            out = self._step(st, interaction, z, z - win.row(slot))
         if d <= self._dup_radius:
-            return []  # a repeat of a query already seen: neither a new sample nor stored
+            return out  # a repeat of a query already seen: neither a new sample nor stored
         win.add(z, zz, self.window)
         self._record(st, math.log(d))
         st.since_test += 1
         if st.n_dists < self.min_distances or st.since_test < self.test_every:
-            return []
+            return out
         st.since_test = 0
-        return self._test(st, interaction)
+        return out + self._test(st, interaction)
+
+    def _step(self, st: _State, interaction: Interaction, query: _F32, step: _F32) -> list[Signal]:
+        """Count a sign step (see ``sign_step``); ``medium`` once ``sign_steps`` are counted."""
+        size = sign_step(query, step, self._quantum)
+        if size == 0.0:
+            return []
+        st.sign_steps += 1
+        if st.sign_steps < self.sign_steps or st.level >= Severity.MEDIUM:
+            return []
+        st.level = Severity.MEDIUM
+        changed = int(np.count_nonzero(np.abs(step) > _SIGN_ZERO))
+        return [
+            self.signal(
+                interaction,
+                score=min(1.0, 0.6 + 0.02 * (st.sign_steps - self.sign_steps)),
+                severity=Severity.MEDIUM,
+                evidence={
+                    "pattern": "sign_steps",
+                    "sign_steps": st.sign_steps,
+                    "threshold": self.sign_steps,
+                    "step_share_of_range": round(size, 4),
+                    "features_changed": changed,
+                    "features": int(step.shape[0]),
+                },
+            )
+        ]
 
     def merge(self, actor: str, parts: tuple[str, ...]) -> None:
         self._states.fold(actor, parts, self._fold)
@@ -229,6 +288,7 @@ class PradaDetector(Detector):
         into.below_run = max(into.below_run, other.below_run)
         into.level = max(into.level, other.level)
         into.worst_w = min(into.worst_w, other.worst_w)
+        into.sign_steps += other.sign_steps
 
     def _record(self, st: _State, log_d: float) -> None:
         buf = st.dists
@@ -287,7 +347,7 @@ class PradaDetector(Detector):
         for z in sample:
             zz = float(z @ z)
             if win.count:
-                d = win.nearest(z, zz)
+                d, _ = win.nearest(z, zz)
                 if d <= self._dup_radius:
                     continue
                 self._record(st, math.log(d))
@@ -307,7 +367,56 @@ class PradaDetector(Detector):
         worst = tuple(st.worst_w for _, st in self._states.items() if st.n_dists >= self.min_distances)
         # calibration may relax delta for a model whose benign W runs low, never tighten it
         # past the shipped default: a few dozen calibrating principals cannot vouch for 0.1%
-        return {"delta": Calibration(values=worst, alarm_above=False, floor=_DELTA_CEILING)}
+        steps = tuple(float(st.sign_steps) for _, st in self._states.items())
+        return {
+            "delta": Calibration(values=worst, alarm_above=False, floor=_DELTA_CEILING),
+            # as for delta: calibration may relax the count for a model whose customers make
+            # sign steps, never tighten it past the shipped default
+            "sign_steps": Calibration(values=steps, alarm_above=True, floor=float(_SIGN_STEPS_FLOOR)),
+        }
+
+
+def sign_step(query: _F32, step: _F32, quantum: float) -> float:
+    """The step's size (a share of the feature range) when it is a sign step, else 0.
+
+    A sign step is what Jacobian-based augmentation sends: ``query`` (in range units) differs
+    from an earlier query by ``step``, the same amount in nearly every feature it changes, in
+    both directions (``x + lambda * sign(gradient)``, clipped at the input box). It changes at
+    least ``_SIGN_CHANGED`` of the features; of those it leaves strictly inside the box, at
+    least ``_SIGN_EQUAL`` change by the largest amount (within ``_SIGN_TOLERANCE``), with at
+    least ``_SIGN_MINORITY`` of them moving each way; features it leaves on the box's edge
+    were clipped and change less, never more. A step of one ``quantum`` of the data's own
+    value grid (re-encoding noise on integer pixels) is not one, nor is a brightness edit
+    (every pixel the same way)."""
+    mag = np.abs(step)
+    changed = mag > _SIGN_ZERO
+    n_changed = int(np.count_nonzero(changed))
+    if n_changed < max(3, _SIGN_CHANGED * step.shape[0]):
+        return 0.0
+    inside = changed & (query > _SIGN_ZERO) & (query < 1.0 - _SIGN_ZERO)
+    n_inside = int(np.count_nonzero(inside))
+    if n_inside < 3:
+        return 0.0
+    size = float(mag[inside].max())
+    if abs(size - quantum) <= _SIGN_TOLERANCE * size or float(mag.max()) > (1.0 + _SIGN_TOLERANCE) * size:
+        return 0.0
+    equal = inside & (mag >= (1.0 - _SIGN_TOLERANCE) * size)
+    n_equal = int(np.count_nonzero(equal))
+    if n_equal < _SIGN_EQUAL * n_inside:
+        return 0.0
+    up = int(np.count_nonzero(step[equal] > 0))
+    return size if min(up, n_equal - up) >= _SIGN_MINORITY * n_equal else 0.0
+
+
+def value_quantum(rows: npt.NDArray[np.float64]) -> float:
+    """The typical smallest gap between distinct values of one feature in benign ``rows``
+    (range units): 1/16 for digits' integer pixels, near zero for measured quantities."""
+    gaps = []
+    for column in rows.T:
+        values = np.unique(column)
+        if values.shape[0] > 1:
+            gaps.append(float(np.diff(values).min()))
+    return float(np.median(gaps)) if gaps else 0.0
 
 
 def _predicted_class(interaction: Interaction) -> int | str | None:
