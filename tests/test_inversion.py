@@ -205,6 +205,21 @@ def test_binary_attribute_swept_over_many_records_is_caught(cancer: Victim) -> N
     assert worst(signals) == Severity.HIGH
 
 
+def test_natural_twins_one_after_the_other_are_not_a_sweep(cancer: Victim) -> None:
+    """Crowded data (one-hot tabular) holds records that differ in one feature, and a batch
+    sends them one after the other by chance; their differing values do not recur, a sweep's do."""
+    feature = 5
+    rng = np.random.default_rng(3)
+    others = rng.permutation(cancer.pool[:, feature])[:40]
+    twins = []
+    for r, value in zip(cancer.pool[:40], others, strict=True):
+        twin = r.copy()
+        twin[feature] = value
+        twins += [r, twin]
+    det = InversionDetector(profile=cancer.profile)
+    assert worst(run(det, cancer.stream(np.array(twins), "batch"))) < Severity.MEDIUM
+
+
 def test_signals_on_rises_only_not_every_query(digits: Victim) -> None:
     rows = miface_finite_differences(digits, target=5, steps=10)
     signals = run(InversionDetector(profile=digits.profile), digits.stream(rows, "thief"))

@@ -149,7 +149,7 @@ class _State:
         self.serials: list[int] = []  # family serial numbers, so a replaced family is a new one
         self.serial = 0
         self.last_family = 0  # serial of the family the previous distinct query fell in
-        self.swept: dict[int, deque[tuple[int, int]]] = {}  # feature -> (family serial, query)
+        self.swept: dict[int, deque[tuple[int, int, float]]] = {}  # feature -> (family serial, query, value)
         self.levels = [0, 0, 0]  # chain, sweep, swept: 0 quiet, 2 medium, 3 high
         self.worst = [0.0, 0.0, 0.0]
 
@@ -319,9 +319,9 @@ class InversionDetector(Detector):
         for j in edited.tolist() if adjacent else ():
             trail = st.swept.get(j)
             if trail is None:
-                trail = st.swept[j] = deque(maxlen=int(_HIGH_FACTOR * self.swept_records) + 1)
-            if not any(s == serial for s, _ in trail):
-                trail.append((serial, st.queries))
+                trail = st.swept[j] = deque(maxlen=int(_HIGH_FACTOR * self.swept_records) * 2 + 1)
+            if not any(s == serial for s, _, _ in trail):
+                trail.append((serial, st.queries, float(zf[j])))
         st.worst[1] = max(st.worst[1], float(len(seen)))
         st.worst[2] = max(st.worst[2], float(self._swept_count(st)))
         return edited
@@ -346,9 +346,22 @@ class InversionDetector(Detector):
         st.last_family = st.serial
 
     def _swept_count(self, st: _State) -> int:
-        """The most distinct families that edited one same feature within the window."""
+        """The most distinct families that set one same feature to a value another of them set, within the window.
+
+        A sweep tries the same candidate values on every record (a binary attribute's two
+        values, a report's grid); natural records that happen to differ in one feature, and
+        re-sent records with jittered numbers, differ by values that rarely recur.
+        """
         recent = st.queries - _SWEPT_WINDOW
-        return max((sum(1 for _, q in trail if q > recent) for trail in st.swept.values()), default=0)
+        best = 0
+        for trail in st.swept.values():
+            values = [v for _, q, v in trail if q > recent]
+            if len(values) > best:
+                counts: dict[float, int] = {}
+                for v in values:
+                    counts[v] = counts.get(v, 0) + 1
+                best = max(best, sum(n for n in counts.values() if n > 1))
+        return best
 
     # -- actors -------------------------------------------------------------------------
     def merge(self, actor: str, parts: tuple[str, ...]) -> None:
@@ -388,7 +401,7 @@ class InversionDetector(Detector):
             held = into.swept.get(feature)
             if held is None:
                 held = into.swept[feature] = deque(maxlen=trail.maxlen)
-            held.extend((s + serial, q + shift) for s, q in trail)
+            held.extend((s + serial, q + shift, v) for s, q, v in trail)
         into.serial += other.serial
         into.levels = [max(a, b) for a, b in zip(into.levels, other.levels, strict=True)]
         into.worst = [max(a, b) for a, b in zip(into.worst, other.worst, strict=True)]
