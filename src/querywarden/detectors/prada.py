@@ -73,6 +73,8 @@ _SIGN_CHANGED = 0.25
 _SIGN_EQUAL = 0.9
 _SIGN_TOLERANCE = 0.02
 _SIGN_MINORITY = 0.1
+_SIGN_TOP = (1.0 - _SIGN_TOLERANCE) / (1.0 + _SIGN_TOLERANCE)
+"""Changes this close to the largest can be equal changes (see ``sign_step``)."""
 _MAX_CLASSES = 64
 """Class windows held per principal; labels past this share one window (bounds memory)."""
 _OVERFLOW = "*"
@@ -102,9 +104,10 @@ class _ClassWindow:
         slot = int(d2.argmin())
         return math.sqrt(max(float(d2[slot]) + zz, 0.0)), slot
 
-    def row(self, slot: int) -> _F32:
-        """The stored query in ``slot``."""
-        out: _F32 = self.rows[slot] * np.float32(-0.5)
+    def step_from(self, z: _F32, slot: int) -> _F32:
+        """``z`` minus the stored query in ``slot`` (stored as ``-2 z``)."""
+        out: _F32 = self.rows[slot] * np.float32(0.5)
+        out += z
         return out
 
     def add(self, z: _F32, zz: float, cap: int) -> None:
@@ -228,7 +231,7 @@ class PradaDetector(Detector):
         d, slot = win.nearest(z, zz)
         out: list[Signal] = []
         if self._sign_test and d > 0.0:
-            out = self._step(st, interaction, z, z - win.row(slot))
+            out = self._step(st, interaction, z, win.step_from(z, slot))
         if d <= self._dup_radius:
             return out  # a repeat of a query already seen: neither a new sample nor stored
         win.add(z, zz, self.window)
@@ -389,6 +392,10 @@ def sign_step(query: _F32, step: _F32, quantum: float) -> float:
     value grid (re-encoding noise on integer pixels) is not one, nor is a brightness edit
     (every pixel the same way)."""
     mag = np.abs(step)
+    top = float(mag.max())
+    # the cheap common exit: a natural neighbour's largest change is nearly always alone
+    if top <= _SIGN_ZERO or int(np.count_nonzero(mag >= _SIGN_TOP * top)) < 3:
+        return 0.0
     changed = mag > _SIGN_ZERO
     n_changed = int(np.count_nonzero(changed))
     if n_changed < max(3, _SIGN_CHANGED * step.shape[0]):
