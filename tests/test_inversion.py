@@ -220,6 +220,31 @@ def test_natural_twins_one_after_the_other_are_not_a_sweep(cancer: Victim) -> No
     assert worst(run(det, cancer.stream(np.array(twins), "batch"))) < Severity.MEDIUM
 
 
+def test_records_re_sent_with_a_rounded_field_are_not_a_sweep(cancer: Victim) -> None:
+    """A client that re-sends its records with one field rounded sets the same value on the
+    same record every time: one record, however often, and no two records share the value."""
+    feature = 3
+    rows = []
+    for _ in range(3):
+        for r in cancer.pool[:40]:
+            rounded = r.copy()
+            rounded[feature] = float(f"{r[feature]:.2g}")
+            rows += [r, rounded]
+    det = InversionDetector(profile=cancer.profile)
+    assert worst(run(det, cancer.stream(np.array(rows), "client"))) < Severity.MEDIUM
+
+
+def test_one_pixel_of_many_photos_is_not_a_record_sweep(digits: Victim) -> None:
+    rows = []
+    for photo in digits.pool[:60]:
+        edited = photo.copy()
+        edited[20] = 0.0 if photo[20] else 16.0
+        rows += [photo, edited]
+    det = InversionDetector(profile=digits.profile)
+    signals = run(det, digits.stream(np.array(rows), "photo-app"))
+    assert all(s.evidence["pattern"] != "record_sweeps" for s in signals)
+
+
 def test_signals_on_rises_only_not_every_query(digits: Victim) -> None:
     rows = miface_finite_differences(digits, target=5, steps=10)
     signals = run(InversionDetector(profile=digits.profile), digits.stream(rows, "thief"))

@@ -25,7 +25,12 @@ feature was edited, right after its base, in ``swept_records`` different records
 queries (the same short sweep repeated over many victims' records, e.g. a binary sensitive
 attribute: two values per record). Natural records that happen to differ in one or two
 features (common in one-hot tabular data) rarely arrive one right after the other, which
-is why adjacency is required there.
+is why adjacency is required there; and since a sweep tries the same candidate values on
+every record, a record counts only when its variant moved the feature by at least a
+quarter of its natural standard deviation and set a value another record's variant also
+set (chance twins in a batch differ by values that do not recur; rounded or re-converted
+re-sends barely move). A record re-sent and edited again is one record. Record sweeps are
+a tabular pattern: they are not counted on images.
 
 State is kept per principal, or per actor once the engine has clustered the principal
 into one (``Interaction.actor``); at the merge each key's chains, families and sweeps move
@@ -52,7 +57,7 @@ import numpy as np
 from querywarden.core.atlas import INVERSION
 from querywarden.core.detector import Calibration, Detector, PrincipalStates
 from querywarden.core.profile import ModelProfile
-from querywarden.core.records import Evidence, Interaction, Severity, Signal, Vector
+from querywarden.core.records import Evidence, InputKind, Interaction, Severity, Signal, Vector
 from querywarden.detectors.reference import QuerySpace, reference_rows
 from querywarden.detectors.reference import spacing as natural_spacing
 
@@ -66,6 +71,10 @@ _CHAINS = 4
 _NO_PROJECTION = 1 << 30
 _SORTED_RUN = 32
 """Consecutive queries in one lexicographic direction that make a stream a sorted scan."""
+
+_SWEEP_STEP = 0.25
+"""A record sweep moves the feature by at least this many natural standard deviations: a
+candidate value, not a rounding or unit-conversion difference."""
 
 _CHAIN, _SWEEP, _SWEPT = "confidence_ascent", "feature_sweep", "record_sweeps"
 
@@ -149,7 +158,7 @@ class _State:
         self.serials: list[int] = []  # family serial numbers, so a replaced family is a new one
         self.serial = 0
         self.last_family = 0  # serial of the family the previous distinct query fell in
-        self.swept: dict[int, deque[tuple[int, int, float]]] = {}  # feature -> (family serial, query, value)
+        self.swept: dict[int, deque[tuple[bytes, int, float]]] = {}  # feature -> (base record, query, value)
         self.levels = [0, 0, 0]  # chain, sweep, swept: 0 quiet, 2 medium, 3 high
         self.worst = [0.0, 0.0, 0.0]
 
@@ -192,10 +201,15 @@ class InversionDetector(Detector):
         # per-feature scaling only: a projection would hide which feature a variant edits
         self._space = QuerySpace.from_profile(profile, max_dims=_NO_PROJECTION)
         self._spacing = 1.0
+        self._spread: Vector | None = None
         if self._space is not None:
             rows = reference_rows(profile, self._space)
             self._spacing = spacing if spacing else natural_spacing(rows, self._space.dim)
+            if rows is not None:
+                self._spread = (_SWEEP_STEP * rows.std(axis=0)).astype(np.float32)
         self._states: PrincipalStates[_State] = PrincipalStates(_State, max_principals)
+        # one pixel of many photos is nobody's attribute: record sweeps are a tabular pattern
+        self._records = profile.input_kind is not InputKind.IMAGE
 
     def _edit_limit(self) -> int:
         """How many features a variant may change: fewer on narrow inputs, where natural
@@ -316,12 +330,15 @@ class InversionDetector(Detector):
             return None
         seen.add(key)
         edited: np.ndarray = differs[k].nonzero()[0]
-        for j in edited.tolist() if adjacent else ():
+        base = hashlib.blake2b(st.bases[k].tobytes(), digest_size=8).digest() if adjacent and self._records else b""
+        for j in edited.tolist() if adjacent and self._records else ():
+            if self._spread is not None and abs(float(zf[j] - st.bases[k][j])) < self._spread[j]:
+                continue  # a rounded or re-converted value: the same record, not another candidate
             trail = st.swept.get(j)
             if trail is None:
                 trail = st.swept[j] = deque(maxlen=int(_HIGH_FACTOR * self.swept_records) * 2 + 1)
-            if not any(s == serial for s, _, _ in trail):
-                trail.append((serial, st.queries, float(zf[j])))
+            if not any(b == base for b, _, _ in trail):
+                trail.append((base, st.queries, float(zf[j])))
         st.worst[1] = max(st.worst[1], float(len(seen)))
         st.worst[2] = max(st.worst[2], float(self._swept_count(st)))
         return edited
@@ -346,21 +363,25 @@ class InversionDetector(Detector):
         st.last_family = st.serial
 
     def _swept_count(self, st: _State) -> int:
-        """The most distinct families that set one same feature to a value another of them set, within the window.
+        """The most distinct records whose one same feature was set to a value another of them got, within the window.
 
         A sweep tries the same candidate values on every record (a binary attribute's two
         values, a report's grid); natural records that happen to differ in one feature, and
-        re-sent records with jittered numbers, differ by values that rarely recur.
+        re-sent records with jittered numbers, differ by values that rarely recur. A record
+        re-sent and edited again is one record.
         """
         recent = st.queries - _SWEPT_WINDOW
         best = 0
         for trail in st.swept.values():
-            values = [v for _, q, v in trail if q > recent]
-            if len(values) > best:
-                counts: dict[float, int] = {}
-                for v in values:
-                    counts[v] = counts.get(v, 0) + 1
-                best = max(best, sum(n for n in counts.values() if n > 1))
+            bases_of: dict[float, set[bytes]] = {}
+            for b, q, v in trail:
+                if q > recent:
+                    bases_of.setdefault(v, set()).add(b)
+            shared: set[bytes] = set()
+            for bases in bases_of.values():
+                if len(bases) > 1:
+                    shared |= bases
+            best = max(best, len(shared))
         return best
 
     # -- actors -------------------------------------------------------------------------
@@ -401,7 +422,7 @@ class InversionDetector(Detector):
             held = into.swept.get(feature)
             if held is None:
                 held = into.swept[feature] = deque(maxlen=trail.maxlen)
-            held.extend((s + serial, q + shift, v) for s, q, v in trail)
+            held.extend((b, q + shift, v) for b, q, v in trail)
         into.serial += other.serial
         into.levels = [max(a, b) for a, b in zip(into.levels, other.levels, strict=True)]
         into.worst = [max(a, b) for a, b in zip(into.worst, other.worst, strict=True)]
