@@ -16,7 +16,8 @@ from sklearn.neural_network import MLPClassifier
 
 from querywarden.core.profile import ModelProfile
 from querywarden.core.records import InputKind, Interaction, Output, Severity, Signal
-from querywarden.detectors.prada import PradaDetector, sign_step, value_quantum
+from querywarden.detectors.prada import PradaDetector
+from querywarden.detectors.sign_steps import StepUnits, sign_step, value_quantum
 
 Victim = tuple[ModelProfile, MLPClassifier, np.ndarray]
 
@@ -147,20 +148,37 @@ def test_what_if_edits_of_tabular_records_make_no_sign_steps() -> None:
 
 
 def test_sign_step_reads_equal_moves_both_ways_and_tolerates_clipping() -> None:
+    units = StepUnits(np.ones(20))
     query = np.full(20, 0.5, dtype=np.float32)
     step = np.where(np.arange(20) % 2 == 0, 0.1, -0.1).astype(np.float32)
-    assert sign_step(query, step, 0.0) == pytest.approx(0.1)
+    assert sign_step(query, step, 0.0, units) == (pytest.approx(0.1), "range")
     clipped_query, clipped_step = query.copy(), step.copy()
     clipped_query[:4], clipped_step[:4] = 1.0, 0.03  # clipped at the top: moved less
-    assert sign_step(clipped_query, clipped_step, 0.0) == pytest.approx(0.1)
+    assert sign_step(clipped_query, clipped_step, 0.0, units) == (pytest.approx(0.1), "range")
     larger = step.copy()
     larger[0] = 0.3  # one feature moved more than the common step: not a sign step
-    assert sign_step(query, larger, 0.0) == 0.0
-    assert sign_step(query, np.abs(step), 0.0) == 0.0  # every feature the same way: a brightness edit
-    assert sign_step(query, step, 0.1) == 0.0  # one quantum of the value grid: re-encoding noise
+    assert sign_step(query, larger, 0.0, units) is None
+    assert sign_step(query, np.abs(step), 0.0, units) is None  # every feature the same way: a brightness edit
+    assert sign_step(query, step, 0.1, units) is None  # one step of the value grid: re-encoding noise
     few = np.zeros(20, dtype=np.float32)
     few[:3] = [0.1, -0.1, 0.1]
-    assert sign_step(query, few, 0.0) == 0.0  # three features of twenty: a what-if edit
+    assert sign_step(query, few, 0.0, units) is None  # three features of twenty: a what-if edit
+
+
+def test_steps_in_raw_units_are_sign_steps_too() -> None:
+    """An attacker stepping lambda in the API's own units moves each feature by a different
+    share of its range: the same steps, in other units."""
+    rng = np.random.default_rng(8)
+    width = rng.uniform(1.0, 100.0, size=20)  # feature ranges
+    units = StepUnits(width)
+    assert units.names == ("range", "raw")
+    query = np.full(20, 0.5, dtype=np.float32)
+    signs = np.where(np.arange(20) % 3 == 0, 1.0, -1.0)
+    raw = (0.5 * signs / width).astype(np.float32)  # 0.5 raw units each, in range units
+    assert sign_step(query, raw, 0.0, units) == (pytest.approx(float(np.median(0.5 / width))), "raw")
+    natural = (rng.normal(size=20) * 0.1).astype(np.float32)
+    assert sign_step(query, natural, 0.0, units) is None
+    assert StepUnits(np.full(20, 16.0)).names == ("range",)  # raw units are range units here
 
 
 def test_value_quantum_is_the_grid_of_the_reference() -> None:
@@ -172,7 +190,7 @@ def test_value_quantum_is_the_grid_of_the_reference() -> None:
 def test_the_count_is_off_for_projected_inputs_and_pooled_at_a_merge(digits: Victim) -> None:
     profile, model, pool = digits
     wide = ModelProfile(id="w", n_features=64, ranges=tuple((0.0, 16.0) for _ in range(64)))
-    assert not PradaDetector(profile=wide, max_dims=32)._sign_test
+    assert PradaDetector(profile=wide, max_dims=32)._units is None
     seeds = pool[np.random.default_rng(6).choice(len(pool), size=10, replace=False)]
     attack = _augment(model, seeds, 2, 0.05, np.zeros(64), np.full(64, 16.0))
     det = PradaDetector(profile=profile)

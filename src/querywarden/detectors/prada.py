@@ -59,6 +59,7 @@ from querywarden.core.detector import Calibration, Detector, PrincipalStates
 from querywarden.core.profile import ModelProfile
 from querywarden.core.records import Interaction, Severity, Signal
 from querywarden.detectors.reference import QuerySpace, reference_rows, spacing
+from querywarden.detectors.sign_steps import ZERO, StepUnits, sign_step, value_quantum
 from querywarden.errors import DetectorError
 
 _F32 = npt.NDArray[np.float32]
@@ -67,14 +68,6 @@ _DELTA_CEILING = 0.8
 """The shipped ``delta``: calibration never sets a stricter one."""
 _SIGN_STEPS_FLOOR = 8
 """The shipped ``sign_steps``: calibration never sets a stricter one."""
-_SIGN_ZERO = 1e-6
-"""Changes smaller than this (in range units) are no change: float32 storage noise."""
-_SIGN_CHANGED = 0.25
-_SIGN_EQUAL = 0.9
-_SIGN_TOLERANCE = 0.02
-_SIGN_MINORITY = 0.1
-_SIGN_TOP = (1.0 - _SIGN_TOLERANCE) / (1.0 + _SIGN_TOLERANCE)
-"""Changes this close to the largest can be equal changes (see ``sign_step``)."""
 _MAX_CLASSES = 64
 """Class windows held per principal; labels past this share one window (bounds memory)."""
 _OVERFLOW = "*"
@@ -159,6 +152,8 @@ class PradaDetector(Detector):
     technique = EXTRACTION
     description = "non-normal distribution of each principal's nearest-earlier-query distances per class"
     needs = frozenset({"features"})
+    _units: StepUnits | None = None  # a snapshot from before the sign-step count restores without it
+    _quantum = 0.0
 
     def __init__(
         self,
@@ -205,7 +200,8 @@ class PradaDetector(Detector):
         self._reference_w = self._benign_w(rows) if rows is not None else None
         self._delta = delta if self._reference_w is None else min(delta, self._reference_w - reference_margin)
         # the sign-step test reads single features: off when wide inputs are projected
-        self._sign_test = self._space is not None and self._space.projection is None
+        space = self._space
+        self._units = StepUnits(1.0 / space.scale) if space is not None and space.projection is None else None
         self._quantum = value_quantum(rows) if rows is not None else 0.0
         self._states: PrincipalStates[_State] = PrincipalStates(_State, max_principals)
 
@@ -230,7 +226,7 @@ class PradaDetector(Detector):
             return []
         d, slot = win.nearest(z, zz)
         out: list[Signal] = []
-        if self._sign_test and d > 0.0:
+        if self._units is not None and d > 0.0:
             out = self._step(st, interaction, z, win.step_from(z, slot))
         if d <= self._dup_radius:
             return out  # a repeat of a query already seen: neither a new sample nor stored
@@ -244,14 +240,15 @@ class PradaDetector(Detector):
 
     def _step(self, st: _State, interaction: Interaction, query: _F32, step: _F32) -> list[Signal]:
         """Count a sign step (see ``sign_step``); ``medium`` once ``sign_steps`` are counted."""
-        size = sign_step(query, step, self._quantum)
-        if size == 0.0:
+        assert self._units is not None
+        found = sign_step(query, step, self._quantum, self._units)
+        if found is None:
             return []
         st.sign_steps += 1
         if st.sign_steps < self.sign_steps or st.level >= Severity.MEDIUM:
             return []
         st.level = Severity.MEDIUM
-        changed = int(np.count_nonzero(np.abs(step) > _SIGN_ZERO))
+        changed = int(np.count_nonzero(np.abs(step) > ZERO))
         return [
             self.signal(
                 interaction,
@@ -261,7 +258,8 @@ class PradaDetector(Detector):
                     "pattern": "sign_steps",
                     "sign_steps": st.sign_steps,
                     "threshold": self.sign_steps,
-                    "step_share_of_range": round(size, 4),
+                    "step_share_of_range": round(found[0], 4),
+                    "step_units": found[1],
                     "features_changed": changed,
                     "features": int(step.shape[0]),
                 },
@@ -377,53 +375,6 @@ class PradaDetector(Detector):
             # sign steps, never tighten it past the shipped default
             "sign_steps": Calibration(values=steps, alarm_above=True, floor=float(_SIGN_STEPS_FLOOR)),
         }
-
-
-def sign_step(query: _F32, step: _F32, quantum: float) -> float:
-    """The step's size (a share of the feature range) when it is a sign step, else 0.
-
-    A sign step is what Jacobian-based augmentation sends: ``query`` (in range units) differs
-    from an earlier query by ``step``, the same amount in nearly every feature it changes, in
-    both directions (``x + lambda * sign(gradient)``, clipped at the input box). It changes at
-    least ``_SIGN_CHANGED`` of the features; of those it leaves strictly inside the box, at
-    least ``_SIGN_EQUAL`` change by the largest amount (within ``_SIGN_TOLERANCE``), with at
-    least ``_SIGN_MINORITY`` of them moving each way; features it leaves on the box's edge
-    were clipped and change less, never more. A step of one ``quantum`` of the data's own
-    value grid (re-encoding noise on integer pixels) is not one, nor is a brightness edit
-    (every pixel the same way)."""
-    mag = np.abs(step)
-    top = float(mag.max())
-    # the cheap common exit: a natural neighbour's largest change is nearly always alone
-    if top <= _SIGN_ZERO or int(np.count_nonzero(mag >= _SIGN_TOP * top)) < 3:
-        return 0.0
-    changed = mag > _SIGN_ZERO
-    n_changed = int(np.count_nonzero(changed))
-    if n_changed < max(3, _SIGN_CHANGED * step.shape[0]):
-        return 0.0
-    inside = changed & (query > _SIGN_ZERO) & (query < 1.0 - _SIGN_ZERO)
-    n_inside = int(np.count_nonzero(inside))
-    if n_inside < 3:
-        return 0.0
-    size = float(mag[inside].max())
-    if abs(size - quantum) <= _SIGN_TOLERANCE * size or float(mag.max()) > (1.0 + _SIGN_TOLERANCE) * size:
-        return 0.0
-    equal = inside & (mag >= (1.0 - _SIGN_TOLERANCE) * size)
-    n_equal = int(np.count_nonzero(equal))
-    if n_equal < _SIGN_EQUAL * n_inside:
-        return 0.0
-    up = int(np.count_nonzero(step[equal] > 0))
-    return size if min(up, n_equal - up) >= _SIGN_MINORITY * n_equal else 0.0
-
-
-def value_quantum(rows: npt.NDArray[np.float64]) -> float:
-    """The typical smallest gap between distinct values of one feature in benign ``rows``
-    (range units): 1/16 for digits' integer pixels, near zero for measured quantities."""
-    gaps = []
-    for column in rows.T:
-        values = np.unique(column)
-        if values.shape[0] > 1:
-            gaps.append(float(np.diff(values).min()))
-    return float(np.median(gaps)) if gaps else 0.0
 
 
 def _predicted_class(interaction: Interaction) -> int | str | None:
