@@ -29,10 +29,16 @@ Windows are kept per principal, or per actor once the engine has clustered the p
 into one (``Interaction.actor``), so the keys of one Sybil attacker share a window; at the
 merge each key's window and boundary centres move to the actor's (``merge``).
 
-Technique: AML.T0043 (crafting adversarial data). When the boundary events cluster around
-``membership_centres`` or more distinct centres (each with at least ``min_centre_events``
-events, centres ``centre_fraction`` of the spacing wide), the principal is probing the
-boundary around several candidate records: label-only membership inference (AML.T0024.000).
+Technique: AML.T0043 (crafting adversarial data), or label-only membership inference
+(AML.T0024.000) when the walks start from the records of a candidate list (see
+``walk_naming``): with ``training_digests`` in the profile, a principal that queried at
+least ``member_records`` distinct exact training rows; without them, boundary events
+clustered around ``membership_centres`` or more distinct centres (each with at least
+``min_centre_events`` events, centres ``centre_fraction`` of the spacing wide). A single
+evasion walk also lingers at several such centres on its way from its random start to its
+target, so with digests the centres alone name nothing. The runner-up is in the evidence,
+and a principal first named one way is signalled again under the other when its evidence
+changes.
 
 Severities: ``medium`` when surprise >= ``surprise``, share >= ``min_share`` and at least
 ``min_queries`` queries; ``high`` when a full window holds at least ``high_share``.
@@ -51,12 +57,19 @@ import math
 import numpy as np
 import numpy.typing as npt
 
-from querywarden.core.atlas import ADVERSARIAL, MEMBERSHIP
+from querywarden.core.atlas import ADVERSARIAL
 from querywarden.core.detector import Calibration, Detector, PrincipalStates
-from querywarden.core.profile import ModelProfile
+from querywarden.core.profile import ModelProfile, row_digest
 from querywarden.core.records import Interaction, Output, Severity, Signal, Vector
 from querywarden.detectors.event_window import fold_events, push_event, share_calibration
 from querywarden.detectors.reference import QuerySpace, binomial_surprise, reference_rows, spacing
+from querywarden.detectors.walk_naming import (
+    MEMBER_RECORDS,
+    is_training_row,
+    remember,
+    training_digests,
+    walk_technique,
+)
 from querywarden.errors import DetectorError
 
 _HALVE_AT = 1_000_000.0
@@ -85,6 +98,7 @@ class _State:
         "learned",
         "level",
         "level_by_technique",
+        "members",
         "n",
         "pos",
         "recent_inputs",
@@ -106,7 +120,8 @@ class _State:
         self.level_by_technique: dict[str, Severity] = {}
         self.worst_surprise = 0.0
         self.worst_share = 0.0
-        self.recent_inputs: dict[bytes, None] = {}
+        self.recent_inputs: dict[int, None] = {}
+        self.members: tuple[int, ...] = ()  # distinct exact training rows queried
 
 
 class BoundaryDetector(Detector):
@@ -135,6 +150,7 @@ class BoundaryDetector(Detector):
         centre_fraction: float = 1.5,
         min_centre_events: int = 8,
         membership_centres: int = 3,
+        member_records: int = MEMBER_RECORDS,
         max_centres: int = 32,
         max_dims: int = 64,
         max_principals: int = 100_000,
@@ -150,9 +166,10 @@ class BoundaryDetector(Detector):
             raise DetectorError("boundary: min_queries <= recent <= window")
         if not 0 < min_flip_share <= 1 or not 0 < prior_flip_rate < 1:
             raise DetectorError("boundary: 0 < min_flip_share <= 1 and 0 < prior_flip_rate < 1")
-        if membership_centres < 2 or max_centres < membership_centres or min_centre_events < 1:
+        if membership_centres < 2 or max_centres < membership_centres or min_centre_events < 1 or member_records < 1:
             raise DetectorError(
                 "boundary: membership_centres >= 2, max_centres >= membership_centres, min_centre_events >= 1"
+                " and member_records >= 1"
             )
         self.margin = margin
         self.surprise = surprise
@@ -170,6 +187,7 @@ class BoundaryDetector(Detector):
         self.centre_fraction = centre_fraction
         self.min_centre_events = min_centre_events
         self.membership_centres = membership_centres
+        self.member_records = member_records
         self.max_centres = max_centres
         self.max_dims = max_dims
         self.max_principals = max_principals
@@ -196,7 +214,15 @@ class BoundaryDetector(Detector):
         low = _margin(out)
         z: Vector | None = None
         st = self._states.get(interaction.actor or interaction.principal)
-        if _repeated(st, interaction.features):
+        digests = training_digests(self.profile)
+        x = interaction.features
+        if x is not None and digests is not None:
+            key = row_digest(x)
+            if _repeated(st, key):
+                return []
+            if is_training_row(digests, key):
+                st.members = remember(st.members, key)
+        elif x is not None and _repeated(st, _raw_key(x)):
             return []
         if low is not None:
             kind = _PROBS
@@ -246,7 +272,12 @@ class BoundaryDetector(Detector):
         full_share = st.count / st.n  # high needs a whole window of it, not a recent burst
         level = Severity.HIGH if st.n >= self.window and full_share >= high_share else Severity.MEDIUM
         centres = self._distinct_centres(st)
-        technique = MEMBERSHIP if centres >= self.membership_centres else ADVERSARIAL
+        technique, runner_up = walk_technique(
+            len(st.members),
+            digests=digests is not None,
+            many_sites=centres >= self.membership_centres,
+            member_records=self.member_records,
+        )
         level = max(level, st.level)
         if st.level_by_technique.get(technique, Severity.INFO) >= level:
             return []
@@ -267,6 +298,8 @@ class BoundaryDetector(Detector):
                     "surprise": round(surprise, 2),
                     "output": "probabilities" if kind == _PROBS else "labels",
                     "distinct_centres": centres,
+                    "training_records": len(st.members) if digests is not None else None,
+                    "runner_up": runner_up,
                 },
             )
         ]
@@ -283,6 +316,8 @@ class BoundaryDetector(Detector):
                     self._add_centre(into, z, n)
         if into.last_z is None:
             into.last_z, into.last_label = other.last_z, other.last_label
+        for key in other.members:
+            into.members = remember(into.members, key)
         into.learned = max(into.learned, other.learned)
         into.level = max(into.level, other.level)
         for technique, level in other.level_by_technique.items():
@@ -359,16 +394,19 @@ def _margin(out: Output) -> float | None:
     return top1 - max(top2, min(missing, top1))
 
 
-def _repeated(st: _State, x: Vector | None) -> bool:
-    """True when ``x`` repeats one of the principal's last distinct inputs; remembers it otherwise.
+def _raw_key(x: Vector) -> int:
+    """A 64-bit hash of the input's raw bytes (repeats are exact copies)."""
+    return int.from_bytes(hashlib.blake2b(np.ascontiguousarray(x).tobytes(), digest_size=8).digest(), "little")
+
+
+def _repeated(st: _State, key: int) -> bool:
+    """True when ``key`` repeats one of the principal's last distinct inputs; remembers it otherwise.
 
     A repeat tells the caller nothing it was not told (a monitoring probe sending one
     borderline record every minute, a retry), so it is neither a boundary event nor a query
-    that dilutes one: a walk must keep sending new points.
+    that dilutes one: a walk must keep sending new points. With training digests the key is
+    the input's ``row_digest``, which also looks it up among the training rows.
     """
-    if x is None:
-        return False
-    key = hashlib.blake2b(np.ascontiguousarray(x).tobytes(), digest_size=8).digest()
     seen = st.recent_inputs
     if key in seen:
         return True

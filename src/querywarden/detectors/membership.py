@@ -26,6 +26,15 @@ across principals not flagged.
 
 ``medium`` is the crossing, ``high`` four times past it. One signal per rise of level.
 
+Probe clusters at distinct places are not proof of many candidates: one HopSkipJump or
+Boundary walk (evasion) lingers at several places more than a natural spacing apart on its
+way from its random start to its target. So when the profile carries ``training_digests``,
+filled probe clusters are named membership inference only once the principal has queried
+``member_records`` distinct exact training rows (its candidate list), and decision-boundary
+probing (AML.T0043) before that, with the other named as runner-up in the evidence; a
+principal named one way is signalled again under the other when its evidence changes (see
+``walk_naming``). Without digests they are named membership inference.
+
 State is kept per principal, or per actor once the engine has clustered the principal
 into one (``Interaction.actor``); at the merge each key's clusters and training hits move
 to the actor's (``merge``), so candidates probed from many keys add up.
@@ -52,6 +61,7 @@ from querywarden.core.records import Evidence, Interaction, Severity, Signal, Ve
 from querywarden.detectors.inversion import SortedScan
 from querywarden.detectors.reference import QuerySpace, reference_rows
 from querywarden.detectors.reference import spacing as natural_spacing
+from querywarden.detectors.walk_naming import MEMBER_RECORDS, remember, walk_technique
 
 _HIGH_FACTOR = 4.0
 _PROBE_WINDOW = 4096
@@ -69,6 +79,8 @@ class _State:
         "filled",
         "hits",
         "levels",
+        "members",
+        "named",
         "pooled",
         "queries",
         "scan",
@@ -87,6 +99,8 @@ class _State:
         self.filled: deque[tuple[int, np.ndarray]] = deque()  # (query index, centre) of filled clusters
         self.digest_queries = 0
         self.hits = 0
+        self.members: tuple[int, ...] = ()  # distinct exact training rows queried
+        self.named = ""  # technique the probe clusters were last signalled under
         self.pooled = [0, 0]  # what this principal added to the population counts
         self.levels = [0, 0]  # probes, members: 0 quiet, 2 medium, 3 high
         self.worst = [0.0, 0.0]
@@ -109,14 +123,17 @@ class MembershipDetector(Detector):
         member_hits: int = 20,
         member_share: float = 0.3,
         benign_factor: float = 10.0,
+        member_records: int = MEMBER_RECORDS,
         spacing: float | None = None,
         max_principals: int = 100_000,
     ) -> None:
         super().__init__(profile=profile)
         if cluster_ratio <= 0 or cluster_size < 2 or probed_records < 1 or clusters < 1:
             raise ValueError("membership: cluster_ratio > 0, cluster_size >= 2, probed_records >= 1, clusters >= 1")
-        if member_hits < 1 or not 0 < member_share <= 1 or benign_factor < 1:
-            raise ValueError("membership: member_hits >= 1, 0 < member_share <= 1 and benign_factor >= 1")
+        if member_hits < 1 or not 0 < member_share <= 1 or benign_factor < 1 or member_records < 1:
+            raise ValueError(
+                "membership: member_hits >= 1, 0 < member_share <= 1, benign_factor >= 1 and member_records >= 1"
+            )
         self.cluster_ratio = cluster_ratio
         self.cluster_size = cluster_size
         self.probed_records = probed_records
@@ -124,6 +141,7 @@ class MembershipDetector(Detector):
         self.member_hits = member_hits
         self.member_share = member_share
         self.benign_factor = benign_factor
+        self.member_records = member_records
         self.spacing = spacing
         self.max_principals = max_principals
         self._space = QuerySpace.from_profile(profile)
@@ -209,6 +227,8 @@ class MembershipDetector(Detector):
         hit = i < len(digests) and int(digests[i]) == key
         st.digest_queries += 1
         st.hits += hit
+        if hit:
+            st.members = remember(st.members, key)
         if st.levels[1] == 0 and st.levels[0] == 0:
             self._population[0] += 1
             self._population[1] += hit
@@ -263,6 +283,8 @@ class MembershipDetector(Detector):
             into.filled = deque(ordered[-int(_HIGH_FACTOR * self.probed_records) :])
         into.digest_queries += other.digest_queries
         into.hits += other.hits
+        for member in other.members:
+            into.members = remember(into.members, member)
         into.pooled = [a + b for a, b in zip(into.pooled, other.pooled, strict=True)]
         into.levels = [max(a, b) for a, b in zip(into.levels, other.levels, strict=True)]
         into.worst = [max(a, b) for a, b in zip(into.worst, other.worst, strict=True)]
@@ -277,11 +299,22 @@ class MembershipDetector(Detector):
         if st.hits >= self.member_hits and share >= share_bar:
             high = st.hits >= _HIGH_FACTOR * self.member_hits and share >= min(1.0, 2 * share_bar)
             members_level = int(Severity.HIGH if high else Severity.MEDIUM)
+        has_digests = self._digests is not None
+        technique, runner_up = walk_technique(
+            len(st.members), digests=has_digests, many_sites=True, member_records=self.member_records
+        )
+        renamed = probes_level > 0 and probes_level == st.levels[0] and technique != st.named
         rises = [(lvl, i) for i, lvl in enumerate((probes_level, members_level)) if lvl > st.levels[i]]
+        if renamed:
+            rises.append((probes_level, 0))  # the same clusters, now with the evidence of the other technique
         st.levels = [max(st.levels[0], probes_level), max(st.levels[1], members_level)]
         if not rises:
             return []
         level, pattern = max(rises)
+        if pattern == 0:
+            st.named = technique
+        else:
+            technique, runner_up = MEMBERSHIP, ""
         evidence: Evidence = {
             "pattern": (_PROBES, _MEMBERS)[pattern],
             "queries": st.queries,
@@ -290,16 +323,19 @@ class MembershipDetector(Detector):
             "probed_records_threshold": self.probed_records,
             "cluster_radius": round(self.cluster_ratio * self._spacing, 6),
         }
-        if self._digests is not None:
+        if has_digests:
             evidence.update(
                 training_hits=st.hits,
+                training_records=len(st.members),
                 training_share=round(share, 4),
                 share_threshold=round(share_bar, 4),
                 benign_share=round(self.benign_share(st), 6),
             )
+        if runner_up:
+            evidence["runner_up"] = runner_up
         ratio = probed / self.probed_records if pattern == 0 else st.hits / self.member_hits
         score = min(1.0, 0.5 + 0.1 * math.log2(1.0 + ratio))
-        return [self.signal(interaction, score=score, severity=Severity(level), evidence=evidence)]
+        return [self.signal(interaction, score=score, severity=Severity(level), evidence=evidence, technique=technique)]
 
     # -- contract -----------------------------------------------------------------------
     def state_size(self) -> int:

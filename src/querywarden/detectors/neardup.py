@@ -37,8 +37,13 @@ features more than one quantisation bin outside their range) is extraction (AML.
 functionally-equivalent extraction walks far off the data, wherever the network's kinks
 are; evasion and inversion must end in a valid input, so their walks stay in the box); a
 chain whose outputs settle on one class with rising confidence is model inversion
-(AML.T0024.001); anything else is decision-boundary probing (AML.T0043). Exact repeats
-name nothing: line searches re-ask points, and so do finite-difference optimisers.
+(AML.T0024.001); anything else is a boundary walk, named by ``walk_naming``: label-only
+membership inference (AML.T0024.000) when the profile carries ``training_digests`` and the
+principal queried at least ``member_records`` distinct exact training rows (a candidate
+list), decision-boundary probing (AML.T0043) otherwise, with the runner-up in the
+evidence; a walker named AML.T0043 that goes on to query its third training row is
+signalled again as membership inference. Exact repeats name nothing: line searches re-ask
+points, and so do finite-difference optimisers.
 
 Blind spots: adaptive attacks that use the block as an oracle and resample until they
 pass (OARS), query blinding (random transforms large enough to change most windows), and
@@ -53,11 +58,18 @@ from collections import deque
 
 import numpy as np
 
-from querywarden.core.atlas import ADVERSARIAL, EXTRACTION, INVERSION
+from querywarden.core.atlas import ADVERSARIAL, EXTRACTION, INVERSION, MEMBERSHIP
 from querywarden.core.detector import Calibration, Detector, PrincipalStates
-from querywarden.core.profile import ModelProfile
+from querywarden.core.profile import ModelProfile, row_digest
 from querywarden.core.records import Evidence, InputKind, Interaction, Severity, Signal, Vector
 from querywarden.detectors.fingerprint_index import Fingerprinter, FingerprintIndex, Matches, stable_hash
+from querywarden.detectors.walk_naming import (
+    MEMBER_RECORDS,
+    is_training_row,
+    remember,
+    training_digests,
+    walk_technique,
+)
 from querywarden.errors import DetectorError
 
 _MAX_RELATED = 8
@@ -85,6 +97,7 @@ class _Chains:
         "level",
         "links",
         "long",
+        "members",
         "near",
         "outside",
         "peak",
@@ -106,6 +119,7 @@ class _Chains:
         self.long = 0
         self.last: tuple[int, ...] = ()
         self.technique = ""
+        self.members: tuple[int, ...] = ()  # distinct exact training rows among its fresh queries
         self.chains: dict[int, list[int]] | None = None
         self.recent: deque[tuple[int, float, float]] | None = None
         self.links: dict[int, int] | None = None
@@ -178,6 +192,7 @@ class NearDuplicateDetector(Detector):
         max_link_emits: int = 8,
         max_principals: int = 100_000,
         scale_warmup: int = 256,
+        member_records: int = MEMBER_RECORDS,
     ) -> None:
         super().__init__(profile=profile)
         if not 1 <= min_shared <= top_s or not 1 <= link_shared <= top_s:
@@ -186,6 +201,8 @@ class NearDuplicateDetector(Detector):
             raise ValueError("neardup: 1 <= min_hits <= high_hits is required")
         if levels < 1 or window < 1 or max_queries < 1 or table_factor <= 0 or hits_window < 1 or link_weight < 0:
             raise ValueError("neardup: levels, window, max_queries, table_factor and hits_window must be positive")
+        if member_records < 1:
+            raise ValueError("neardup: member_records >= 1 is required")
         self.salt = salt
         self.levels = levels
         self.window = window
@@ -203,6 +220,7 @@ class NearDuplicateDetector(Detector):
         self.max_link_emits = max_link_emits
         self.max_principals = max_principals
         self.scale_warmup = scale_warmup
+        self.member_records = member_records
         self._dim = profile.expected_dim()
         self._warm: list[Vector] = []
         self._fp: Fingerprinter | None = (
@@ -298,6 +316,9 @@ class NearDuplicateDetector(Detector):
         st.queries += 1
         if repeat:
             st.repeats += 1
+        renamed = None
+        if not hit and not repeat:
+            renamed = self._fresh_record(x, st, ast)
         n = st.hit(chain, self.hits_window, self.min_hits) if hit else 0
         off_box = hit and fp.outside(x) >= _OFF_BOX_FEATURES
         if hit:
@@ -314,6 +335,8 @@ class NearDuplicateDetector(Detector):
                 if sig is None:
                     sig = self._crossing(interaction, ast, an, "actor")
         related = self._links(st, peers) if peers and _dominant(st, chain) else ()
+        if sig is None:
+            sig = renamed
         if sig is None and not related:
             return []
         if sig is None:
@@ -386,6 +409,8 @@ class NearDuplicateDetector(Detector):
             into.repeats += other.repeats
             into.outside += other.outside
             into.level = max(into.level, other.level)
+            for key in other.members:
+                into.members = remember(into.members, key)
 
     def _remember(self, key: int, principal: str) -> None:
         names = self._names
@@ -426,6 +451,41 @@ class NearDuplicateDetector(Detector):
             return None
         st.level = level
         st.technique = _technique(st.recent, st.outside / max(1, st.near))
+        runner_up = ""
+        if st.technique == ADVERSARIAL:
+            st.technique, runner_up = self._walk_technique(st)
+        return self._report(st, level, n, scope, runner_up)
+
+    def _walk_technique(self, st: _Chains) -> tuple[str, str]:
+        digests = training_digests(self.profile) is not None
+        return walk_technique(len(st.members), digests=digests, many_sites=False, member_records=self.member_records)
+
+    def _fresh_record(
+        self, x: Vector, st: _Chains, ast: _Chains | None
+    ) -> tuple[Severity, float, Evidence, str] | None:
+        """Note a fresh query that is an exact training row; a walker named AML.T0043 whose
+        candidate list this completes is reported again, as membership inference."""
+        digests = training_digests(self.profile)
+        if digests is None:
+            return None
+        key = row_digest(x)
+        if not is_training_row(digests, key):
+            return None
+        out = None
+        for scope, state in (("principal", st), ("actor", ast)):
+            if state is None:
+                continue
+            state.members = remember(state.members, key)
+            if out is None and state.level >= Severity.MEDIUM and state.technique == ADVERSARIAL:
+                technique, runner_up = self._walk_technique(state)
+                if technique == MEMBERSHIP:
+                    state.technique = technique
+                    out = self._report(state, state.level, state.peak, scope, runner_up)
+        return out
+
+    def _report(
+        self, st: _Chains, level: Severity, n: int, scope: str, runner_up: str
+    ) -> tuple[Severity, float, Evidence, str]:
         recent = st.recent or ()
         low_margin = sum(1 for _, _, m in recent if m < 0.2)
         evidence: Evidence = {
@@ -439,6 +499,10 @@ class NearDuplicateDetector(Detector):
             "queries": st.queries,
             "low_margin_share": round(low_margin / len(recent), 3) if recent else None,
         }
+        if runner_up:
+            evidence["runner_up"] = runner_up
+            if training_digests(self.profile) is not None:
+                evidence["training_records"] = len(st.members)
         score = min(1.0, 0.5 + 0.5 * (n - self.min_hits) / max(1, self.high_hits - self.min_hits))
         return level, score, evidence, st.technique
 
