@@ -49,9 +49,13 @@ ledger's job); an attacker who mixes each synthetic input with many natural ones
 the share under ``min_share``; a reference sample that misses a benign sub-population
 (customers from that population look out of distribution: calibrate on benign traffic).
 Per-feature draws (equation solving on each feature's own values, a column-shuffled
-Knockoff pool) reach only ``low``: the traffic is that of a synthetic test set, and on a
-64-feature input with a few redundant features only about a fifth of such draws pass the
-joint threshold, under ``min_share``.
+Knockoff pool) reach only ``low``: every feature natural and the joint broken is also what a
+synthetic test set sends. On a 64-feature input with 34 pure-noise features such draws sit
+as close to the reference as natural records do (median k-th neighbour distance 0.62 of the
+threshold, natural records 0.65), while every one of them passes the joint threshold
+(median 33 times it): the joint count sees them at once, at ``low``. Records drawn from
+another distribution altogether (another generator's clusters) cross the kNN threshold
+84-98% of the time there, so the kNN test is not blunted by the width itself.
 """
 
 from __future__ import annotations
