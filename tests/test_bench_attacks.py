@@ -12,6 +12,7 @@ from querywarden.bench.scenario import (
     AttackRun,
     BenchError,
     QueryBudgetExceeded,
+    QueryRefused,
     attack_names,
     attack_spec,
     run_attack,
@@ -152,6 +153,11 @@ def test_recorder_batches_and_caps() -> None:
         rec.predict_proba(np.zeros((1, 3)))
     with pytest.raises(BenchError, match="logits"):
         rec.predict_scores(victim.x_test[:1])
+    bad = victim.x_test[:1].copy()
+    bad[0, 2] = np.nan
+    with pytest.raises(QueryRefused, match="non-finite"):  # a 400: an attack may try another way
+        rec.predict_proba(bad)
+    assert rec.count == 4
     onehot = rec.predict_onehot(victim.x_test[4])
     assert onehot.sum() == 1.0 and rec.count == 5
 

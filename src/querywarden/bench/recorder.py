@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from querywarden.bench.scenario import BenchError, Matrix, Query, QueryBudgetExceeded, Victim
+from querywarden.bench.scenario import BenchError, Matrix, Query, QueryBudgetExceeded, QueryRefused, Victim
 
 
 class Recorder:
@@ -44,7 +44,7 @@ class Recorder:
             )
         if not np.isfinite(rows).all():
             # a real API answers 400 (the traffic record refuses NaN and infinity): nothing is sent
-            raise BenchError(f"attack on {self.victim.name!r} sent a non-finite feature; the API refuses it")
+            raise QueryRefused(f"attack on {self.victim.name!r} sent a non-finite feature; the API refuses it")
         if len(self.queries) + len(rows) > self.cap:
             raise QueryBudgetExceeded(
                 f"attack on {self.victim.name!r} would send {len(self.queries) + len(rows)} queries, cap is {self.cap}"

@@ -67,6 +67,14 @@ class QueryBudgetExceeded(BenchError):
     """
 
 
+class QueryRefused(BenchError):
+    """An attack sent a request the API refuses (a non-finite feature): nothing was answered.
+
+    An attack may recover (FEE draws another line); one that does not fails, and the run
+    reports it.
+    """
+
+
 @dataclass(frozen=True, eq=False)
 class Victim:
     """A model under attack, trained at bench time from data that ships in a package.

@@ -25,7 +25,16 @@ from sklearn.preprocessing import StandardScaler
 from querywarden.bench.attacks import artbridge
 from querywarden.bench.attacks.scoring import held_out_labels, thief_agreement
 from querywarden.bench.recorder import Recorder
-from querywarden.bench.scenario import AttackRun, BenchError, Matrix, QueryBudgetExceeded, Scale, Scorer, Victim
+from querywarden.bench.scenario import (
+    AttackRun,
+    BenchError,
+    Matrix,
+    QueryBudgetExceeded,
+    QueryRefused,
+    Scale,
+    Scorer,
+    Victim,
+)
 from querywarden.core.atlas import EXTRACTION
 
 
@@ -181,7 +190,8 @@ def fee(victim: Victim, seed: int, scale: Scale, *, delta_0: float = 0.05, fract
     extracted: Any = None
     attempts = 0
     # FEE searches one random line for every neuron's switching point; when a neuron does not
-    # switch along that line it fails, and the attacker draws another line.
+    # switch along that line, or the search overflows to a point the API refuses, it fails,
+    # and the attacker draws another line.
     while extracted is None and attempts < _FEE_ATTEMPTS:
         with artbridge.quiet(), artbridge.seeded(seed * _FEE_ATTEMPTS + attempts):
             attempts += 1
@@ -192,8 +202,8 @@ def fee(victim: Victim, seed: int, scale: Scale, *, delta_0: float = 0.05, fract
                 extracted = attack.extract(victim.attacker_pool[:40], delta_0=delta_0, fraction_true=fraction_true)
             except QueryBudgetExceeded:
                 break
-            except AssertionError:
-                continue
+            except (AssertionError, QueryRefused):
+                continue  # no switching point on this line, or the line search left the reals
     return AttackRun(
         name="fee",
         technique=EXTRACTION,
