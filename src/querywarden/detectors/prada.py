@@ -9,6 +9,18 @@ its parent, so its distances pile up on a spike beside a few natural ones. Every
 ``test_every`` distances, once ``min_distances`` are held, the Shapiro-Wilk statistic W of
 the log distances is computed; W below ``delta`` is the attack pattern.
 
+The same nearest earlier query gives a faster, per-query reading of the augmentation: the
+step from it to the new query. A *sign step* (``sign_steps``) changes a quarter or more of
+the features, nearly all of those by the same amount (as a share of each feature's range or
+in the API's raw units), both ways: ``x + lambda * sign(gradient)``. ``sign_steps`` of them
+raise ``medium``, usually within the first augmentation round, long before the W test has
+its ``min_distances``; steps under the repeat radius count too (a small lambda moves a
+record less than ``dup_fraction`` spacings). Benign edits are not sign steps: a what-if
+user changes a field or two, a brightness edit moves every pixel one way, posterised or
+re-encoded copies move pixels by whole, varying steps of the value grid (a step of exactly
+one grid step is never counted). The test reads single features, so it is off for inputs
+wider than ``max_dims`` (projected).
+
 Repeats (closer than ``dup_fraction`` of the benign nearest-neighbour spacing to an earlier
 query of the class) are neither recorded nor stored: retries, exact duplicates and a what-if
 user nudging one field are the same sample again, not new samples of the distribution.
@@ -33,17 +45,21 @@ into one (``Interaction.actor``). At the merge each key's stored queries and dis
 to the actor (``merge``), so the keys of one Sybil attacker pool everything they sent,
 including what they sent before they were linked.
 
-Severities: ``medium`` when W < ``delta``; ``high`` when it stays below for ``sustained``
-consecutive tests. A signal is emitted only when the level rises.
+Severities: ``medium`` when W < ``delta`` or at ``sign_steps`` sign steps; ``high`` when W
+stays below for ``sustained`` consecutive tests. A signal is emitted only when the level rises.
 
 Blind spots: extraction with natural data (KnockoffNets with in-distribution samples) looks
 natural by construction. Uniformly random queries (Tramer et al.) have near-normal distances
 in high dimension, and line walks in tiny steps (functionally-equivalent extraction) are
 mostly repeats under ``dup_fraction``: both are left to the out-of-distribution detector and
 the near-duplicate index. Augmentation with a linear substitute and large steps (every point
-of a class moved the same way) gives W near 0.9. An adaptive attacker interleaves natural
-queries to dilute the spike, or splits the work over many keys so that each stays under
-``min_distances`` (actor correlation and the global index answer that).
+of a class moved the same way) gives W near 0.9, but its steps are sign steps. Sign steps are
+missed when the attacker steps in units the detector cannot know (standard deviations it
+estimated from its own records), adds noise to each step, steps exactly one grid step of
+integer-valued inputs, or sends a child from another key than its parent before the keys
+are linked. An adaptive attacker interleaves natural queries to dilute the spike, or splits
+the work over many keys so that each stays under ``min_distances`` (actor correlation and
+the global index answer that).
 """
 
 from __future__ import annotations
