@@ -54,6 +54,17 @@ swept the same features over 2 records, and again at 4, within ``burst`` of its 
 is linked with ``sweep_weight`` to the principals that did the same within ``horizon``, and
 with ``onset_weight`` to those that began within ``onset_window`` of it.
 
+*Copy linkage.* Split in two passes, attribute inference sends each record from one key and
+the same record with the sensitive feature set to another value from a second key. A
+principal's first queries at machine pace are looked up in a bounded global index
+(``copy_index``) for another principal's recent query (within ``horizon``) that they repeat
+with one or two features changed. Only the principal's one dominant change (same features,
+same old and new values, by majority vote) counts, and only while it covers at least half
+of its records: natural records of a low-entropy table differ in a field or two now and
+then, in ever different fields. Such a copy is a sweep step of the copying key (linked as
+sweeps are), and a key that copied two (and four) records of one principal that way is
+linked to it with ``sweep_weight``.
+
 A reference of fewer than 8 rows turns behaviour linkage off; under 16 rows no feature is
 taken as whole numbers only, and the off-manifold cut sits at the reference's largest rows.
 
@@ -64,7 +75,8 @@ hours apart (outside ``horizon``); an attacker who gives each key a different sy
 style; keys only about half off-manifold (under ``synthetic_share``, which benign photo
 editors on tiny images also reach); a key that first sends natural seeds and turns
 synthetic only after its checkpoints have seen them; a sweep whose record and changed copy
-go to different keys, or that starts after a key's first 64 queries. At a merge the other
+go to different keys of which one is past its first 64 queries or its first ``burst``
+seconds, or that starts after a key's first 64 queries. At a merge the other
 detectors move each key's state to the actor (``Detector.merge``), so what a key sent
 before it was linked counts for the actor.
 Near-duplicate chains shared by keys are the ``neardup`` detector's link evidence.
@@ -81,6 +93,8 @@ from querywarden.core.atlas import API_ACCESS
 from querywarden.core.detector import Detector, PrincipalStates
 from querywarden.core.profile import ModelProfile
 from querywarden.core.records import Interaction, Severity, Signal
+from querywarden.detectors.copy_index import CopyIndex
+from querywarden.detectors.fingerprint_index import stable_hash
 
 _MAX_PEERS = 64
 _FULL_RATE_QUERIES = 64
@@ -99,9 +113,11 @@ _MIN_GRID_REFERENCE = 16
 
 class _Principal:
     __slots__ = (
+        "base",
         "checkpoints",
         "client",
         "client_raw",
+        "copy_due",
         "first_ts",
         "grid_off",
         "last_ts",
@@ -110,6 +126,9 @@ class _Principal:
         "n",
         "off",
         "onset",
+        "pattern",
+        "pattern_hits",
+        "pattern_votes",
         "prev",
         "queries",
         "records",
@@ -133,6 +152,13 @@ class _Principal:
         self.prev: np.ndarray | None = None  # the last folded input, quantised to 16 bits
         self.repeats = 0  # near-repeats of it since
         self.records = 0  # distinct records folded (not counting edits folded as a sample)
+        self.base = 0  # digest of the last record folded as a new record (what a sweep edits)
+        self.copy_due: list[str] | None = None  # principals whose records this one copied, due a link
+        # the most frequent way this principal changes other principals' records (features,
+        # old values, new values), by majority vote over its young queries, and its matches
+        self.pattern: tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]] | None = None
+        self.pattern_votes = 0
+        self.pattern_hits = 0
         self.client_raw: tuple[str, str] | None = None
         self.client: str | None = None
         self.linked_client: set[str] | None = None
@@ -201,6 +227,7 @@ class LinkageDetector(Detector):
         campaign_keys: int = 4,
         campaign_share: float = 0.25,
         checkpoints: int = 5,
+        copy_capacity: int = 4096,
         novelty: float = 0.25,
         off_quantile: float = 0.99,
         group_size: int = 16,
@@ -217,6 +244,8 @@ class LinkageDetector(Detector):
             raise ValueError("linkage: onset_weight, onset_window, burst >= 0, checkpoints >= 1, 0 <= novelty <= 1")
         if sweep_weight < 0:
             raise ValueError("linkage: sweep_weight >= 0 is required")
+        if copy_capacity < 1:
+            raise ValueError("linkage: copy_capacity >= 1 is required")
         if campaign_weight < 0 or campaign_keys < 1 or not 0 < campaign_share <= synthetic_share:
             raise ValueError("linkage: campaign_weight >= 0, campaign_keys >= 1, 0 < campaign_share <= synthetic_share")
         self.client_weight = client_weight
@@ -233,6 +262,7 @@ class LinkageDetector(Detector):
         self.campaign_keys = campaign_keys
         self.campaign_share = campaign_share
         self.checkpoints = checkpoints
+        self.copy_capacity = copy_capacity
         self.novelty = novelty
         self.off_quantile = off_quantile
         self.group_size = group_size
@@ -245,6 +275,11 @@ class LinkageDetector(Detector):
         self._sweepers: OrderedDict[tuple[str, tuple[int, ...]], tuple[float, float]] = OrderedDict()
         self._reference = self._reference_stats(profile)
         self._ones = np.ones(self._reference[0].shape[0]) if self._reference is not None else np.ones(0)
+        dim = self._ones.shape[0]
+        self._copies = CopyIndex(dim, copy_capacity) if dim >= 3 and sweep_weight > 0 else None
+        self._copy_pairs: OrderedDict[tuple[str, str, tuple[int, ...], tuple[int, ...], tuple[int, ...]], list[int]] = (
+            OrderedDict()
+        )
 
     # -- set-up -------------------------------------------------------------------------
     def _reference_stats(
@@ -301,7 +336,11 @@ class LinkageDetector(Detector):
             return signals
         if st.queries > _FULL_RATE_QUERIES and st.queries % _SAMPLE_EVERY:
             return signals
-        folded = self._fold(st, x)
+        folded = self._fold(st, x, interaction.principal, interaction.ts)
+        if st.copy_due:
+            copied = tuple(dict.fromkeys(st.copy_due))
+            st.copy_due = None
+            signals.append(self._link(interaction, copied, self.sweep_weight, "copy"))
         if st.sweep_due is not None:
             peers, lockstep = self._sweep_peers(interaction.principal, st, st.sweep_due)
             st.sweep_due = None
@@ -375,7 +414,7 @@ class LinkageDetector(Detector):
         return peers
 
     # -- behaviour linkage --------------------------------------------------------------
-    def _fold(self, st: _Principal, x: np.ndarray) -> bool:
+    def _fold(self, st: _Principal, x: np.ndarray, principal: str, ts: float) -> bool:
         """Fold one query into the principal's signature; False if it was not new enough.
 
         Everything is computed on the input scaled to its ranges and clipped to [-1, 2], so
@@ -398,18 +437,24 @@ class LinkageDetector(Detector):
             changed = np.count_nonzero(code != prev)
             if changed == 0:
                 return False
-            # relative to the features either input uses, so one-hot fields count as much as dense ones
-            if (
-                st.queries <= _FULL_RATE_QUERIES
-                and changed < self.novelty * d
-                and changed < self.novelty * np.count_nonzero(code | prev)
-            ):
-                if changed <= _SWEEP_FEATURES and self.sweep_weight > 0:
-                    self._note_sweep(st, np.flatnonzero(code != prev))
-                st.repeats += 1
-                if st.repeats < _SAMPLE_EVERY:
-                    return False
-                st.records -= 1  # folded as a sample of the edits, not as another record
+        young = st.queries <= _FULL_RATE_QUERIES and st.last_ts - st.first_ts <= self.burst
+        if young and self._copies is not None:
+            self._note_copies(st, code, principal, ts)
+        # relative to the features either input uses, so one-hot fields count as much as dense ones
+        if (
+            prev is not None
+            and st.queries <= _FULL_RATE_QUERIES
+            and changed < self.novelty * d
+            and changed < self.novelty * np.count_nonzero(code | prev)
+        ):
+            if changed <= _SWEEP_FEATURES and self.sweep_weight > 0:
+                self._note_sweep(st, np.flatnonzero(code != prev), st.base)
+            st.repeats += 1
+            if st.repeats < _SAMPLE_EVERY:
+                return False
+            st.records -= 1  # folded as a sample of the edits, not as another record
+        elif st.queries <= _FULL_RATE_QUERIES:
+            st.base = stable_hash(code.tobytes())  # a new record: what later sweeps edit
         st.repeats = 0
         st.prev = code
         st.n += 1
@@ -424,8 +469,57 @@ class LinkageDetector(Detector):
         return True
 
     # -- sweep linkage ------------------------------------------------------------------
-    def _note_sweep(self, st: _Principal, edited: np.ndarray) -> None:
-        """Count a sweep step: the last new record sent again with these features changed.
+    def _note_copies(self, st: _Principal, code: np.ndarray, principal: str, ts: float) -> None:
+        """Find the records of other principals this query repeats with one or two features
+        changed (within ``horizon``), then index it.
+
+        A split attribute inference in two passes sends each record from one key and its
+        changed copy from another: the copy is a sweep step of the copying key on those
+        features (the stored record is its base), and a key that copies the same features
+        of the same principal's records, from the same values to the same values (one
+        sensitive value set to another), twice and four times owes that principal a link.
+        Only a principal's first queries, sent at machine pace (within ``burst`` of its
+        first), are searched and indexed. Copies count only in the principal's one dominant
+        way of changing records (the same features, from the same values to the same
+        values), and only while that way covers at least half of its records: on a
+        low-entropy table natural records of two customers often differ in a field or two,
+        but in ever different fields and values, never one change record after record."""
+        copies = self._copies
+        assert copies is not None
+        found_all = copies.find(code, principal, ts - self.horizon)
+        copies.add(code, principal, ts)
+        if not found_all:
+            return
+        ways = sorted({(c.features, c.old, c.new) for c in found_all})
+        if st.pattern in ways:
+            st.pattern_votes += 1
+            st.pattern_hits += 1
+        elif st.pattern_votes <= 1:
+            st.pattern, st.pattern_votes, st.pattern_hits = ways[0], 1, 1
+        else:
+            st.pattern_votes -= 1
+        way = st.pattern
+        if way not in ways or st.pattern_hits * 2 < st.records + 1:
+            return
+        chosen = [c for c in found_all if (c.features, c.old, c.new) == way]
+        self._note_sweep(st, np.asarray(way[0]), chosen[0].base)  # one sweep step per query
+        paired: set[str] = set()
+        for found in chosen:
+            if found.principal in paired:
+                continue
+            paired.add(found.principal)
+            key = (principal, found.principal, *way)
+            bases = self._copy_pairs.pop(key, None) or []
+            if found.base not in bases and len(bases) < _SWEEP_EMITS[-1]:
+                bases.append(found.base)
+                if len(bases) in _SWEEP_EMITS:
+                    st.copy_due = [*(st.copy_due or []), found.principal]
+            self._copy_pairs[key] = bases
+            if len(self._copy_pairs) > self.pool_size * 16:
+                self._copy_pairs.popitem(last=False)
+
+    def _note_sweep(self, st: _Principal, edited: np.ndarray, base: int) -> None:
+        """Count a sweep step: a record (``base``) sent again with these features changed.
 
         Each record counts once per feature set, so a what-if user editing one application
         again and again sweeps one record. A principal that sweeps the same features over
@@ -440,10 +534,10 @@ class LinkageDetector(Detector):
             if len(sweeps) >= _SWEEP_SETS:
                 return
             entry = sweeps[key] = [0, -1]
-        if entry[1] == st.records:
+        if entry[1] == base:
             return
         entry[0] += 1
-        entry[1] = st.records
+        entry[1] = base
         if entry[0] in _SWEEP_EMITS and st.last_ts - st.first_ts <= self.burst:
             st.sweep_due = key
 
