@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sklearn.datasets import load_breast_cancer, load_digits
+from sklearn.datasets import load_breast_cancer, load_digits, load_wine
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -227,6 +227,29 @@ def test_line_walks_far_off_the_input_box_read_as_extraction_without_repeats(can
         assert strong and {s.technique for s in strong} == {expected}
         assert strong[0].evidence["exact_repeats"] == 0
         assert strong[0].evidence["off_box_share"] == (1.0 if expected == EXTRACTION else 0.0)
+
+
+def test_a_small_reference_sample_does_not_make_walks_in_the_valid_range_extraction() -> None:
+    """Without declared ranges the box is a reference sample's span, which falls short of the
+    valid range, the more so the smaller the sample. An evasion walk starts from a uniform
+    draw over the valid range: boundary probing, not extraction (with the sample's bare span
+    nearly all its hits were off the box). Line walks a width or more beyond the range are
+    extraction, on raw features of very different scales (wine: 0.13 to 1,680)."""
+    x, y = load_wine(return_X_y=True)
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(x, y)
+    small = ModelProfile(id="wine", n_features=13, reference=x[::10][:18])
+    lo, hi = x.min(axis=0), x.max(axis=0)
+    rng = np.random.default_rng(13)
+    for where, expected in (("in range", ADVERSARIAL), ("far", EXTRACTION)):
+        det = NearDuplicateDetector(profile=small)
+        rows = []
+        for _ in range(4):
+            start = rng.uniform(lo, hi) if where == "in range" else hi + (1 + rng.random(13)) * (hi - lo)
+            direction = rng.normal(size=13) * (hi - lo) / 400
+            rows.extend(start + k * direction for k in range(40))
+        signals = run(det, interactions(np.array(rows), ["walker"], model))
+        strong = [s for s in signals if s.severity >= Severity.MEDIUM]
+        assert strong and {s.technique for s in strong} == {expected}, (where, strong[0].evidence)
 
 
 def test_tabular_walk_is_caught_and_what_if_users_are_not(cancer: tuple) -> None:

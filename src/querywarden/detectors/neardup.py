@@ -33,7 +33,8 @@ counts are added to the actor's (``merge``), so the actor crosses ``min_hits`` a
 its members together have.
 
 Technique: a chain whose hits mostly lie off the valid input box (a quarter of their
-features more than one quantisation bin outside their range) is extraction (AML.T0024.002:
+features more than one quantisation bin outside their range, and ``_SAMPLE_PAD`` of the
+width further when the range is a sample's span) is extraction (AML.T0024.002:
 functionally-equivalent extraction walks far off the data, wherever the network's kinks
 are; evasion and inversion must end in a valid input, so their walks stay in the box); a
 chain whose outputs settle on one class with rising confidence is model inversion
@@ -80,6 +81,13 @@ _OFF_BOX_FEATURES = 0.25
 """A hit with this share of its features more than one bin outside their range is off the box."""
 _EXTRACTION_OFF_BOX = 0.5
 """Hits off the valid input box, as a share of all hits, that make a chain extraction."""
+_SAMPLE_PAD = 0.25
+"""A valid box taken from a sample's span (the reference, or the first queries) is widened
+by this share of each feature's width on each side: a sample's extremes fall short of the
+valid range, a small one's by far (wine's 18 reference rows span 0.98-4.72 of malic acid's
+0.74-5.8), and an evasion walk's random start may lie anywhere in the valid range. Declared
+ranges are the box itself. Functionally-equivalent extraction walks half a width to two
+widths outside."""
 _LAST_HITS = 3
 
 
@@ -223,6 +231,7 @@ class NearDuplicateDetector(Detector):
         self.member_records = member_records
         self._dim = profile.expected_dim()
         self._warm: list[Vector] = []
+        self._box: tuple[Vector, Vector] | None = None
         self._fp: Fingerprinter | None = (
             self._fingerprinter(self._dim) if self._dim and self._has_scale(self._dim) else None
         )
@@ -263,15 +272,19 @@ class NearDuplicateDetector(Detector):
         ref = self.profile.reference
         if bounds is not None and bounds[0].shape[0] == dim:
             lo, hi = bounds
-        elif ref is not None and ref.ndim == 2 and ref.shape[1] == dim and ref.shape[0] > 0:
+            return self._build_fingerprinter(dim, lo, hi, sampled=False)
+        if ref is not None and ref.ndim == 2 and ref.shape[1] == dim and ref.shape[0] > 0:
             lo, hi = ref.min(axis=0).astype(np.float64), ref.max(axis=0).astype(np.float64)
-        else:
-            raise DetectorError("neardup: no feature scale; _learn_scale should have been used")
-        return self._build_fingerprinter(dim, lo, hi)
+            return self._build_fingerprinter(dim, lo, hi)
+        raise DetectorError("neardup: no feature scale; _learn_scale should have been used")
 
-    def _build_fingerprinter(self, dim: int, lo: Vector, hi: Vector) -> Fingerprinter:
+    def _build_fingerprinter(self, dim: int, lo: Vector, hi: Vector, *, sampled: bool = True) -> Fingerprinter:
+        """The fingerprinter for the feature ranges ``lo``-``hi``; also sets the valid input
+        box, one quantisation bin past them, and ``_SAMPLE_PAD`` wider when they are a sample's span."""
         width = hi - lo
         step = np.where(width > 0, width, 1.0) / self.levels
+        pad = step + (_SAMPLE_PAD * width if sampled else 0.0)
+        self._box = (np.asarray(lo - pad, dtype=np.float64), np.asarray(hi + pad, dtype=np.float64))
         window = self.window
         shape = self.profile.shape
         if self.profile.input_kind is InputKind.IMAGE and shape and len(shape) >= 2:
@@ -320,7 +333,7 @@ class NearDuplicateDetector(Detector):
         if not hit and not repeat:
             renamed = self._fresh_record(x, st, ast)
         n = st.hit(chain, self.hits_window, self.min_hits) if hit else 0
-        off_box = hit and fp.outside(x) >= _OFF_BOX_FEATURES
+        off_box = hit and self._outside(x) >= _OFF_BOX_FEATURES
         if hit:
             st.outside += off_box
             _remember_output(st, interaction)
@@ -455,6 +468,14 @@ class NearDuplicateDetector(Detector):
         if st.technique == ADVERSARIAL:
             st.technique, runner_up = self._walk_technique(st)
         return self._report(st, level, n, scope, runner_up)
+
+    def _outside(self, x: Vector) -> float:
+        """Share of the features outside the valid input box (NaN counts as outside)."""
+        if self._box is None:
+            return 0.0
+        lo, hi = self._box
+        inside = np.count_nonzero((x >= lo) & (x <= hi))
+        return 1.0 - inside / max(1, int(x.shape[0]))
 
     def _walk_technique(self, st: _Chains) -> tuple[str, str]:
         digests = training_digests(self.profile) is not None
