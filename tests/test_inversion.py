@@ -167,7 +167,31 @@ def test_confidence_ascent_chain_alone_catches_random_direction_miface(digits: V
     assert first.evidence["pattern"] == "confidence_ascent"
     assert first.evidence["target_class"] == "3"
     assert first.evidence["confidence_climb"] >= 0.1
+    assert first.technique == "AML.T0024.001" and "runner_up" not in first.evidence
     assert worst(signals) == Severity.HIGH
+
+
+def test_a_binary_search_to_the_boundary_is_named_boundary_probing_not_inversion(cancer: Victim) -> None:
+    """HopSkipJump's binary search from the target's side (ART's, in the held-out benchmark)
+    climbs the other class's confidence record after record up to the boundary, each step
+    half the last; an optimiser's steps keep their length."""
+    model = cancer.model
+    labels = model.predict(cancer.pool)  # type: ignore[attr-defined]
+    det = InversionDetector(profile=cancer.profile, max_edited=0, chain_records=8)
+    rows = []
+    for i in range(3):
+        x0 = cancer.pool[i]
+        far = cancer.pool[int(np.flatnonzero(labels != labels[i])[0])]
+        lo, hi = 0.0, 1.0
+        for _ in range(40):  # where the boundary lies (not sent)
+            t = (lo + hi) / 2
+            lo, hi = (t, hi) if model.predict((x0 + t * (far - x0))[None])[0] == labels[i] else (lo, t)  # type: ignore[attr-defined]
+        rows.append(x0)
+        rows.extend(x0 + (lo - lo / 2**k) * (far - x0) for k in range(1, 21))  # each midpoint on the target's side
+    signals = run(det, cancer.stream(np.array(rows), "prober"))
+    ascents = [s for s in signals if s.evidence["pattern"] == "confidence_ascent"]
+    assert ascents
+    assert all(s.technique == "AML.T0043" and s.evidence["runner_up"] == "AML.T0024.001" for s in ascents)
 
 
 def test_decoys_interleaved_with_the_ascent_do_not_break_the_chain(digits: Victim) -> None:

@@ -10,8 +10,13 @@ inputs), and the target class's confidence keeps setting new highs along the cha
 around a fixed photo sets a new high only about ln(n) times in n queries; an optimiser sets
 one nearly every step. The detector counts, per chain of small steps, the *records* of the
 most-improved class, and alarms when they pass ``chain_records`` with a total climb of at
-least ``min_climb``. Four chains are followed at once per principal, so decoy queries
-interleaved with the optimiser's steps do not break its chain.
+least ``min_climb``. A binary search towards the decision boundary (HopSkipJump, the
+Boundary attack, label-only membership inference) climbs the runner-up class's confidence
+too, but on steps that halve the previous one: a chain whose target class set most of its
+records on such steps is reported as decision-boundary probing (AML.T0043), inversion named
+runner-up. Four
+chains are followed at once per principal, so decoy queries interleaved with the
+optimiser's steps do not break its chain.
 
 **Single-record variants.** Estimating a gradient by finite differences sends batches
 of inputs that each differ from a centre in one coordinate by ±h. Fredrikson-style
@@ -54,7 +59,7 @@ from collections import deque
 
 import numpy as np
 
-from querywarden.core.atlas import INVERSION
+from querywarden.core.atlas import ADVERSARIAL, INVERSION
 from querywarden.core.detector import Calibration, Detector, PrincipalStates
 from querywarden.core.profile import ModelProfile
 from querywarden.core.records import Evidence, InputKind, Interaction, Severity, Signal, Vector
@@ -77,6 +82,10 @@ _SWEEP_STEP = 0.25
 candidate value, not a rounding or unit-conversion difference."""
 
 _CHAIN, _SWEEP, _SWEPT = "confidence_ascent", "feature_sweep", "record_sweeps"
+
+_HALVING = (0.4, 0.6)
+"""A step this share of the chain's previous step is a bisection step; an optimiser's steps
+keep their length (a learning rate) or shrink slowly as the confidence saturates."""
 
 
 class SortedScan:
@@ -118,7 +127,7 @@ class SortedScan:
 class _Chain:
     """One run of small steps: its first answer, each class's best confidence and new highs."""
 
-    __slots__ = ("best", "length", "records", "start", "used")
+    __slots__ = ("best", "halved", "halvings", "last_step", "length", "records", "start", "used")
 
     def __init__(self, p: Vector | None, used: int) -> None:
         self.start = p  # a reference until the chain continues, then a copy
@@ -126,6 +135,15 @@ class _Chain:
         self.records: np.ndarray | None = None
         self.length = 1
         self.used = used
+        self.last_step = 0.0
+        self.halvings = 0  # steps about half the previous one: a binary search
+        self.halved: np.ndarray | None = None  # per class, records set on such steps
+
+    def bisecting(self, target: int) -> bool:
+        """True when the target class set most of its records on steps that halved the previous one."""
+        if self.records is None or self.halved is None or target < 0:
+            return False
+        return 2 * int(self.halved[target]) >= int(self.records[target]) > 0
 
 
 class _State:
@@ -266,6 +284,9 @@ class InversionDetector(Detector):
         st.chain = k
         chain.length += 1
         chain.used = st.queries
+        halving = chain.last_step > 0.0 and _HALVING[0] * chain.last_step <= step <= _HALVING[1] * chain.last_step
+        chain.halvings += halving
+        chain.last_step = step
         if chain.best is None or chain.records is None:
             chain.start = start = start.copy()
             chain.best = start.copy()
@@ -274,6 +295,10 @@ class InversionDetector(Detector):
         if not better.any():
             return False
         chain.records += better
+        if halving:
+            if chain.halved is None:
+                chain.halved = np.zeros(chain.records.shape[0], dtype=np.int64)
+            chain.halved += better
         np.maximum(chain.best, p, out=chain.best)
         return True
 
@@ -467,8 +492,15 @@ class InversionDetector(Detector):
         }
         if edited is not None:
             evidence["features_changed"] = [self._feature_name(int(i)) for i in edited[:8]]
+        technique = INVERSION
+        chain = st.chains[st.chain] if st.chains else None
+        if best_pattern == 0 and chain is not None and chain.bisecting(target):
+            technique = ADVERSARIAL  # a binary search to the boundary, not an ascent
+            evidence.update(runner_up=INVERSION, halving_steps=chain.halvings)
         score = min(1.0, 0.5 + 0.1 * math.log2(1.0 + value / threshold))
-        return [self.signal(interaction, score=score, severity=Severity(best_level), evidence=evidence)]
+        return [
+            self.signal(interaction, score=score, severity=Severity(best_level), evidence=evidence, technique=technique)
+        ]
 
     def _class_name(self, index: int) -> str | int | None:
         if index < 0:
