@@ -474,7 +474,7 @@ class NearDuplicateDetector(Detector):
         if self._box is None:
             return 0.0
         lo, hi = self._box
-        inside = np.count_nonzero((x >= lo) & (x <= hi))
+        inside = int(np.count_nonzero((x >= lo) & (x <= hi)))
         return 1.0 - inside / max(1, int(x.shape[0]))
 
     def _walk_technique(self, st: _Chains) -> tuple[str, str]:
