@@ -250,6 +250,7 @@ def test_a_small_reference_sample_does_not_make_walks_in_the_valid_range_extract
         signals = run(det, interactions(np.array(rows), ["walker"], model))
         strong = [s for s in signals if s.severity >= Severity.MEDIUM]
         assert strong and {s.technique for s in strong} == {expected}, (where, strong[0].evidence)
+        assert type(strong[0].evidence["off_box_share"]) is float  # plain numbers: findings are written as JSON
 
 
 def test_tabular_walk_is_caught_and_what_if_users_are_not(cancer: tuple) -> None:
