@@ -19,8 +19,6 @@ from typing import NamedTuple
 
 import numpy as np
 
-from querywarden.detectors.fingerprint_index import stable_hash
-
 _BANDS = 6
 _PER_KEY = 4
 """Stored inputs remembered under one key (the latest): common band contents cannot flood it
@@ -46,6 +44,7 @@ class _Row(NamedTuple):
     ts: float
     code: np.ndarray
     base: int
+    keys: list[int]
 
 
 class CopyIndex:
@@ -55,10 +54,10 @@ class CopyIndex:
         self.dim = dim
         self.capacity = capacity
         bands = min(_BANDS, dim)
-        self._edges = np.linspace(0, dim, bands + 1).astype(np.int64)
+        self._starts = np.linspace(0, dim, bands + 1).astype(np.int64)[:-1]
         rng = np.random.default_rng(20_260_001)
         self._weights = rng.integers(1, 2**62, size=dim, dtype=np.uint64)
-        self._pairs = list(itertools.combinations(range(bands), 2))
+        self._pairs = [(i, j, i * 8 + j) for i, j in itertools.combinations(range(bands), 2)]
         self._rows: OrderedDict[int, _Row] = OrderedDict()
         self._keys: dict[int, list[int]] = {}
         self._next = 0
@@ -66,23 +65,39 @@ class CopyIndex:
     def __len__(self) -> int:
         return len(self._rows)
 
-    def _band_sums(self, code: np.ndarray) -> list[int]:
-        prods = code.astype(np.uint64) * self._weights
-        return [int(s) for s in np.add.reduceat(prods, self._edges[:-1])]
-
-    def _masked(self, code: np.ndarray) -> list[int]:
-        sums = self._band_sums(code)
+    def _masked(self, code: np.ndarray) -> tuple[int, list[int]]:
+        """The input's digest, and its keys: one per pair of bands left out."""
+        prods = code.astype(np.uint64)
+        prods *= self._weights  # wraps modulo 2**64: the same in every process
+        sums = np.add.reduceat(prods, self._starts).tolist()
         total = sum(sums)
-        # the same in every process (ints do not hash randomly), so a snapshot stays valid
-        return [((total - sums[i] - sums[j]) * 64 + i * 8 + j) & _MASK for i, j in self._pairs]
+        return total & _MASK, [((total - sums[i] - sums[j]) << 6 | ij) & _MASK for i, j, ij in self._pairs]
 
     def find(self, code: np.ndarray, principal: str, since: float) -> list[Copy]:
         """Stored queries of other principals, at or after ``since``, that ``code`` repeats
         with one or two features changed; one per stored query."""
+        return self._find(code, principal, since, self._masked(code)[1])
+
+    def find_and_add(self, code: np.ndarray, principal: str, ts: float, since: float) -> list[Copy]:
+        """``find``, then store the input."""
+        base, keys = self._masked(code)
+        out = self._find(code, principal, since, keys)
+        self._add(code, principal, ts, base, keys)
+        return out
+
+    def add(self, code: np.ndarray, principal: str, ts: float) -> None:
+        base, keys = self._masked(code)
+        self._add(code, principal, ts, base, keys)
+
+    def digest(self, code: np.ndarray) -> int:
+        """The identity the index gives an input (the ``base`` of copies of it)."""
+        return self._masked(code)[0]
+
+    def _find(self, code: np.ndarray, principal: str, since: float, keys: list[int]) -> list[Copy]:
         out: list[Copy] = []
         checked: set[int] = set()
         rows = self._rows
-        for key in self._masked(code):
+        for key in keys:
             for seq in self._keys.get(key, ()):
                 if seq in checked:
                     continue
@@ -97,19 +112,24 @@ class CopyIndex:
                     out.append(Copy(row.principal, row.base, features, old, tuple(code[changed].tolist())))
         return out
 
-    def add(self, code: np.ndarray, principal: str, ts: float) -> None:
+    def _add(self, code: np.ndarray, principal: str, ts: float, base: int, keys: list[int]) -> None:
         seq = self._next
         self._next += 1
-        self._rows[seq] = _Row(principal, ts, code, stable_hash(code.tobytes()))
-        for key in self._masked(code):
-            held = [s for s in self._keys.get(key, ()) if s in self._rows][-(_PER_KEY - 1) :]
-            held.append(seq)
-            self._keys[key] = held
+        self._rows[seq] = _Row(principal, ts, code, base, keys)
+        index = self._keys
+        for key in keys:
+            held = index.get(key)
+            if held is None:
+                index[key] = [seq]
+            else:
+                held.append(seq)
+                if len(held) > _PER_KEY:
+                    del held[0]
         while len(self._rows) > self.capacity:
             old, row = self._rows.popitem(last=False)
-            for key in self._masked(row.code):
-                held = [s for s in self._keys.get(key, ()) if s != old]
-                if held:
-                    self._keys[key] = held
-                else:
-                    self._keys.pop(key, None)
+            for key in row.keys:
+                held = index.get(key)
+                if held is not None and old in held:
+                    held.remove(old)
+                    if not held:
+                        del index[key]

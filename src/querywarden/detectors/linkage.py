@@ -113,7 +113,7 @@ _MIN_GRID_REFERENCE = 16
 
 class _Principal:
     __slots__ = (
-        "base",
+        "base_code",
         "checkpoints",
         "client",
         "client_raw",
@@ -152,7 +152,7 @@ class _Principal:
         self.prev: np.ndarray | None = None  # the last folded input, quantised to 16 bits
         self.repeats = 0  # near-repeats of it since
         self.records = 0  # distinct records folded (not counting edits folded as a sample)
-        self.base = 0  # digest of the last record folded as a new record (what a sweep edits)
+        self.base_code: np.ndarray | None = None  # the last record folded as a new record (what a sweep edits)
         self.copy_due: list[str] | None = None  # principals whose records this one copied, due a link
         # the most frequent way this principal changes other principals' records (features,
         # old values, new values), by majority vote over its young queries, and its matches
@@ -448,13 +448,14 @@ class LinkageDetector(Detector):
             and changed < self.novelty * np.count_nonzero(code | prev)
         ):
             if changed <= _SWEEP_FEATURES and self.sweep_weight > 0:
-                self._note_sweep(st, np.flatnonzero(code != prev), st.base)
+                base = st.base_code if st.base_code is not None else prev
+                self._note_sweep(st, np.flatnonzero(code != prev), self._digest(base))
             st.repeats += 1
             if st.repeats < _SAMPLE_EVERY:
                 return False
             st.records -= 1  # folded as a sample of the edits, not as another record
-        elif st.queries <= _FULL_RATE_QUERIES:
-            st.base = stable_hash(code.tobytes())  # a new record: what later sweeps edit
+        else:  # a new record: what later sweeps edit (none are counted after the first queries)
+            st.base_code = code if st.queries <= _FULL_RATE_QUERIES else None
         st.repeats = 0
         st.prev = code
         st.n += 1
@@ -469,6 +470,10 @@ class LinkageDetector(Detector):
         return True
 
     # -- sweep linkage ------------------------------------------------------------------
+    def _digest(self, code: np.ndarray) -> int:
+        """A record's identity, the same one the copy index gives it."""
+        return self._copies.digest(code) if self._copies is not None else stable_hash(code.tobytes())
+
     def _note_copies(self, st: _Principal, code: np.ndarray, principal: str, ts: float) -> None:
         """Find the records of other principals this query repeats with one or two features
         changed (within ``horizon``), then index it.
@@ -486,8 +491,7 @@ class LinkageDetector(Detector):
         but in ever different fields and values, never one change record after record."""
         copies = self._copies
         assert copies is not None
-        found_all = copies.find(code, principal, ts - self.horizon)
-        copies.add(code, principal, ts)
+        found_all = copies.find_and_add(code, principal, ts, ts - self.horizon)
         if not found_all:
             return
         ways = sorted({(c.features, c.old, c.new) for c in found_all})
