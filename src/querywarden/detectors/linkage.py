@@ -1,7 +1,7 @@
 """Linkage: evidence that several principals are one actor, from their clients and behaviour.
 
 The engine's actor graph merges two principals once the link evidence between them reaches
-its ``link_threshold`` (3.0 by default). This detector supplies four kinds of it, as ``info``
+its ``link_threshold`` (3.0 by default). This detector supplies six kinds of it, as ``info``
 signals that name the other principals in ``related``; it never raises a finding itself.
 
 *Client linkage* (weak). Principals that send from the same IP prefix (IPv4 /24, IPv6 /48)
@@ -72,8 +72,9 @@ Blind spots: natural-data extraction split over keys with unrelated clients (not
 synthetic to share; black-box membership and attribute inference on natural records too);
 keys that send fewer than ``min_queries`` distinct queries each; keys of one campaign run
 hours apart (outside ``horizon``); an attacker who gives each key a different synthetic
-style; keys only about half off-manifold (under ``synthetic_share``, which benign photo
-editors on tiny images also reach); a key that first sends natural seeds and turns
+style; a campaign whose keys are all only about half off-manifold (under
+``synthetic_share``, which benign photo editors on tiny images also reach: campaign linkage
+completes an actor, it cannot start one); a key that first sends natural seeds and turns
 synthetic only after its checkpoints have seen them; a sweep whose record and changed copy
 go to different keys of which one is past its first 64 queries or its first ``burst``
 seconds, or that starts after a key's first 64 queries. At a merge the other
