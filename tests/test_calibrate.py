@@ -41,10 +41,12 @@ def test_threshold_reads_the_requested_quantile() -> None:
 
 def test_calibrated_volume_keeps_held_out_benign_quiet_and_catches_a_flood() -> None:
     result = calibrate(_benign(1), PROFILE, [DetectorSpec("volume")], target_fpr=0.01)
-    (t,) = result.thresholds
+    t, sustained = result.thresholds
     assert t.param == "min_queries" and t.principals == 200
     min_queries = result.specs[0].params["min_queries"]
     assert isinstance(min_queries, int) and min_queries < 1000  # tighter than the default
+    # a sustained excess (medium) is factor times past the busiest benign window
+    assert sustained.param == "sustained_queries" and sustained.value >= 5.0 * (min_queries - 1)
 
     engine = Engine(PROFILE, detectors=result.specs)
     held_out = _benign(2)

@@ -55,3 +55,15 @@ def test_flagged_windows_stay_out_of_a_warm_baseline() -> None:
     _feed(det, "bot", 1, 1)  # closes the flagged window
     assert int(det._hist.sum()) == 5
     assert det.threshold() == warm
+
+
+def test_with_sustained_queries_only_a_far_excess_is_sustained() -> None:
+    """Calibrated: a feed a little busier than every calibrating customer, hour after hour, stays low."""
+    det = VolumeDetector(profile=PROFILE, window=100.0, min_queries=10, sustained=2, sustained_queries=50, warmup=10**6)
+    steady = [s for w in range(12) for s in _feed(det, "feed", 30, w)]
+    assert len(steady) == 12 and all(s.severity is Severity.LOW for s in steady)
+    first = _feed(det, "flood", 60, 0)
+    assert [s.severity for s in first] == [Severity.LOW]  # far past it, but not yet for long
+    second = _feed(det, "flood", 60, 1)
+    assert [s.severity for s in second] == [Severity.LOW, Severity.MEDIUM]
+    assert second[1].evidence["queries_in_window"] == 51 and second[1].evidence["consecutive_windows"] == 2
