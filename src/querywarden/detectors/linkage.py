@@ -65,8 +65,8 @@ then, in ever different fields. Such a copy is a sweep step of the copying key (
 sweeps are), and a key that copied two (and four) records of one principal that way is
 linked to it with ``sweep_weight``.
 
-A reference of fewer than 8 rows turns behaviour linkage off; under 16 rows no feature is
-taken as whole numbers only, and the off-manifold cut sits at the reference's largest rows.
+A reference of fewer than 8 rows turns behaviour linkage off; under 50 rows no feature is
+taken as whole numbers only; a small reference's off-manifold cut sits at its largest rows.
 
 Blind spots: natural-data extraction split over keys with unrelated clients (nothing
 synthetic to share; black-box membership and attribute inference on natural records too);
@@ -108,8 +108,11 @@ _SWEEP_EMITS = (2, 4)
 """Records swept on one feature set at which a principal's sweep is compared with others'."""
 _MIN_REFERENCE = 8
 """Reference rows below which behaviour linkage is off (the off-manifold cut needs a few)."""
-_MIN_GRID_REFERENCE = 16
-"""Reference rows below which no feature is taken to hold whole numbers only."""
+_MIN_GRID_REFERENCE = 50
+"""Reference rows below which no feature is taken to hold whole numbers only: a small
+reference leaves the off-manifold test loose, and on a few whole-numbered features a
+client's own arithmetic (a sensor feed drifting its readings by fractions) is off the grid on
+every query."""
 
 
 class _Principal:
@@ -311,7 +314,7 @@ class LinkageDetector(Detector):
         # beyond it about 1/(rows+1) of the time rather than 1 - off_quantile: still rare
         integral = np.all(ref == np.round(ref), axis=0)
         if ref.shape[0] < _MIN_GRID_REFERENCE:
-            integral[:] = False  # a few rows may hold whole numbers by chance
+            integral[:] = False
         return shift, inv_width, mean, inv_sd, cut, integral if integral.any() else None
 
     # -- the contract -------------------------------------------------------------------
