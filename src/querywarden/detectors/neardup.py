@@ -25,10 +25,13 @@ Hits against another principal's query stored in the last ``link_horizon`` secon
 share at least ``link_shared`` hashes (tiny steps, closer than natural neighbours on dense
 data ever are), from a principal whose last hits mostly fed the chain they join (two of
 its last three), are link evidence: the signal names those principals in ``related``
-with ``link_weight``, each time the pair's hit count reaches a power of two, at most
-``max_link_emits`` times per pair. The keys of one split attack query the same chain minutes apart and merge into
-one actor within a few rounds; customers who happen to edit the same popular photo do it
-hours or days apart and stay apart. When principals merge into an actor their chain
+with ``link_weight``, each time the pair's hit count reaches a power of two it never
+reached before, at most ``max_link_emits`` times per pair; only when the other principal
+walks that chain itself (a probe re-sending one record is no walk), counting again from
+zero after ``link_horizon`` seconds without a hit between them, and a pair's first hit once
+whichever way. The keys of one split attack query the same chain minutes apart and merge
+into one actor within a few rounds; customers who happen to edit the same popular photo do
+it hours or days apart and stay apart. When principals merge into an actor their chain
 counts are added to the actor's (``merge``), so the actor crosses ``min_hits`` as soon as
 its members together have.
 
@@ -130,7 +133,7 @@ class _Chains:
         self.members: tuple[int, ...] = ()  # distinct exact training rows among its fresh queries
         self.chains: dict[int, list[int]] | None = None
         self.recent: deque[tuple[int, float, float]] | None = None
-        self.links: dict[int, int] | None = None
+        self.links: dict[int, list[float]] | None = None  # peer -> [hits, last hit ts, most hits]
         self.sent: dict[int, None] | None = None
 
     def sent_before(self, exact: int) -> bool:
@@ -347,7 +350,7 @@ class NearDuplicateDetector(Detector):
                 _remember_output(ast, interaction)
                 if sig is None:
                     sig = self._crossing(interaction, ast, an, "actor")
-        related = self._links(st, peers) if peers and _dominant(st, chain) else ()
+        related = self._links(st, peers, chain, interaction.ts) if peers and _dominant(st, chain) else ()
         if sig is None:
             sig = renamed
         if sig is None and not related:
@@ -432,8 +435,18 @@ class NearDuplicateDetector(Detector):
             for old in list(names)[: self.max_principals]:
                 del names[old]
 
-    def _links(self, st: _Chains, peers: list[int]) -> tuple[str, ...]:
-        """Peers owed link evidence: each time the pair's hit count reaches a power of two."""
+    def _links(self, st: _Chains, peers: list[int], chain: int, ts: float) -> tuple[str, ...]:
+        """Peers owed link evidence: each time the pair's hit count reaches a power of two it
+        never reached before (the first hit once per pair, whichever way). The count restarts
+        after ``link_horizon`` seconds without a hit on that peer: the keys of a split walk
+        hit each other's steps minutes apart, while two heavy customers of a dense table
+        near-duplicate each other's natural records now and then over days, and must not add
+        that up to a merge.
+
+        Only a peer that walks the chain itself (has near-duplicate hits in it) is owed any:
+        the keys of a split walk each step along it, while a monitoring probe re-sending one
+        record every minute keeps a popular record fresh in the index without a single hit,
+        and customers whose natural records near-duplicate that record are not its walk."""
         if self.link_weight <= 0 or self.max_link_emits <= 0:
             return ()
         if st.links is None:
@@ -441,17 +454,33 @@ class NearDuplicateDetector(Detector):
         links = st.links
         out: list[str] = []
         for p in peers:
-            count = links.get(p)
-            if count is None:
+            name = self._names.get(p)
+            peer = self._principals.peek(name) if name is not None else None
+            walked = peer.chains.get(chain) if peer is not None and peer.chains is not None else None
+            if not walked or walked[0] <= 0:
+                continue
+            entry = links.get(p)
+            if entry is None:
                 if len(links) >= _MAX_LINK_PEERS:
                     continue
-                count = 0
-            count += 1
-            links[p] = count
-            if count & (count - 1) == 0 and count.bit_length() <= self.max_link_emits:
-                name = self._names.get(p)
-                if name is not None:
-                    out.append(name)
+                entry = links[p] = [0, ts, 0]
+            elif isinstance(entry, int):  # a snapshot from before counts restarted
+                entry = links[p] = [entry, ts, entry]
+            if ts - entry[1] > self.link_horizon:
+                entry[0] = 0
+            entry[0] += 1
+            entry[1] = ts
+            count = int(entry[0])
+            if count <= entry[2]:
+                continue
+            entry[2] = count
+            emit = count & (count - 1) == 0 and count.bit_length() <= self.max_link_emits
+            if count == 1 and peer is not None and peer.links is not None and st.key in peer.links:
+                # a first cross hit counts once per pair: two busy customers of a dense table
+                # give each other one by chance, in each direction
+                emit = False
+            if emit and name is not None:
+                out.append(name)
         return tuple(out)
 
     def _crossing(
