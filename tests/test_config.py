@@ -47,6 +47,7 @@ min_severity = "medium"
 action = "throttle"
 params = {rate = 0.5, burst = 2}
 techniques = ["AML.T0024.002"]
+principals = ["svc-*", "batch-?"]
 
 [risk]
 close_after = 600
@@ -92,6 +93,7 @@ def test_full_config_loads(tmp_path: Path) -> None:
         (Severity.MEDIUM, Action.THROTTLE, False),
     ]
     assert rules[1].params == {"rate": 0.5, "burst": 2} and rules[1].techniques == ("AML.T0024.002",)
+    assert rules[1].principals == ("svc-*", "batch-?") and rules[0].principals == ()
     assert cfg.risk_kwargs == {"close_after": 600.0, "half_life": 60.0}
     assert (cfg.store_url, cfg.retention) == ("sqlite:///qw.db", "sketch")
     engine = cfg.engine()
@@ -153,6 +155,11 @@ def test_reference_from_gzipped_traffic(tmp_path: Path) -> None:
             M + "[[policy.rules]]\nmin_severity = 'low'\naction = 'block'\ntechniques = ['T1']\n",
             6,
             "unknown ATLAS id 'T1'",
+        ),
+        (
+            M + "[[policy.rules]]\nmin_severity = 'low'\naction = 'allow'\nprincipals = ['svc-*', '']\n",
+            6,
+            "policy.rules.0.principals: a pattern must not be empty",
         ),
         (M + "[risk]\nhalf_life = 0\n", 4, "risk.half_life: must be a positive number"),
         (M + "[risk]\ndecay = 3\n", 4, "allowed: close_after, half_life, min_severity, max_open"),

@@ -93,6 +93,37 @@ def test_shadow_policy_logs_but_does_not_enforce() -> None:
     assert decision.shadow and decision.enforced_action is Action.ALLOW
 
 
+def test_principal_exception_rule_spares_declared_keys_only() -> None:
+    policy = Policy(
+        rules=(
+            Rule(min_severity=Severity.LOW, action=Action.ALLOW, principals=("svc-monitor-*",)),
+            Rule(min_severity=Severity.LOW, action=Action.BLOCK),
+        )
+    )
+    engine = _engine(policy=policy)
+    spared = [f for s in _burst(engine, "svc-monitor-7", 30, 0.0) for f in s.findings]
+    caught = [f for s in _burst(engine, "key-unknown", 30, 0.0) for f in s.findings]
+    assert spared and spared[0].action == "allow"  # still a finding, so still on the console
+    assert engine.decision_for("svc-monitor-7").enforced_action is Action.ALLOW
+    assert caught[0].action == "block"
+    assert engine.decision_for("key-unknown").enforced_action is Action.BLOCK
+
+
+def test_principal_patterns_must_cover_every_principal_of_a_finding() -> None:
+    from dataclasses import dataclass
+
+    rule = Rule(min_severity=Severity.LOW, action=Action.ALLOW, principals=("svc-*",))
+
+    @dataclass
+    class _F:
+        severity: Severity
+        technique: dict[str, str]
+        principals: tuple[str, ...]
+
+    assert rule.matches(_F(Severity.HIGH, {"id": "AML.T0043"}, ("svc-a", "svc-b")))  # type: ignore[arg-type]
+    assert not rule.matches(_F(Severity.HIGH, {"id": "AML.T0043"}, ("svc-a", "stranger")))  # type: ignore[arg-type]
+
+
 def test_snapshot_restore_resumes_state_and_decisions() -> None:
     engine = _engine()
     _burst(engine, "loud", 30, 0.0)

@@ -95,6 +95,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("policy.rules.action", None, "Decision taken.", tuple(a.value for a in Action)),
     Setting("policy.rules.params", {}, "Action settings, e.g. {round = 1, top_k = 1} or {rate = 0.2, burst = 5}."),
     Setting("policy.rules.techniques", [], "ATLAS technique ids the rule is limited to; empty means any."),
+    Setting(
+        "policy.rules.principals",
+        [],
+        "Glob patterns; the rule matches a finding only if every principal it names matches one. Empty means any.",
+    ),
     Setting("policy.rules.shadow", False, "true logs the decision without enforcing it."),
     Setting("risk.close_after", 86_400.0, "Seconds without a signal after which a finding closes."),
     Setting("risk.half_life", 3_600.0, "Half-life in seconds of a principal's risk score."),
@@ -426,11 +431,21 @@ class _Loader:
                     raise self.error(
                         (*where, "techniques"), f"unknown ATLAS id {tid!r}; known: {', '.join(TECHNIQUES)}"
                     )
+            principals = self.strings(r.get("principals", []), (*where, "principals"))
+            if any(not pattern for pattern in principals):
+                raise self.error((*where, "principals"), "a pattern must not be empty")
             shadow = r.get("shadow", False)
             if not isinstance(shadow, bool):
                 raise self.error((*where, "shadow"), "must be true or false")
             rules.append(
-                Rule(min_severity=severity, action=action, params=params, techniques=techniques, shadow=shadow)
+                Rule(
+                    min_severity=severity,
+                    action=action,
+                    params=params,
+                    techniques=techniques,
+                    principals=principals,
+                    shadow=shadow,
+                )
             )
         return Policy(rules=tuple(rules))
 

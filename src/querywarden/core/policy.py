@@ -7,6 +7,7 @@ Loading a policy file (with located errors) happens at the edge, in ``querywarde
 
 from __future__ import annotations
 
+from fnmatch import fnmatchcase
 from typing import Any
 
 import msgspec
@@ -27,12 +28,20 @@ class Rule(msgspec.Struct, frozen=True, kw_only=True):
     params: dict[str, Any] = {}
     techniques: tuple[str, ...] = ()
     """Only findings with one of these ATLAS ids match; empty means any."""
+    principals: tuple[str, ...] = ()
+    """Glob patterns (``svc-monitor-*``); a finding matches only when every principal it
+    names matches one of them, so an exception for known keys never covers an actor that
+    also holds an unknown key. Empty means any principal."""
     shadow: bool = False
 
     def matches(self, finding: Finding) -> bool:
         if finding.severity < self.min_severity:
             return False
-        return not self.techniques or finding.technique["id"] in self.techniques
+        if self.techniques and finding.technique["id"] not in self.techniques:
+            return False
+        return not self.principals or all(
+            any(fnmatchcase(p, pattern) for pattern in self.principals) for p in finding.principals
+        )
 
 
 class Policy(msgspec.Struct, frozen=True, kw_only=True):
