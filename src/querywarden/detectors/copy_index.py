@@ -8,7 +8,8 @@ recent queries (``capacity`` at most, oldest dropped first) under keys that igno
 ``bands`` contiguous feature bands at a time: two inputs equal except in at most two
 features agree on every band but at most two, so they share at least one key. A candidate
 is confirmed on the stored input itself, so a key collision costs a comparison, never a
-false match. Pure: no clock, no I/O.
+false match. A key remembers its latest few inputs as a tuple of integers (which the
+garbage collector need not follow): low-entropy records share keys. Pure: no clock, no I/O.
 """
 
 from __future__ import annotations
@@ -20,10 +21,9 @@ from typing import NamedTuple
 import numpy as np
 
 _BANDS = 6
-_PER_KEY = 4
-"""Stored inputs remembered under one key (the latest): common band contents cannot flood it
-because every key spans all bands but two."""
 _MAX_CHANGED = 2
+_PER_KEY = 4
+"""Stored inputs remembered under one key (the latest)."""
 _MASK = (1 << 63) - 1
 
 
@@ -44,7 +44,7 @@ class _Row(NamedTuple):
     ts: float
     code: np.ndarray
     base: int
-    keys: list[int]
+    keys: tuple[int, ...]
 
 
 class CopyIndex:
@@ -59,19 +59,19 @@ class CopyIndex:
         self._weights = rng.integers(1, 2**62, size=dim, dtype=np.uint64)
         self._pairs = [(i, j, i * 8 + j) for i, j in itertools.combinations(range(bands), 2)]
         self._rows: OrderedDict[int, _Row] = OrderedDict()
-        self._keys: dict[int, list[int]] = {}
+        self._keys: dict[int, tuple[int, ...]] = {}
         self._next = 0
 
     def __len__(self) -> int:
         return len(self._rows)
 
-    def _masked(self, code: np.ndarray) -> tuple[int, list[int]]:
+    def _masked(self, code: np.ndarray) -> tuple[int, tuple[int, ...]]:
         """The input's digest, and its keys: one per pair of bands left out."""
         prods = code.astype(np.uint64)
         prods *= self._weights  # wraps modulo 2**64: the same in every process
         sums = np.add.reduceat(prods, self._starts).tolist()
         total = sum(sums)
-        return total & _MASK, [((total - sums[i] - sums[j]) << 6 | ij) & _MASK for i, j, ij in self._pairs]
+        return total & _MASK, tuple(((total - sums[i] - sums[j]) << 6 | ij) & _MASK for i, j, ij in self._pairs)
 
     def find(self, code: np.ndarray, principal: str, since: float) -> list[Copy]:
         """Stored queries of other principals, at or after ``since``, that ``code`` repeats
@@ -93,12 +93,13 @@ class CopyIndex:
         """The identity the index gives an input (the ``base`` of copies of it)."""
         return self._masked(code)[0]
 
-    def _find(self, code: np.ndarray, principal: str, since: float, keys: list[int]) -> list[Copy]:
+    def _find(self, code: np.ndarray, principal: str, since: float, keys: tuple[int, ...]) -> list[Copy]:
         out: list[Copy] = []
         checked: set[int] = set()
         rows = self._rows
+        index = self._keys
         for key in keys:
-            for seq in self._keys.get(key, ()):
+            for seq in index.get(key, ()):
                 if seq in checked:
                     continue
                 checked.add(seq)
@@ -112,24 +113,20 @@ class CopyIndex:
                     out.append(Copy(row.principal, row.base, features, old, tuple(code[changed].tolist())))
         return out
 
-    def _add(self, code: np.ndarray, principal: str, ts: float, base: int, keys: list[int]) -> None:
+    def _add(self, code: np.ndarray, principal: str, ts: float, base: int, keys: tuple[int, ...]) -> None:
         seq = self._next
         self._next += 1
         self._rows[seq] = _Row(principal, ts, code, base, keys)
         index = self._keys
         for key in keys:
-            held = index.get(key)
-            if held is None:
-                index[key] = [seq]
-            else:
-                held.append(seq)
-                if len(held) > _PER_KEY:
-                    del held[0]
+            index[key] = (*index.get(key, ())[1 - _PER_KEY :], seq)
         while len(self._rows) > self.capacity:
             old, row = self._rows.popitem(last=False)
             for key in row.keys:
                 held = index.get(key)
                 if held is not None and old in held:
-                    held.remove(old)
-                    if not held:
+                    rest = tuple(s for s in held if s != old)
+                    if rest:
+                        index[key] = rest
+                    else:
                         del index[key]
