@@ -435,7 +435,10 @@ class LinkageDetector(Detector):
         np.fmax(u, -1.0, out=u)
         np.fmin(u, 2.0, out=u)
         d = u.shape[0]
-        code = (np.clip(u, 0.0, 1.0) * 65535.0).astype(np.uint16)
+        c = np.maximum(u, 0.0)  # u holds no NaN after fmax: the same as clip, without its checks
+        np.minimum(c, 1.0, out=c)
+        c *= 65535.0
+        code = c.astype(np.uint16)
         prev = st.prev
         if prev is not None:
             changed = np.count_nonzero(code != prev)
@@ -470,7 +473,7 @@ class LinkageDetector(Detector):
         st.off += float(z @ z) / d > cut
         if integral is not None:
             xi = x[integral]
-            st.grid_off += np.count_nonzero(xi != np.round(xi)) > 0.25 * xi.shape[0]
+            st.grid_off += np.count_nonzero(xi != np.rint(xi)) > 0.25 * xi.shape[0]  # rint is round to 0 decimals
         return True
 
     # -- sweep linkage ------------------------------------------------------------------
