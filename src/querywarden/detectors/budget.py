@@ -212,6 +212,10 @@ class BudgetLedger(Detector):
             return None
         return self._space.transform_of(interaction)
 
+    def _point32(self, interaction: Interaction) -> np.ndarray | None:
+        """``_point`` as float32, shared with the other detectors that store points."""
+        return self._space.transform32_of(interaction) if self._space is not None else None
+
     def _cell(self, z: Vector | None) -> int | None:
         """The grid cell of one point (the scalar twin of ``_cells_of``: cheaper for one row)."""
         if z is None or self._directions is None or self._edges is None:
@@ -278,7 +282,7 @@ class BudgetLedger(Detector):
             self._answered += 1
         self._post(own, told, cell, day, pooled=True)
         # class ids index the copy's per-class counts: an API's odd label ids (negative, huge) are not learned
-        point = z.astype(np.float32) if z is not None and cls is not None and 0 <= cls < 4096 else None
+        point = self._point32(interaction) if z is not None and cls is not None and 0 <= cls < 4096 else None
         if point is not None:
             self._learn(own, "p", interaction.principal, point, cls)
         sig = self._judge(interaction, own, "principal", interaction.principal)

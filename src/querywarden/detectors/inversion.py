@@ -254,7 +254,7 @@ class InversionDetector(Detector):
         if st.scan.scanning(z):
             return []  # a walk through sorted records: neighbours are not probes
         changed = self._follow_chain(st, z, k, step, probabilities(interaction))
-        edited = self._follow_family(st, z)
+        edited = self._follow_family(st, interaction)
         if edited is not None:
             changed = True
         if not changed:
@@ -328,12 +328,14 @@ class InversionDetector(Detector):
         return target, int(chain.records[target]), climb, chain.length
 
     # -- single-record variants ---------------------------------------------------------
-    def _follow_family(self, st: _State, z: Vector) -> np.ndarray | None:
+    def _follow_family(self, st: _State, interaction: Interaction) -> np.ndarray | None:
         """Place the query in a family; return the indices it edits when it is a new variant."""
         limit = self._edit_limit()
-        if limit == 0:
+        if limit == 0 or self._space is None:
             return None
-        zf = z.astype(np.float32)
+        zf = self._space.transform32_of(interaction)
+        if zf is None:
+            return None
         if st.bases is None:
             self._new_family(st, zf)
             return None

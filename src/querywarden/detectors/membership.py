@@ -57,7 +57,7 @@ import numpy as np
 from querywarden.core.atlas import MEMBERSHIP
 from querywarden.core.detector import Calibration, Detector, PrincipalStates
 from querywarden.core.profile import ModelProfile, row_digest
-from querywarden.core.records import Evidence, Interaction, Severity, Signal, Vector
+from querywarden.core.records import Evidence, Interaction, Severity, Signal
 from querywarden.detectors.inversion import SortedScan
 from querywarden.detectors.reference import QuerySpace, reference_rows
 from querywarden.detectors.reference import spacing as natural_spacing
@@ -160,8 +160,9 @@ class MembershipDetector(Detector):
 
     def update(self, interaction: Interaction) -> list[Signal]:
         x = interaction.features
-        z = self._space.transform_of(interaction) if self._space is not None else None
-        if z is None or x is None:
+        space = self._space
+        z = space.transform_of(interaction) if space is not None else None
+        if z is None or x is None or space is None:
             return []
         st = self._states.get(interaction.actor or interaction.principal)
         key = hashlib.blake2b(x.tobytes(), digest_size=8).digest()
@@ -171,16 +172,16 @@ class MembershipDetector(Detector):
         if len(st.seen) > _SEEN:
             del st.seen[next(iter(st.seen))]
         st.queries += 1
-        changed = False if st.scan.scanning(x) else self._probe(st, z)
+        changed = False if st.scan.scanning(x) else self._probe(st, space.transform32_of(interaction))
         digests = self._digests
         if digests is not None:
             changed = self._count_member(st, digests, row_digest(x)) or changed
         return self._judge(interaction, st) if changed else []
 
     # -- label-only probing -------------------------------------------------------------
-    def _probe(self, st: _State, z: Vector) -> bool:
-        """Place the query in a probe cluster; True when a cluster just filled."""
-        zf = z.astype(np.float32)
+    def _probe(self, st: _State, zf: np.ndarray | None) -> bool:
+        """Place the query (float32, read-only) in a probe cluster; True when a cluster just filled."""
+        assert zf is not None  # the float64 point exists, so its float32 twin does
         if st.centres is None:
             st.centres = zf[None, :].copy()
             st.counts.append(1)

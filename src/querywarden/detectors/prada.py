@@ -232,7 +232,8 @@ class PradaDetector(Detector):
         z64 = space.transform_of(interaction)
         if z64 is None:
             return []
-        z = z64.astype(np.float32)
+        z = space.transform32_of(interaction)
+        assert z is not None  # the float64 point exists, so its float32 twin does
         zz = float(z @ z)
         label = _predicted_class(interaction)
         st = self._states.get(interaction.actor or interaction.principal)

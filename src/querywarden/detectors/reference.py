@@ -49,7 +49,7 @@ class QuerySpace:
     for the same interaction's point with ``transform_of`` compute it once between them.
     """
 
-    __slots__ = ("_last", "_last_z", "dim", "lo", "out_dim", "projection", "scale")
+    __slots__ = ("_last", "_last32", "_last_z", "_last_z32", "dim", "lo", "out_dim", "projection", "scale")
 
     def __init__(self, lo: Vector, scale: Vector, projection: Matrix | None = None) -> None:
         self.lo = lo
@@ -59,6 +59,8 @@ class QuerySpace:
         self.out_dim = int(projection.shape[1]) if projection is not None else self.dim
         self._last: Interaction | None = None
         self._last_z: Vector | None = None
+        self._last32: Interaction | None = None
+        self._last_z32: npt.NDArray[np.float32] | None = None
 
     def __reduce__(self) -> tuple[Any, ...]:
         return shared_space, (self.lo, self.scale, self.projection)
@@ -105,6 +107,18 @@ class QuerySpace:
             z.flags.writeable = False
         self._last, self._last_z = interaction, z
         return z
+
+    def transform32_of(self, interaction: Interaction) -> npt.NDArray[np.float32] | None:
+        """``transform_of`` as float32 (what the detectors that store points keep), also
+        computed once per interaction and read-only."""
+        if interaction is self._last32:
+            return self._last_z32
+        z = self.transform_of(interaction)
+        z32 = None if z is None else z.astype(np.float32)
+        if z32 is not None:
+            z32.flags.writeable = False
+        self._last32, self._last_z32 = interaction, z32
+        return z32
 
     def transform(self, features: Vector | None) -> Vector | None:
         """One query in the common space, or None when it is missing, the wrong width or not finite."""
