@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sklearn.datasets import load_breast_cancer, load_digits
+from sklearn.datasets import load_breast_cancer
 from sklearn.linear_model import LogisticRegression
 from sklearn.neural_network import MLPClassifier
 
+from digits_victim import digits_data, digits_mlp, digits_profile
 from querywarden.core import snapshot
 from querywarden.core.profile import ModelProfile
-from querywarden.core.records import InputKind, Interaction, Output, Severity, Signal
+from querywarden.core.records import Interaction, Output, Severity, Signal
 from querywarden.detectors.prada import PradaDetector
 from querywarden.errors import DetectorError
 
@@ -24,17 +25,8 @@ Victim = tuple[ModelProfile, MLPClassifier, np.ndarray]
 
 @pytest.fixture(scope="module")
 def digits() -> Victim:
-    x, y = load_digits(return_X_y=True)
-    model = MLPClassifier((32,), max_iter=1000, random_state=0).fit(x[:1000], y[:1000])
-    profile = ModelProfile(
-        id="digits",
-        input_kind=InputKind.IMAGE,
-        n_features=64,
-        shape=(8, 8),
-        ranges=tuple((0.0, 16.0) for _ in range(64)),
-        classes=tuple(str(c) for c in range(10)),
-        reference=x[1000:1400],
-    )
+    x, _ = digits_data()
+    model, profile = digits_mlp(), digits_profile()
     return profile, model, x[1400:]
 
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sklearn.datasets import load_digits
 from sklearn.neural_network import MLPClassifier
 
+from digits_victim import digits_data, digits_mlp, digits_profile
 from querywarden.core.atlas import ADVERSARIAL, MEMBERSHIP
 from querywarden.core.detector import Detector
 from querywarden.core.profile import ModelProfile, row_digests
-from querywarden.core.records import InputKind, Interaction, Output, Severity, Signal
+from querywarden.core.records import Interaction, Output, Severity, Signal
 from querywarden.detectors.boundary import BoundaryDetector
 from querywarden.detectors.membership import MembershipDetector
 from querywarden.detectors.neardup import NearDuplicateDetector
@@ -28,18 +28,8 @@ Victim = tuple[ModelProfile, MLPClassifier, np.ndarray, np.ndarray, np.ndarray]
 
 @pytest.fixture(scope="module")
 def digits() -> Victim:
-    x, y = load_digits(return_X_y=True)
-    model = MLPClassifier((32,), max_iter=1000, random_state=0).fit(x[:1000], y[:1000])
-    profile = ModelProfile(
-        id="digits",
-        input_kind=InputKind.IMAGE,
-        n_features=64,
-        shape=(8, 8),
-        ranges=tuple((0.0, 16.0) for _ in range(64)),
-        classes=tuple(str(c) for c in range(10)),
-        reference=x[1000:1400],
-        training_digests=row_digests(x[:1000]),
-    )
+    x, y = digits_data()
+    model, profile = digits_mlp(), digits_profile(training_digests=row_digests(x[:1000]))
     return profile, model, x[1400:], y[1400:], x[:1000]
 
 
