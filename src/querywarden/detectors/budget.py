@@ -518,9 +518,9 @@ def _repeated(led: _Ledger, interaction: Interaction) -> bool:
     x, out = interaction.features, interaction.output
     if x is None or out is None:
         return False
-    h = hashlib.blake2b(np.ascontiguousarray(x).tobytes(), digest_size=8)
+    h = hashlib.blake2b(x.tobytes(), digest_size=8)  # tobytes is C order whatever the layout
     for part in (out.probabilities, out.scores):
-        h.update(b"|" if part is None else np.ascontiguousarray(part).tobytes())
+        h.update(b"|" if part is None else part.tobytes())
     h.update(str(out.label).encode())
     key = h.digest()
     seen = led.recent
