@@ -469,8 +469,9 @@ class LinkageDetector(Detector):
         st.records += 1
         st.mean_u += float(u @ self._ones) / d
         st.sq_u += float(u @ u) / d
-        z = (u - mean) * inv_sd
-        st.off += float(z @ z) / d > cut
+        u -= mean  # u is not read again: z is computed in place
+        u *= inv_sd
+        st.off += float(u @ u) / d > cut
         if integral is not None:
             xi = x[integral]
             st.grid_off += np.count_nonzero(xi != np.rint(xi)) > 0.25 * xi.shape[0]  # rint is round to 0 decimals
