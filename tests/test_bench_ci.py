@@ -101,15 +101,18 @@ def test_replay_of_a_scenario_file_gives_the_counted_findings(ci: tuple[Path, di
 # Sybil floors re-measured at commit 2890632 (2026-12-02, explicit actor merges and sweep
 # linkage): sybil detected 10/13, iterative 4/4 at a median share of 0.37%, grouped 5/13
 # (Boundary, HopSkipJump, FEE, label-only MIA, Fredrikson); benign >= medium 0 of 140.
-DETECTED_FLOOR = {"single": 8, "sybil": 9, "low-and-slow": 8}
+# Re-measured at commit a756046 (2026-12-02, sign steps, walk naming, campaign and copy
+# linkage): detected 10/13 in every variant, 29/30 under the attack's own technique, grouped
+# 7/13, benign >= medium 0 of 140, >= low 10. Floors sit one below what was measured.
+DETECTED_FLOOR = {"single": 9, "sybil": 9, "low-and-slow": 9}
 ITERATIVE_FLOOR = {"single": 4, "sybil": 4, "low-and-slow": 4}
 ITERATIVE_MEDIAN_SHARE_CEILING = {"single": 0.01, "sybil": 0.01, "low-and-slow": 0.01}
-GROUPED_FLOOR = 4
+GROUPED_FLOOR = 6
 # (2026-12-02, the same profile): detections that name the attack's own technique 25/30
 # (functionally-equivalent extraction named extraction in every variant; the misses are
 # HopSkipJump read as inversion twice and label-only membership inference read as boundary
 # probing by its first 24 queries, a single walk).
-TECHNIQUE_FLOOR = 24
+TECHNIQUE_FLOOR = 27
 BENIGN_CEILING = {"medium": 2, "high": 1}
 
 
