@@ -10,8 +10,9 @@ import numpy as np
 from sklearn.datasets import load_digits
 from sklearn.neural_network import MLPClassifier
 
+from querywarden.core.detector import Detector
 from querywarden.core.profile import ModelProfile
-from querywarden.core.records import InputKind
+from querywarden.core.records import InputKind, Interaction, Output, Signal
 
 TRAIN = slice(0, 1000)
 REFERENCE = slice(1000, 1400)
@@ -45,3 +46,23 @@ def digits_profile(**extra: Any) -> ModelProfile:
     }
     fields.update(extra)
     return ModelProfile(**fields)
+
+
+def feed(
+    det: Detector, model: MLPClassifier, rows: np.ndarray, principal: str, t0: float = 1e9
+) -> list[tuple[int, Signal]]:
+    """Send ``rows`` one a second from ``t0`` with the model's probabilities as outputs;
+    each signal comes with the 1-based number of the query that raised it."""
+    probs = model.predict_proba(rows)
+    out: list[tuple[int, Signal]] = []
+    for i, (row, p) in enumerate(zip(rows, probs, strict=True)):
+        it = Interaction(
+            id=f"{principal}-{i}",
+            ts=t0 + i,
+            principal=principal,
+            model="digits",
+            features=row,
+            output=Output(probabilities=p),
+        )
+        out.extend((i + 1, s) for s in det.update(it))
+    return out

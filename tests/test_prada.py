@@ -13,7 +13,7 @@ from sklearn.datasets import load_breast_cancer
 from sklearn.linear_model import LogisticRegression
 from sklearn.neural_network import MLPClassifier
 
-from digits_victim import digits_data, digits_mlp, digits_profile
+from digits_victim import digits_data, digits_mlp, digits_profile, feed
 from querywarden.core import snapshot
 from querywarden.core.profile import ModelProfile
 from querywarden.core.records import Interaction, Output, Severity, Signal
@@ -28,22 +28,6 @@ def digits() -> Victim:
     x, _ = digits_data()
     model, profile = digits_mlp(), digits_profile()
     return profile, model, x[1400:]
-
-
-def _feed(det: PradaDetector, model: MLPClassifier, rows: np.ndarray, principal: str) -> list[tuple[int, Signal]]:
-    probs = model.predict_proba(rows)
-    out: list[tuple[int, Signal]] = []
-    for i, (row, p) in enumerate(zip(rows, probs, strict=True)):
-        it = Interaction(
-            id=f"{principal}-{i}",
-            ts=1e9 + i,
-            principal=principal,
-            model="digits",
-            features=row,
-            output=Output(probabilities=p),
-        )
-        out.extend((i + 1, s) for s in det.update(it))
-    return out
 
 
 def _jacobian_augmentation(model: MLPClassifier, seeds: np.ndarray, n: int, step: float, seed: int) -> np.ndarray:
@@ -67,7 +51,7 @@ def test_natural_principals_stay_below_medium(digits: Victim) -> None:
     det = PradaDetector(profile=profile)
     rng = np.random.default_rng(0)
     for k in range(20):
-        signals = _feed(det, model, pool[rng.integers(len(pool), size=400)], f"customer{k}")
+        signals = feed(det, model, pool[rng.integers(len(pool), size=400)], f"customer{k}")
         assert not signals, f"customer{k}: {signals}"
     worst = det.calibration()["delta"].values
     assert len(worst) == 20
@@ -86,7 +70,7 @@ def test_jacobian_augmentation_with_a_linear_substitute_is_caught(digits: Victim
     seeds = pool[rng.choice(len(pool), size=20, replace=False)]
     attack = _jacobian_augmentation(model, seeds, 600, 0.05, 1)
     det = PradaDetector(profile=profile, sign_steps=_W_ONLY)
-    signals = _feed(det, model, attack, "thief")
+    signals = feed(det, model, attack, "thief")
     assert signals, "augmentation went unnoticed"
     first_at, first = signals[0]
     assert first.severity == Severity.MEDIUM
@@ -103,7 +87,7 @@ def test_random_sign_augmentation_is_caught_fast(digits: Victim) -> None:
     points = list(pool[rng.choice(len(pool), size=20, replace=False)])
     while len(points) < 400:
         points += [np.clip(p + 1.6 * np.sign(rng.normal(size=64)), 0, 16) for p in points]
-    signals = _feed(PradaDetector(profile=profile, sign_steps=_W_ONLY), model, np.array(points[:400]), "thief")
+    signals = feed(PradaDetector(profile=profile, sign_steps=_W_ONLY), model, np.array(points[:400]), "thief")
     assert signals and signals[0][0] <= 150  # the first test, at 100 distances, already fails
     assert signals[0][1].evidence["shapiro_w"] < 0.6
     assert [s.severity for _, s in signals] == [Severity.MEDIUM, Severity.HIGH]  # sustained: high, once
@@ -116,7 +100,7 @@ def test_retries_and_exact_duplicates_are_not_new_samples(digits: Victim) -> Non
     records = pool[rng.choice(len(pool), size=150, replace=False)]
     rows = np.repeat(records, 3, axis=0)  # every record sent three times in a row
     rows = np.vstack([rows, records[rng.permutation(150)]])  # and the whole set again later
-    assert not _feed(det, model, rows, "flaky")
+    assert not feed(det, model, rows, "flaky")
     state = det._states.peek("flaky")
     assert state is not None and state.n_dists <= 150  # only first sightings are measured
 
@@ -166,14 +150,14 @@ def test_snapshot_restores_windows_and_distances(digits: Victim) -> None:
     rng = np.random.default_rng(6)
     attack = _jacobian_augmentation(model, pool[rng.choice(len(pool), size=20, replace=False)], 400, 0.05, 6)
     det = PradaDetector(profile=profile)
-    _feed(det, model, attack[:24], "thief")  # the seeds and a few sign steps, under sign_steps
+    feed(det, model, attack[:24], "thief")  # the seeds and a few sign steps, under sign_steps
     state = det._states.peek("thief")
     assert state is not None and 0 < state.sign_steps < det.sign_steps
     twin = det.clone()
     twin.restore(det.snapshot())
     assert snapshot.loads(det.snapshot())[0] == "PradaDetector"
-    rest_a = [(i, s.severity, s.evidence) for i, s in _feed(det, model, attack[24:], "thief")]
-    rest_b = [(i, s.severity, s.evidence) for i, s in _feed(twin, model, attack[24:], "thief")]
+    rest_a = [(i, s.severity, s.evidence) for i, s in feed(det, model, attack[24:], "thief")]
+    rest_b = [(i, s.severity, s.evidence) for i, s in feed(twin, model, attack[24:], "thief")]
     assert rest_a == rest_b
     assert [e["pattern"] for _, _, e in rest_a[:1]] == ["sign_steps"]
 
@@ -184,7 +168,7 @@ def test_memory_per_stored_query_is_bounded(digits: Victim) -> None:
     rng = np.random.default_rng(7)
     before = len(det.snapshot())
     rows = pool[rng.integers(len(pool), size=2000)] + rng.normal(0, 0.5, size=(2000, 64))
-    _feed(det, model, np.clip(rows, 0, 16), "heavy")
+    feed(det, model, np.clip(rows, 0, 16), "heavy")
     state = det._states.peek("heavy")
     assert state is not None
     stored = sum(w.count for w in state.classes.values())
@@ -245,7 +229,7 @@ def test_discrete_tabular_inputs_are_held_to_their_own_benign_w() -> None:
 def test_calibration_never_tightens_delta_past_the_default(digits: Victim) -> None:
     profile, model, pool = digits
     det = PradaDetector(profile=profile)
-    _feed(det, model, pool[:300], "customer")
+    feed(det, model, pool[:300], "customer")
     cal = det.calibration()["delta"]
     assert not cal.alarm_above and cal.floor == det.delta
     assert len(cal.values) == 1 and cal.values[0] > 0.9

@@ -14,9 +14,9 @@ from sklearn.datasets import load_breast_cancer, load_digits
 from sklearn.linear_model import RidgeClassifier
 from sklearn.neural_network import MLPClassifier
 
-from digits_victim import digits_data, digits_mlp, digits_profile
+from digits_victim import digits_data, digits_mlp, digits_profile, feed
 from querywarden.core.profile import ModelProfile
-from querywarden.core.records import Interaction, Output, Severity, Signal
+from querywarden.core.records import Interaction, Output, Severity
 from querywarden.detectors.prada import PradaDetector
 from querywarden.detectors.sign_steps import StepUnits, sign_step, value_quantum
 
@@ -28,22 +28,6 @@ def digits() -> Victim:
     x, _ = digits_data()
     model, profile = digits_mlp(), digits_profile()
     return profile, model, x[1400:]
-
-
-def _feed(det: PradaDetector, model: MLPClassifier, rows: np.ndarray, principal: str) -> list[tuple[int, Signal]]:
-    probs = model.predict_proba(rows)
-    out: list[tuple[int, Signal]] = []
-    for i, (row, p) in enumerate(zip(rows, probs, strict=True)):
-        it = Interaction(
-            id=f"{principal}-{i}",
-            ts=float(i),
-            principal=principal,
-            model="m",
-            features=row,
-            output=Output(probabilities=p),
-        )
-        out.extend((i + 1, s) for s in det.update(it))
-    return out
 
 
 def _augment(
@@ -67,7 +51,7 @@ def test_augmentation_on_digits_is_named_extraction_within_the_first_round(digit
     profile, model, pool = digits
     seeds = pool[np.random.default_rng(0).choice(len(pool), size=10, replace=False)]
     attack = _augment(model, seeds, 5, 0.02, np.zeros(64), np.full(64, 16.0))
-    signals = _feed(PradaDetector(profile=profile), model, attack, "thief")
+    signals = feed(PradaDetector(profile=profile), model, attack, "thief", t0=0.0)
     assert signals, "augmentation went unnoticed"
     at, first = signals[0]
     assert first.severity == Severity.MEDIUM and first.technique == "AML.T0024.002"
@@ -117,7 +101,9 @@ def test_benign_image_edits_make_no_sign_steps(digits: Victim) -> None:
     }
     det = PradaDetector(profile=profile)
     for name, rows in edits.items():
-        assert not [s for _, s in _feed(det, model, rows, name) if s.evidence.get("pattern") == "sign_steps"], name
+        assert not [s for _, s in feed(det, model, rows, name, t0=0.0) if s.evidence.get("pattern") == "sign_steps"], (
+            name
+        )
     counts = det.calibration()["sign_steps"].values
     assert len(counts) == 4 and max(counts) <= 2
 
@@ -186,8 +172,8 @@ def test_the_count_is_off_for_projected_inputs_and_pooled_at_a_merge(digits: Vic
     seeds = pool[np.random.default_rng(6).choice(len(pool), size=10, replace=False)]
     attack = _augment(model, seeds, 2, 0.05, np.zeros(64), np.full(64, 16.0))
     det = PradaDetector(profile=profile)
-    assert not _feed(det, model, np.vstack([attack[:10], attack[10:15]]), "k1")
-    assert not _feed(det, model, np.vstack([attack[:10], attack[15:20]]), "k2")
+    assert not feed(det, model, np.vstack([attack[:10], attack[10:15]]), "k1", t0=0.0)
+    assert not feed(det, model, np.vstack([attack[:10], attack[15:20]]), "k2", t0=0.0)
     det.merge("actor", ("k1", "k2"))
     state = det._states.peek("actor")
     assert state is not None and state.sign_steps >= 8

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from sklearn.neural_network import MLPClassifier
 
-from digits_victim import digits_data, digits_mlp, digits_profile
+from digits_victim import digits_data, digits_mlp, digits_profile, feed
 from querywarden.core.atlas import ADVERSARIAL, MEMBERSHIP
 from querywarden.core.detector import Detector
 from querywarden.core.profile import ModelProfile, row_digests
-from querywarden.core.records import Interaction, Output, Severity, Signal
+from querywarden.core.records import Severity
 from querywarden.detectors.boundary import BoundaryDetector
 from querywarden.detectors.membership import MembershipDetector
 from querywarden.detectors.neardup import NearDuplicateDetector
@@ -31,22 +31,6 @@ def digits() -> Victim:
     x, y = digits_data()
     model, profile = digits_mlp(), digits_profile(training_digests=row_digests(x[:1000]))
     return profile, model, x[1400:], y[1400:], x[:1000]
-
-
-def _feed(det: Detector, model: MLPClassifier, rows: np.ndarray, principal: str) -> list[tuple[int, Signal]]:
-    probs = model.predict_proba(rows)
-    out: list[tuple[int, Signal]] = []
-    for i, (row, p) in enumerate(zip(rows, probs, strict=True)):
-        it = Interaction(
-            id=f"{principal}-{i}",
-            ts=1e9 + i,
-            principal=principal,
-            model="digits",
-            features=row,
-            output=Output(probabilities=p),
-        )
-        out.extend((i + 1, s) for s in det.update(it))
-    return out
 
 
 def _walks(model: MLPClassifier, records: np.ndarray, starts: np.ndarray, rounds: int) -> np.ndarray:
@@ -82,7 +66,7 @@ def test_evasion_walks_from_held_out_records_are_never_named_membership_inferenc
     profile, model, pool, _, _ = digits
     walks = _walks(model, pool[[3, 40, 77]], pool[200:], rounds=25)
     for det in _detectors(profile):
-        signals = [s for _, s in _feed(det, model, walks, "evader") if s.severity >= Severity.MEDIUM]
+        signals = [s for _, s in feed(det, model, walks, "evader") if s.severity >= Severity.MEDIUM]
         assert signals, det.name
         assert all(s.technique == ADVERSARIAL for s in signals), (det.name, [s.evidence for s in signals])
         assert signals[0].evidence["runner_up"] == MEMBERSHIP
@@ -94,7 +78,7 @@ def test_walks_from_a_list_of_training_records_are_membership_inference(digits: 
     # ART's label-only attack first sends the members it knows, then walks from each
     walks = np.vstack([known, _walks(model, known, pool[200:], rounds=6)])
     for det in _detectors(profile):
-        signals = [s for _, s in _feed(det, model, walks, "mia") if s.severity >= Severity.MEDIUM]
+        signals = [s for _, s in feed(det, model, walks, "mia") if s.severity >= Severity.MEDIUM]
         assert signals, det.name
         assert signals[0].technique == MEMBERSHIP, (det.name, signals[0].evidence)
         assert signals[0].evidence["runner_up"] == ADVERSARIAL
@@ -108,7 +92,7 @@ def test_a_walker_named_evasion_is_named_again_when_its_candidates_turn_out_to_b
     first = _walks(model, pool[[7]], pool[200:], rounds=12)  # one held-out record: nothing says membership yet
     then = _walks(model, train[[11, 111, 211, 311]], pool[200:], rounds=4)
     for det in (NearDuplicateDetector(profile=profile, min_hits=24), MembershipDetector(profile=profile)):
-        signals = [s for _, s in _feed(det, model, np.vstack([first, then]), "mia") if s.severity >= Severity.MEDIUM]
+        signals = [s for _, s in feed(det, model, np.vstack([first, then]), "mia") if s.severity >= Severity.MEDIUM]
         techniques = [s.technique for s in signals]
         assert techniques[0] == ADVERSARIAL, det.name
         assert MEMBERSHIP in techniques, det.name
@@ -129,6 +113,6 @@ def test_without_digests_probing_at_many_places_still_names_membership_inference
     )
     det = MembershipDetector(profile=bare, probed_records=2)
     walks = _walks(model, pool[[20, 45, 70, 95]], pool[200:], rounds=6)
-    signals = [s for _, s in _feed(det, model, walks, "mia")]
+    signals = [s for _, s in feed(det, model, walks, "mia")]
     assert signals and signals[0].technique == MEMBERSHIP
     assert "training_records" not in signals[0].evidence
