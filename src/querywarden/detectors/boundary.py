@@ -59,7 +59,7 @@ import numpy.typing as npt
 
 from querywarden.core.atlas import ADVERSARIAL
 from querywarden.core.detector import Calibration, Detector, PrincipalStates
-from querywarden.core.profile import ModelProfile, row_digest
+from querywarden.core.profile import ModelProfile
 from querywarden.core.records import Interaction, Output, Severity, Signal, Vector
 from querywarden.detectors.event_window import fold_events, push_event, share_calibration
 from querywarden.detectors.reference import QuerySpace, binomial_surprise, reference_rows, spacing
@@ -67,6 +67,7 @@ from querywarden.detectors.walk_naming import (
     MEMBER_RECORDS,
     is_training_row,
     remember,
+    row_digest_of,
     training_digests,
     walk_technique,
 )
@@ -217,7 +218,7 @@ class BoundaryDetector(Detector):
         digests = training_digests(self.profile)
         x = interaction.features
         if x is not None and digests is not None:
-            key = row_digest(x)
+            key = row_digest_of(interaction)
             if _repeated(st, key):
                 return []
             if is_training_row(digests, key):

@@ -56,12 +56,12 @@ import numpy as np
 
 from querywarden.core.atlas import MEMBERSHIP
 from querywarden.core.detector import Calibration, Detector, PrincipalStates
-from querywarden.core.profile import ModelProfile, row_digest
+from querywarden.core.profile import ModelProfile
 from querywarden.core.records import Evidence, Interaction, Severity, Signal
 from querywarden.detectors.inversion import SortedScan
 from querywarden.detectors.reference import QuerySpace, reference_rows
 from querywarden.detectors.reference import spacing as natural_spacing
-from querywarden.detectors.walk_naming import MEMBER_RECORDS, remember, walk_technique
+from querywarden.detectors.walk_naming import MEMBER_RECORDS, is_training_row, remember, row_digest_of, walk_technique
 
 _HIGH_FACTOR = 4.0
 _PROBE_WINDOW = 4096
@@ -175,7 +175,7 @@ class MembershipDetector(Detector):
         changed = False if st.scan.scanning(x) else self._probe(st, space.transform32_of(interaction))
         digests = self._digests
         if digests is not None:
-            changed = self._count_member(st, digests, row_digest(x)) or changed
+            changed = self._count_member(st, digests, row_digest_of(interaction)) or changed
         return self._judge(interaction, st) if changed else []
 
     # -- label-only probing -------------------------------------------------------------
@@ -224,8 +224,7 @@ class MembershipDetector(Detector):
 
     # -- confidence reading on training records -----------------------------------------
     def _count_member(self, st: _State, digests: np.ndarray, key: int) -> bool:
-        i = int(digests.searchsorted(np.uint64(key)))
-        hit = i < len(digests) and int(digests[i]) == key
+        hit = is_training_row(digests, key)
         st.digest_queries += 1
         st.hits += hit
         if hit:

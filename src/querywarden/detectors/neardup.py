@@ -64,13 +64,14 @@ import numpy as np
 
 from querywarden.core.atlas import ADVERSARIAL, EXTRACTION, INVERSION, MEMBERSHIP
 from querywarden.core.detector import Calibration, Detector, PrincipalStates
-from querywarden.core.profile import ModelProfile, row_digest
+from querywarden.core.profile import ModelProfile
 from querywarden.core.records import Evidence, InputKind, Interaction, Severity, Signal, Vector
 from querywarden.detectors.fingerprint_index import Fingerprinter, FingerprintIndex, Matches, stable_hash
 from querywarden.detectors.walk_naming import (
     MEMBER_RECORDS,
     is_training_row,
     remember,
+    row_digest_of,
     training_digests,
     walk_technique,
 )
@@ -334,7 +335,7 @@ class NearDuplicateDetector(Detector):
             st.repeats += 1
         renamed = None
         if not hit and not repeat:
-            renamed = self._fresh_record(x, st, ast)
+            renamed = self._fresh_record(interaction, st, ast)
         n = st.hit(chain, self.hits_window, self.min_hits) if hit else 0
         off_box = hit and self._outside(x) >= _OFF_BOX_FEATURES
         if hit:
@@ -511,14 +512,14 @@ class NearDuplicateDetector(Detector):
         return walk_technique(len(st.members), digests=digests, many_sites=False, member_records=self.member_records)
 
     def _fresh_record(
-        self, x: Vector, st: _Chains, ast: _Chains | None
+        self, interaction: Interaction, st: _Chains, ast: _Chains | None
     ) -> tuple[Severity, float, Evidence, str] | None:
         """Note a fresh query that is an exact training row; a walker named AML.T0043 whose
         candidate list this completes is reported again, as membership inference."""
         digests = training_digests(self.profile)
         if digests is None:
             return None
-        key = row_digest(x)
+        key = row_digest_of(interaction)
         if not is_training_row(digests, key):
             return None
         out = None

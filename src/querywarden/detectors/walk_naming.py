@@ -25,7 +25,8 @@ from __future__ import annotations
 import numpy as np
 
 from querywarden.core.atlas import ADVERSARIAL, MEMBERSHIP
-from querywarden.core.profile import ModelProfile
+from querywarden.core.profile import ModelProfile, row_digest
+from querywarden.core.records import Interaction
 
 MEMBER_RECORDS = 3
 """Distinct exact training rows a walking principal must have queried to be named membership
@@ -40,6 +41,22 @@ def training_digests(profile: ModelProfile) -> np.ndarray | None:
     """The profile's sorted training digests, or None when it carries none."""
     digests = profile.training_digests
     return None if digests is None or len(digests) == 0 else np.asarray(digests, dtype=np.uint64)
+
+
+_last_digest: tuple[Interaction | None, int] = (None, 0)
+
+
+def row_digest_of(interaction: Interaction) -> int:
+    """``row_digest`` of the interaction's features, computed once per interaction however
+    many detectors look the input up among the training rows (``boundary``, ``membership``
+    and ``neardup`` each do). The caller has checked that the features exist."""
+    global _last_digest
+    last, key = _last_digest
+    if interaction is not last:
+        assert interaction.features is not None
+        key = row_digest(interaction.features)
+        _last_digest = (interaction, key)
+    return key
 
 
 def is_training_row(digests: np.ndarray, key: int) -> bool:
