@@ -1,7 +1,7 @@
 """Linkage: evidence that several principals are one actor, from their clients and behaviour.
 
 The engine's actor graph merges two principals once the link evidence between them reaches
-its ``link_threshold`` (3.0 by default). This detector supplies six kinds of it, as ``info``
+its ``link_threshold`` (3.0 by default). This detector supplies seven kinds of it, as ``info``
 signals that name the other principals in ``related``; it never raises a finding itself.
 
 *Client linkage* (weak). Principals that send from the same IP prefix (IPv4 /24, IPv6 /48)
@@ -44,6 +44,15 @@ to them with ``campaign_weight``: it completes that actor (a key that could comp
 campaigns completes neither). Customers hold no actor to join, and a person's pace never
 reaches a checkpoint within ``burst``.
 
+*Far-cohort linkage.* A small synthetic-query extraction split over many keys (Tramèr's d + 1
+random inputs over 20 keys) leaves each key one or two queries, too few for a signature.
+New principals whose every distinct query lies at least ``far_ratio`` off-manifold cuts from
+the reference, confirmed by a second such query that is no edit of the first, and that began
+within ``cohort_window`` of one another, are linked with ``cohort_weight`` once at least
+``cohort_keys`` of them are confirmed, together with the single-query members of the same
+first round (see ``far_cohort``). Customers' first queries are natural records; both bars
+are calibrated on benign traffic.
+
 *Sweep linkage.* Attribute inference (Fredrikson) sends each target record once per value of
 the sensitive feature; finite differences send a record again with one coordinate moved.
 Split over keys, each key still sends records followed by copies with the same one or two
@@ -75,7 +84,8 @@ hours apart (outside ``horizon``); an attacker who gives each key a different sy
 style; a campaign whose keys are all only about half off-manifold (under
 ``synthetic_share``, which benign photo editors on tiny images also reach: campaign linkage
 completes an actor, it cannot start one); a key that first sends natural seeds and turns
-synthetic only after its checkpoints have seen them; a sweep whose record and changed copy
+synthetic only after its checkpoints have seen them; a far cohort whose keys begin more than
+``cohort_window`` apart or open with a natural query; a sweep whose record and changed copy
 go to different keys of which one is past its first 64 queries or its first ``burst``
 seconds, or that starts after a key's first 64 queries. At a merge the other
 detectors move each key's state to the actor (``Detector.merge``), so what a key sent
@@ -91,10 +101,11 @@ from collections import OrderedDict
 import numpy as np
 
 from querywarden.core.atlas import API_ACCESS
-from querywarden.core.detector import Detector, PrincipalStates
+from querywarden.core.detector import Calibration, Detector, PrincipalStates
 from querywarden.core.profile import ModelProfile
 from querywarden.core.records import Interaction, Severity, Signal
 from querywarden.detectors.copy_index import CopyIndex
+from querywarden.detectors.far_cohort import FLOOR, FarCohortIndex
 from querywarden.detectors.fingerprint_index import stable_hash
 
 _MAX_PEERS = 64
@@ -121,7 +132,11 @@ class _Principal:
         "checkpoints",
         "client",
         "client_raw",
+        "cohort",
         "copy_due",
+        "far",
+        "far_confirm",
+        "far_first",
         "first_ts",
         "grid_off",
         "last_ts",
@@ -168,6 +183,10 @@ class _Principal:
         self.linked_client: set[str] | None = None
         self.sweeps: dict[tuple[int, ...], list[int]] | None = None  # features -> [records swept, last base]
         self.sweep_due: tuple[int, ...] | None = None
+        self.far = 0  # far-cohort membership: 0 not yet, 1 a member, 2 confirmed, -1 never again
+        self.far_first = 0.0  # how far its first folded query lay, in off-manifold cuts
+        self.far_confirm = 0.0  # the bar at which its second distinct query would have confirmed it (0: never)
+        self.cohort = 0  # the most confirmed members of a far cohort it was confirmed in (at the floor)
 
     def __setstate__(self, state: tuple[None, dict[str, object]]) -> None:
         """Restore a snapshot, with defaults for what a snapshot from an older version lacks."""
@@ -230,6 +249,10 @@ class LinkageDetector(Detector):
         campaign_weight: float = 3.0,
         campaign_keys: int = 4,
         campaign_share: float = 0.25,
+        cohort_weight: float = 3.0,
+        cohort_keys: int = 3,
+        far_ratio: float = 2.0,
+        cohort_window: float = 120.0,
         checkpoints: int = 5,
         copy_capacity: int = 4096,
         novelty: float = 0.25,
@@ -252,6 +275,8 @@ class LinkageDetector(Detector):
             raise ValueError("linkage: copy_capacity >= 1 is required")
         if campaign_weight < 0 or campaign_keys < 1 or not 0 < campaign_share <= synthetic_share:
             raise ValueError("linkage: campaign_weight >= 0, campaign_keys >= 1, 0 < campaign_share <= synthetic_share")
+        if cohort_weight < 0 or cohort_keys < 2 or far_ratio < FLOOR or cohort_window < 0:
+            raise ValueError(f"linkage: cohort_weight >= 0, cohort_keys >= 2, far_ratio >= {FLOOR}, cohort_window >= 0")
         self.client_weight = client_weight
         self.behaviour_weight = behaviour_weight
         self.min_queries = min_queries
@@ -265,6 +290,10 @@ class LinkageDetector(Detector):
         self.campaign_weight = campaign_weight
         self.campaign_keys = campaign_keys
         self.campaign_share = campaign_share
+        self.cohort_weight = cohort_weight
+        self.cohort_keys = cohort_keys
+        self.far_ratio = far_ratio
+        self.cohort_window = cohort_window
         self.checkpoints = checkpoints
         self.copy_capacity = copy_capacity
         self.novelty = novelty
@@ -284,6 +313,7 @@ class LinkageDetector(Detector):
         self._copy_pairs: OrderedDict[tuple[str, str, tuple[int, ...], tuple[int, ...], tuple[int, ...]], list[int]] = (
             OrderedDict()
         )
+        self._cohorts = FarCohortIndex(window=cohort_window, horizon=horizon, capacity=pool_size)
 
     # -- set-up -------------------------------------------------------------------------
     def _reference_stats(
@@ -340,7 +370,7 @@ class LinkageDetector(Detector):
             return signals
         if st.queries > _FULL_RATE_QUERIES and st.queries % _SAMPLE_EVERY:
             return signals
-        folded = self._fold(st, x, interaction.principal, interaction.ts)
+        far = self._fold(st, x, interaction.principal, interaction.ts)
         if st.copy_due:
             copied = tuple(dict.fromkeys(st.copy_due))
             st.copy_due = None
@@ -352,8 +382,12 @@ class LinkageDetector(Detector):
                 signals.append(self._link(interaction, peers, self.sweep_weight, "sweep"))
             if lockstep and self.onset_weight > 0:
                 signals.append(self._link(interaction, lockstep, self.onset_weight, "onset"))
-        if not folded:
+        if far is None:
             return signals
+        if st.far >= 0 and self.cohort_weight > 0:
+            cohort = self._far_cohort(interaction, st, far)
+            if cohort is not None:
+                signals.append(cohort)
         if st.n >= self._due(st.checkpoints):
             st.checkpoints += 1
             peers, lockstep = self._behaviour_peers(interaction.principal, st, interaction.actor)
@@ -377,6 +411,22 @@ class LinkageDetector(Detector):
 
     def state_size(self) -> int:
         return len(self._states)
+
+    def calibration(self) -> dict[str, Calibration]:
+        """The bar at which each principal's first two distinct queries would have confirmed it
+        a far-cohort member (``far_ratio``; 0 for one that sent fewer, or edited its first),
+        and the most confirmed members of a far cohort it was confirmed in, counted at the
+        floor, the loosest bar ``far_ratio`` can take (``cohort_keys``)."""
+        levels: list[float] = []
+        cohorts: list[float] = []
+        for _, st in self._states.items():
+            if st.n > 0:
+                levels.append(st.far_confirm)
+                cohorts.append(float(st.cohort))
+        return {
+            "far_ratio": Calibration(tuple(levels), floor=FLOOR),
+            "cohort_keys": Calibration(tuple(cohorts), floor=3.0),
+        }
 
     def _due(self, done: int) -> int:
         """Folded queries at which the next checkpoint falls: ``min_queries``, doubling
@@ -418,8 +468,9 @@ class LinkageDetector(Detector):
         return peers
 
     # -- behaviour linkage --------------------------------------------------------------
-    def _fold(self, st: _Principal, x: np.ndarray, principal: str, ts: float) -> bool:
-        """Fold one query into the principal's signature; False if it was not new enough.
+    def _fold(self, st: _Principal, x: np.ndarray, principal: str, ts: float) -> float | None:
+        """Fold one query into the principal's signature and say how far off the reference it
+        lay (its mean squared z-score over the off-manifold cut); None if it was not new enough.
 
         Everything is computed on the input scaled to its ranges and clipped to [-1, 2], so
         huge values cannot overflow and NaN lands at the low edge. An input that changes
@@ -443,7 +494,7 @@ class LinkageDetector(Detector):
         if prev is not None:
             changed = np.count_nonzero(code != prev)
             if changed == 0:
-                return False
+                return None
         young = st.queries <= _FULL_RATE_QUERIES and st.last_ts - st.first_ts <= self.burst
         if young and self._copies is not None:
             self._note_copies(st, code, principal, ts)
@@ -457,9 +508,12 @@ class LinkageDetector(Detector):
             if changed <= _SWEEP_FEATURES and self.sweep_weight > 0:
                 base = st.base_code if st.base_code is not None else prev
                 self._note_sweep(st, np.flatnonzero(code != prev), self._digest(base))
+            if st.far > 0:  # an edit of one record is no campaign's fresh draw
+                self._cohorts.leave(principal)
+            st.far = -1
             st.repeats += 1
             if st.repeats < _SAMPLE_EVERY:
-                return False
+                return None
             st.records -= 1  # folded as a sample of the edits, not as another record
         else:  # a new record: what later sweeps edit (none are counted after the first queries)
             st.base_code = code if st.queries <= _FULL_RATE_QUERIES else None
@@ -471,11 +525,12 @@ class LinkageDetector(Detector):
         st.sq_u += float(u @ u) / d
         u -= mean  # u is not read again: z is computed in place
         u *= inv_sd
-        st.off += float(u @ u) / d > cut
+        z2: float = float(u @ u) / d
+        st.off += z2 > cut
         if integral is not None:
             xi = x[integral]
             st.grid_off += np.count_nonzero(xi != np.rint(xi)) > 0.25 * xi.shape[0]  # rint is round to 0 decimals
-        return True
+        return z2 / max(float(cut), 1e-12)
 
     # -- sweep linkage ------------------------------------------------------------------
     def _digest(self, code: np.ndarray) -> int:
@@ -661,12 +716,61 @@ class LinkageDetector(Detector):
             return ()  # too few keys, or two campaigns it could complete: neither
         return tuple(best[:_MAX_PEERS])
 
-    def _link(self, interaction: Interaction, peers: tuple[str, ...], weight: float, kind: str) -> Signal:
+    def _far_cohort(self, interaction: Interaction, st: _Principal, far: float) -> Signal | None:
+        """Follow a new principal whose every distinct query lies far off the reference, and
+        link it once confirmed to the far cohort it began with (see ``far_cohort``).
+
+        Its first query makes it a member (if at least the floor away), its second distinct
+        one confirms it, and later ones only lower its level; a query nearer than the floor
+        ends its membership for good. At confirmation, a cohort of at least ``cohort_keys``
+        confirmed members at ``far_ratio`` is linked with ``cohort_weight``."""
+        cohorts = self._cohorts
+        principal = interaction.principal
+        if st.n == 1:
+            st.far_first = far
+        elif st.n == 2:
+            st.far_confirm = min(st.far_first, far)
+        if far < FLOOR:
+            if st.far > 0:
+                cohorts.leave(principal)
+            st.far = -1
+            return None
+        if st.n == 1:
+            st.far = 1
+            cohorts.join(principal, st.first_ts, far)
+            return None
+        if st.far != 1:
+            cohorts.level(principal, far)
+            return None
+        if not cohorts.confirm(principal, far, interaction.ts):
+            st.far = -1  # dropped from the bounded index
+            return None
+        st.far = 2
+        cohort = cohorts.cohort(principal, self.far_ratio, _MAX_PEERS)
+        if cohort is None:
+            return None
+        st.cohort = max(st.cohort, cohort.confirmed_at_floor)
+        if cohort.confirmed < self.cohort_keys or not cohort.peers:
+            return None
+        return self._link(
+            interaction,
+            cohort.peers,
+            self.cohort_weight,
+            "cohort",
+            confirmed_keys=cohort.confirmed,
+            far_ratio=round(far, 2),
+            far_bar=round(self.far_ratio, 2),
+            began_within_s=round(cohort.span, 3),
+        )
+
+    def _link(
+        self, interaction: Interaction, peers: tuple[str, ...], weight: float, kind: str, **detail: float | int
+    ) -> Signal:
         return self.signal(
             interaction,
             score=0.05,
             severity=Severity.INFO,
-            evidence={"link": kind, "peers": len(peers)},
+            evidence={"link": kind, "peers": len(peers), **detail},
             related=peers,
             link_weight=weight,
         )

@@ -1,0 +1,114 @@
+"""Far cohorts: new principals that begin together and send nothing but inputs far from natural data.
+
+A small synthetic-query extraction split over many keys (Tramèr's d + 1 uniformly random
+inputs over 20 keys) leaves each key one or two queries: too few for any statistic of one
+key, and too few for a behaviour signature. What the split cannot hide is that every key is
+new, begins within moments of the others, and sends only inputs far off the natural data.
+Customers essentially never do all three at once: their first queries are natural records.
+
+This index holds the *members*: principals whose every distinct query so far lay at least
+the floor (the reference's own off-manifold cut) from the reference, with when each began,
+the least far of its queries (its *level*), and, once it sent a second such query that is
+not an edit of the first, when it was *confirmed*. A cohort at a bar is the members of at
+least that level that began within ``window`` seconds of one another. One far query proves
+little (a customer's odd record is one too), so a cohort is judged on its confirmed members;
+a member with a single query is counted in only when it began after the confirming member
+and before any member of the cohort was confirmed: a key of the campaign's first round, not
+a customer who appears while it runs.
+
+Bounded: members older than ``horizon`` seconds are dropped, and at most ``capacity`` are
+held (oldest first). Each call scans the held members once, and a principal calls at most
+twice (its first and second distinct query), so the cost per query does not grow with
+history. Pure: time comes from the caller.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import NamedTuple
+
+FLOOR = 1.0
+"""The least far a member's queries may be, as a multiple of the off-manifold cut."""
+
+
+class Member(NamedTuple):
+    first_ts: float
+    level: float  # the least far of its queries, as a multiple of the cut
+    confirmed_ts: float | None  # when it sent its second far, distinct query
+
+
+class Cohort(NamedTuple):
+    """Who a confirmed principal is linked to at a bar, and how many members are confirmed."""
+
+    peers: tuple[str, ...]
+    confirmed: int
+    """Confirmed members at the bar, the principal included."""
+    confirmed_at_floor: int
+    """Confirmed members at the floor (what calibration reads: the loosest bar there can be)."""
+    span: float
+    """Seconds between the earliest and the latest start among the principal and its peers."""
+
+
+class FarCohortIndex:
+    def __init__(self, *, window: float, horizon: float, capacity: int) -> None:
+        self.window = window
+        self.horizon = horizon
+        self.capacity = capacity
+        self._members: OrderedDict[str, Member] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._members)
+
+    def join(self, principal: str, first_ts: float, level: float) -> None:
+        """A principal's first query lay ``level`` cuts from the reference (at least the floor)."""
+        members = self._members
+        members[principal] = Member(first_ts, level, None)
+        members.move_to_end(principal)
+        while members:
+            oldest = next(iter(members.values()))
+            if oldest.first_ts >= first_ts - self.horizon and len(members) <= self.capacity:
+                break
+            members.popitem(last=False)
+
+    def confirm(self, principal: str, level: float, now: float) -> bool:
+        """Its second distinct query lay ``level`` cuts away; False if it is no member (any more)."""
+        held = self._members.get(principal)
+        if held is None:
+            return False
+        self._members[principal] = Member(held.first_ts, min(held.level, level), now)
+        return True
+
+    def leave(self, principal: str) -> None:
+        """It sent a query near the natural data, or an edit of its last one: no member any more."""
+        self._members.pop(principal, None)
+
+    def level(self, principal: str, level: float) -> None:
+        """A further far query: its level is the least far of all of them."""
+        held = self._members.get(principal)
+        if held is not None and level < held.level:
+            self._members[principal] = held._replace(level=level)
+
+    def cohort(self, principal: str, bar: float, max_peers: int) -> Cohort | None:
+        """The cohort a confirmed member belongs to at ``bar``, else None."""
+        me = self._members.get(principal)
+        if me is None or me.confirmed_ts is None:
+            return None
+        near = [
+            (other, m)
+            for other, m in self._members.items()
+            if other != principal and abs(m.first_ts - me.first_ts) <= self.window
+        ]
+        at_floor = 1 + sum(1 for _, m in near if m.confirmed_ts is not None)
+        if me.level < bar:
+            return Cohort((), 0, at_floor, 0.0)
+        near = [(other, m) for other, m in near if m.level >= bar]
+        confirmed = [(other, m) for other, m in near if m.confirmed_ts is not None]
+        first_confirmation = min(
+            [me.confirmed_ts, *(m.confirmed_ts for _, m in confirmed if m.confirmed_ts is not None)]
+        )
+        single = [
+            (other, m) for other, m in near if m.confirmed_ts is None and me.first_ts < m.first_ts < first_confirmation
+        ]
+        linked = (confirmed + single)[-max_peers:]
+        starts = [me.first_ts, *(m.first_ts for _, m in linked)]
+        return Cohort(tuple(other for other, _ in linked), 1 + len(confirmed), at_floor, max(starts) - min(starts))
