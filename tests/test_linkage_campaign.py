@@ -164,6 +164,41 @@ def test_campaign_links_name_the_actors_members(digits: tuple[ModelProfile, np.n
     assert eng.actors.actor_of("late-0") == eng.actors.actor_of("k00") is not None
 
 
+def test_a_key_of_one_request_over_the_bar_completes_the_campaign(digits: tuple[ModelProfile, np.ndarray]) -> None:
+    """A key sending one request of ten images, six of them random, next to the running
+    campaign: at its only checkpoint (5 of 8 off) one behaviour match per member does not
+    merge and the onset's lower bound is not reached; the campaign's actor takes it in."""
+    profile, pool = digits
+    rng = np.random.default_rng(6)
+    campaign = _keys(rng, pool, {name: 19 for name in CAMPAIGN}, start=T0, gap=0.2)
+    rows = pool[rng.choice(len(pool), size=10, replace=False)]
+    off = [0, 2, 3, 5, 6, 8]
+    rows[off] = rng.uniform(0, 16, size=(len(off), 64)).round()
+    short = [
+        Interaction(
+            id=f"short-{i}",
+            ts=T0 + 10.0 + 0.01 * i,
+            principal="short",
+            model="m",
+            client=Client(ip="77.7.7.7", user_agent="agent/short"),
+            features=rows[i],
+        )
+        for i in range(10)
+    ]
+    assert 0.5 <= _share(profile, short, "short") < 0.75
+    eng = _engine(profile)
+    kinds: set[str] = set()
+    for it in sorted(campaign + short, key=lambda it: it.ts):
+        step = eng.process(it)
+        if it.principal == "short":
+            kinds |= {s.evidence["link"] for s in step.signals if s.detector == "linkage"}
+    assert {"behaviour", "campaign"} <= kinds and "onset" not in kinds
+    assert eng.actors.actor_of("short") == eng.actors.actor_of("k00") is not None
+    alone = _engine(profile)
+    _run(alone, short + _keys(rng, pool, {f"half-{i}": 12 for i in range(4)}, start=T0, gap=0.2))
+    assert alone.actors.actor_of("short") is None
+
+
 def test_campaign_parameters_are_checked(digits: tuple[ModelProfile, np.ndarray]) -> None:
     profile, _ = digits
     for bad in ({"campaign_share": 0.6}, {"campaign_share": 0.0}, {"campaign_keys": 0}, {"campaign_weight": -1.0}):

@@ -36,8 +36,10 @@ the doublings, a principal is compared again at every multiple of the last gap, 
 that turns synthetic late, or joins a running campaign late, is still linked.
 
 *Campaign linkage.* One source sampled per key gives each key its own synthetic share, so
-a few keys of a campaign can fall under ``synthetic_share`` while their siblings merged. A
-principal in no actor whose share still reaches ``campaign_share``, that reached its
+a few keys of a campaign can fall under ``synthetic_share`` while their siblings merged, or
+reach it with too few queries for a second behaviour match or the onset's lower bound (6 of
+10, a key of one request). A principal in no actor whose share reaches ``campaign_share``,
+that reached its
 checkpoint within ``burst`` of its first query, and that matches the style of at least
 ``campaign_keys`` pooled members of one actor begun within ``onset_window`` of it, is linked
 to them with ``campaign_weight``: it completes that actor (a key that could complete two
@@ -395,7 +397,7 @@ class LinkageDetector(Detector):
                 signals.append(self._link(interaction, peers, self.behaviour_weight, "behaviour"))
             if lockstep and self.onset_weight > 0:
                 signals.append(self._link(interaction, lockstep, self.onset_weight, "onset"))
-            if not peers and interaction.actor is None and self.campaign_weight > 0:
+            if interaction.actor is None and self.campaign_weight > 0:
                 joined = self._campaign_peers(interaction.principal, st)
                 if joined:
                     signals.append(self._link(interaction, joined, self.campaign_weight, "campaign"))
@@ -693,13 +695,14 @@ class LinkageDetector(Detector):
         A campaign is an actor already holding at least ``campaign_keys`` pooled principals
         that were synthetic in one style and began within ``onset_window`` of this one. A
         key of it that draws a little less often off the manifold (its share at least
-        ``campaign_share``, under ``synthetic_share``: one source sampled per key varies)
-        still shows the campaign's style, its start and its machine pace: it reached this
-        checkpoint within ``burst`` of its first query. Customers hold no actor to join,
-        and a human's pace never reaches a checkpoint that fast."""
+        ``campaign_share``: one source sampled per key varies), or that sends too few queries
+        for a second behaviour match or the onset's bound, still shows the campaign's style,
+        its start and its machine pace: it reached this checkpoint within ``burst`` of its
+        first query. Customers hold no actor to join, and a human's pace never reaches a
+        checkpoint that fast."""
         sig = st.signature()
         share = max(sig[0], sig[1])
-        if share < self.campaign_share or share >= self.synthetic_share or st.last_ts - st.first_ts > self.burst:
+        if share < self.campaign_share or st.last_ts - st.first_ts > self.burst:
             return ()
         members: dict[str, list[str]] = {}
         for other, entry in self._pool.items():
