@@ -319,3 +319,59 @@ def test_calibration_never_makes_the_training_share_bar_more_sensitive_than_ship
     assert cal.floor == MembershipDetector.defaults()["member_share"] == 0.3
     value, _ = threshold_for(cal.__class__(values=(0.0,) * 50, floor=cal.floor), 0.001)
     assert value == 0.3
+
+
+# -- re-submissions of one record are not probes ----------------------------------------
+@pytest.fixture(scope="module")
+def cancer_small_reference() -> Victim:
+    """Raw breast-cancer measurements (0.001 to 4,000) with an 18-row reference, so the natural
+    spacing is wide and different customers' records share a probe cluster."""
+    x, y = load_breast_cancer(return_X_y=True)
+    return _victim("cancer-18", x, y, 300, 18, image=False)
+
+
+def resent(rows: np.ndarray, seed: int) -> np.ndarray:
+    """Each record sent, then re-sent 1-3 times as another system would: its values rounded to
+    three significant digits, or converted with float noise."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for row in rows:
+        out.append(row)
+        for _ in range(int(rng.integers(1, 4))):
+            if rng.random() < 0.5:
+                scale = 10.0 ** (np.floor(np.log10(np.where(row != 0, np.abs(row), 1.0))) - 2)
+                out.append(np.round(row / scale) * scale)
+            else:
+                out.append(row * (1.0 + rng.normal(0.0, 0.001, size=row.shape[0])))
+    return np.array(out)
+
+
+def test_records_resent_rounded_or_with_float_noise_stay_quiet(cancer_small_reference: Victim) -> None:
+    v = cancer_small_reference
+    rng = np.random.default_rng(7)
+    for i in range(4):  # a few customers, each drawing its records from a small book, some more than once
+        book = v.pool[rng.choice(len(v.pool), 30, replace=False)]
+        rows = resent(book[rng.integers(0, len(book), 80)], seed=i)
+        det = MembershipDetector(profile=v.profile, probed_records=2)
+        assert worst(run(det, v.stream(rows, f"jitter-{i}", dt=20.0))) < Severity.MEDIUM
+
+
+def test_tiny_perturbations_answered_on_the_boundary_are_still_probes(cancer_small_reference: Victim) -> None:
+    """A boundary walk's gradient probes move the last digits too, but their answers change
+    class or sit on the boundary: they are counted."""
+    v = cancer_small_reference
+    rng = np.random.default_rng(4)
+    rows = []
+    for c in candidates(v, 8):
+        own = v.label(c)
+        far = next(r for r in v.pool[rng.permutation(len(v.pool))] if v.label(r) != own)
+        a, b = c.copy(), far.copy()
+        for _ in range(30):  # to the crossing between the candidate and a record of another class
+            m = (a + b) / 2
+            a, b = (m, b) if v.label(m) == own else (a, m)
+        rows.append(a)
+        rows += list(a * (1.0 + 0.002 * rng.normal(size=(12, a.shape[0]))))
+    probs = v.proba(np.array(rows))
+    assert np.mean(np.abs(probs[:, 0] - probs[:, 1]) < 0.3) > 0.5  # on the boundary
+    det = MembershipDetector(profile=v.profile, probed_records=2)
+    assert worst(run(det, v.stream(np.array(rows), "mia"))) >= Severity.MEDIUM

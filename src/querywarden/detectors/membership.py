@@ -15,6 +15,16 @@ per candidate, at many candidates far apart. The detector counts clusters that r
 least one natural spacing apart (an optimiser drifting along a path is one cluster, not
 many), and alarms at ``probed_records`` of them.
 
+A record re-sent is not a probe of its neighbourhood: a customer whose systems re-submit
+records rounded to fewer digits or converted with float noise sends several distinct
+queries within a hair of one record, and on a victim with few reference rows (a wide
+natural spacing) a few such records fill a cluster. So a query whose every value is the
+principal's previous record's to within ``resubmit_tolerance`` of its own magnitude (and
+never more than ``_RANGE_SHARE`` of the feature's range), answered with the same class off
+the decision boundary, does not count: it tells the sender nothing it did not know. A
+boundary walk's gradient probes are as close, but their answers change class or sit on the
+boundary, and those count.
+
 **Confidence reading.** The attacker scores each candidate once and reads the confidence.
 On a single pass this is indistinguishable from batch scoring: same shape, same volume,
 natural records. The only trace is *which* records: in an evaluation of membership, a
@@ -39,7 +49,9 @@ State is kept per principal, or per actor once the engine has clustered the prin
 into one (``Interaction.actor``); at the merge each key's clusters and training hits move
 to the actor's (``merge``), so candidates probed from many keys add up.
 
-Blind spots: confidence-reading MIA without training digests; a bank re-scoring its own
+Blind spots: label-only probing whose every probe moves the values by less than
+``resubmit_tolerance`` of themselves and keeps the candidate's answer off the boundary (it
+then learns nothing either); confidence-reading MIA without training digests; a bank re-scoring its own
 customers (its queries *are* training records, so it looks like MIA: raise ``member_share``
 for it or leave digests out); label-only probing spread so thinly (few probes per
 candidate, or candidates spread over many keys) that no cluster fills; membership
@@ -57,7 +69,7 @@ import numpy as np
 from querywarden.core.atlas import MEMBERSHIP
 from querywarden.core.detector import Calibration, Detector, PrincipalStates
 from querywarden.core.profile import ModelProfile
-from querywarden.core.records import Evidence, Interaction, Severity, Signal
+from querywarden.core.records import Evidence, Interaction, Output, Severity, Signal
 from querywarden.detectors.inversion import SortedScan
 from querywarden.detectors.reference import QuerySpace, reference_rows
 from querywarden.detectors.reference import spacing as natural_spacing
@@ -69,6 +81,12 @@ _PROBE_WINDOW = 4096
 _SEEN = 256
 """Recent distinct queries remembered per principal, to skip retries."""
 _PROBES, _MEMBERS = "probe_clusters", "training_records"
+_BOUNDARY_MARGIN = 0.3
+"""Top-1 minus top-2 probability under which an answer is on the decision boundary (the
+``boundary`` detector's default ``margin``)."""
+_RANGE_SHARE = 0.02
+"""The most a re-submission moves a value, as a share of its feature's range: on a feature far
+from zero (a year, a raw sensor offset) a share of the value itself is a real move."""
 
 
 class _State:
@@ -83,6 +101,8 @@ class _State:
         "named",
         "pooled",
         "queries",
+        "record",
+        "record_answer",
         "scan",
         "seen",
         "used",
@@ -91,6 +111,8 @@ class _State:
 
     def __init__(self) -> None:
         self.queries = 0
+        self.record: np.ndarray | None = None  # the record last sent, as re-submissions are compared
+        self.record_answer: Output | None = None  # and its answer
         self.scan = SortedScan()
         self.seen: dict[bytes, None] = {}  # insertion-ordered set of recent query digests
         self.centres: np.ndarray | None = None  # (clusters, dim) float32
@@ -124,12 +146,15 @@ class MembershipDetector(Detector):
         member_share: float = 0.3,
         benign_factor: float = 10.0,
         member_records: int = MEMBER_RECORDS,
+        resubmit_tolerance: float = 0.01,
         spacing: float | None = None,
         max_principals: int = 100_000,
     ) -> None:
         super().__init__(profile=profile)
         if cluster_ratio <= 0 or cluster_size < 2 or probed_records < 1 or clusters < 1:
             raise ValueError("membership: cluster_ratio > 0, cluster_size >= 2, probed_records >= 1, clusters >= 1")
+        if not 0 <= resubmit_tolerance < 1:
+            raise ValueError("membership: 0 <= resubmit_tolerance < 1")
         if member_hits < 1 or not 0 < member_share <= 1 or benign_factor < 1 or member_records < 1:
             raise ValueError(
                 "membership: member_hits >= 1, 0 < member_share <= 1, benign_factor >= 1 and member_records >= 1"
@@ -142,11 +167,14 @@ class MembershipDetector(Detector):
         self.member_share = member_share
         self.benign_factor = benign_factor
         self.member_records = member_records
+        self.resubmit_tolerance = resubmit_tolerance
         self.spacing = spacing
         self.max_principals = max_principals
         self._space = QuerySpace.from_profile(profile)
         self._spacing = 1.0
+        self._range_cap = np.zeros(0)
         if self._space is not None:
+            self._range_cap = _RANGE_SHARE / self._space.scale
             rows = reference_rows(profile, self._space)
             self._spacing = spacing if spacing else natural_spacing(rows, self._space.dim)
         self._population = [0, 0]  # distinct queries and training hits of principals not flagged
@@ -167,21 +195,27 @@ class MembershipDetector(Detector):
         st = self._states.get(interaction.actor or interaction.principal)
         key = hashlib.blake2b(x.tobytes(), digest_size=8).digest()
         if key in st.seen:
+            st.record, st.record_answer = x, interaction.output  # its re-submissions that follow are compared with it
             return []  # retries and exact duplicates are not probes
         st.seen[key] = None
         if len(st.seen) > _SEEN:
             del st.seen[next(iter(st.seen))]
         st.queries += 1
-        changed = False if st.scan.scanning(x) else self._probe(st, space.transform32_of(interaction))
+        changed = False if st.scan.scanning(x) else self._probe(st, interaction, space.transform32_of(interaction))
         digests = self._digests
         if digests is not None:
             changed = self._count_member(st, digests, row_digest_of(interaction)) or changed
         return self._judge(interaction, st) if changed else []
 
     # -- label-only probing -------------------------------------------------------------
-    def _probe(self, st: _State, zf: np.ndarray | None) -> bool:
-        """Place the query (float32, read-only) in a probe cluster; True when a cluster just filled."""
+    def _probe(self, st: _State, interaction: Interaction, zf: np.ndarray | None) -> bool:
+        """Place the query (``zf`` its float32 point, read-only) in a probe cluster; True when a
+        cluster just filled."""
         assert zf is not None  # the float64 point exists, so its float32 twin does
+        x = interaction.features
+        assert x is not None
+        record, answer = st.record, st.record_answer
+        st.record, st.record_answer = x, interaction.output
         if st.centres is None:
             st.centres = zf[None, :].copy()
             st.counts.append(1)
@@ -202,8 +236,16 @@ class MembershipDetector(Detector):
                 st.counts[k] = 1
                 st.used[k] = st.queries
             return False
-        st.counts[k] += 1
         st.used[k] = st.queries
+        if (
+            record is not None
+            and same_record(x, record, self.resubmit_tolerance, self._range_cap)
+            and same_answer(interaction.output, answer)
+        ):
+            # the record again, rounded or converted, and answered the same: nothing new about its neighbourhood
+            st.record, st.record_answer = record, answer
+            return False
+        st.counts[k] += 1
         if st.counts[k] != self.cluster_size:
             return False
         centre = st.centres[k].copy()
@@ -349,6 +391,26 @@ class MembershipDetector(Detector):
             # batches hit a few exact training records (6% of one Adult batch job) by chance
             out["member_share"] = Calibration(tuple(w[1] for w in worst), floor=self.defaults()["member_share"])
         return out
+
+
+def same_record(x: np.ndarray, record: np.ndarray, tolerance: float, cap: np.ndarray) -> bool:
+    """True when every value of ``x`` is ``record``'s to within ``tolerance`` of its own
+    magnitude and at most ``cap`` (raw units, per feature): the record re-sent, rounded to
+    fewer digits or converted with float noise."""
+    bound = np.minimum(tolerance * np.maximum(np.abs(x), np.abs(record)), cap)
+    return bool(np.all(np.abs(x - record) <= bound))
+
+
+def same_answer(output: Output | None, record: Output | None) -> bool:
+    """True when ``output`` is the class ``record`` was answered with, off the decision boundary
+    (a margin of ``_BOUNDARY_MARGIN`` or more when probabilities are given): a changed answer,
+    or one on the boundary, tells the sender something about the neighbourhood."""
+    if output is None or record is None:
+        return output is record
+    if output.predicted_class() != record.predicted_class():
+        return False
+    margin = output.margin()
+    return margin is None or margin >= _BOUNDARY_MARGIN
 
 
 def _level(value: float, threshold: float) -> int:
