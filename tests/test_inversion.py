@@ -6,6 +6,7 @@ how MI-Face and Fredrikson-style attribute inversion query a black box.
 
 from __future__ import annotations
 
+import msgspec
 import numpy as np
 import pytest
 from sklearn.datasets import load_breast_cancer, load_digits
@@ -412,13 +413,35 @@ def test_adult_batch_of_natural_records_stays_quiet(adult: BenchVictim) -> None:
 
 
 def test_adult_sex_inferred_for_many_records_is_caught(adult: BenchVictim) -> None:
+    """Fredrikson's targets are people in the training data: each record, sent with either
+    value of sex, is a training row with one of them."""
     (col,) = adult.sensitive
-    rows = attribute_sweep(adult.attacker_pool[:30], col, np.array([0.0, 1.0]))
+    rows = attribute_sweep(adult.x_train[:30], col, np.array([0.0, 1.0]))
     signals = run(InversionDetector(profile=adult.profile), _adult_stream(adult, rows, "thief"))
     at = first_at(signals)
     assert at is not None and at <= 14
+    first = next(s for s in signals if s.severity >= Severity.MEDIUM)
     names = adult.profile.feature_names
-    assert names is not None and signals[0].evidence["features_changed"] == [names[col]]
+    assert names is not None and first.evidence["features_changed"] == [names[col]]
+    assert int(first.evidence["training_rows_swept"]) >= 3
+
+
+def test_sweep_over_records_the_model_never_saw_is_exposure_only(adult: BenchVictim) -> None:
+    """With training digests, the same sweep over records outside the training data infers
+    nothing about a training member: reported at low (a sensitivity analysis), and at medium
+    again as soon as the profile carries no digests to tell."""
+    (col,) = adult.sensitive
+    rows = attribute_sweep(adult.attacker_pool[:30], col, np.array([0.0, 1.0]))
+    stream = _adult_stream(adult, rows, "analyst")
+    outside = run(InversionDetector(profile=adult.profile), stream)
+    assert worst(outside) == Severity.LOW
+    swept = [s for s in outside if "training_rows_swept" in s.evidence]
+    assert swept, "the sweep is still reported"
+    # adult holds duplicate people: a swept record may match a training row by chance
+    assert all(int(s.evidence["training_rows_swept"]) < float(s.evidence["threshold"]) for s in swept)
+    blind = msgspec.structs.replace(adult.profile, training_digests=None)
+    at = first_at(run(InversionDetector(profile=blind), stream))
+    assert at is not None and at <= 14
 
 
 def test_sorted_batch_of_crowded_records_is_a_scan_not_a_sweep(adult: BenchVictim) -> None:

@@ -37,6 +37,14 @@ set (chance twins in a batch differ by values that do not recur; rounded or re-c
 re-sends barely move). A record re-sent and edited again is one record. Record sweeps are
 a tabular pattern: they are not counted on images.
 
+Whose records: inversion rebuilds what the model learned about people in its training
+data. With ``training_digests`` in the profile, a sweep of candidate values on tabular
+inputs (a family whose variants move a feature by ``_SWEEP_STEP`` standard deviations or
+more, record sweeps, and a confidence ascent climbing on steps that move one or two
+features that far) raises ``medium`` only by counting families that hold an exact training
+row; the same sweep over records the model never trained on is a sensitivity analysis,
+reported at ``low``. Finite-difference families and images are judged as before.
+
 State is kept per principal, or per actor once the engine has clustered the principal
 into one (``Interaction.actor``); at the merge each key's chains, families and sweeps move
 to the actor's (``merge``), so a sweep split over many keys adds up.
@@ -65,6 +73,7 @@ from querywarden.core.profile import ModelProfile
 from querywarden.core.records import Evidence, InputKind, Interaction, Severity, Signal, Vector
 from querywarden.detectors.reference import QuerySpace, reference_rows
 from querywarden.detectors.reference import spacing as natural_spacing
+from querywarden.detectors.walk_naming import is_training_row, row_digest_of, training_digests
 
 _TOLERANCE = 1e-6
 """Normalised difference below which a feature counts as unchanged."""
@@ -127,9 +136,20 @@ class SortedScan:
 class _Chain:
     """One run of small steps: its first answer, each class's best confidence and new highs."""
 
-    __slots__ = ("best", "halved", "halvings", "last_step", "length", "records", "start", "used")
+    __slots__ = (
+        "best",
+        "halved",
+        "halvings",
+        "last_step",
+        "length",
+        "member",
+        "records",
+        "start",
+        "swept",
+        "used",
+    )
 
-    def __init__(self, p: Vector | None, used: int) -> None:
+    def __init__(self, p: Vector | None, used: int, member: bool = False) -> None:
         self.start = p  # a reference until the chain continues, then a copy
         self.best: Vector | None = None
         self.records: np.ndarray | None = None
@@ -138,6 +158,8 @@ class _Chain:
         self.last_step = 0.0
         self.halvings = 0  # steps about half the previous one: a binary search
         self.halved: np.ndarray | None = None  # per class, records set on such steps
+        self.swept: np.ndarray | None = None  # per class, records set on steps that moved one or two features far
+        self.member = member  # an exact training row was queried on the chain
 
     def bisecting(self, target: int) -> bool:
         """True when the target class set most of its records on steps that halved the previous one."""
@@ -145,15 +167,25 @@ class _Chain:
             return False
         return 2 * int(self.halved[target]) >= int(self.records[target]) > 0
 
+    def sweeping(self, target: int) -> bool:
+        """True when the target class set most of its records on steps that moved one or two
+        features by a candidate value's distance: a sensitivity curve, or an attribute sweep."""
+        swept = getattr(self, "swept", None)  # a snapshot from before the slot existed has none
+        if self.records is None or swept is None or target < 0:
+            return False
+        return 2 * int(swept[target]) >= int(self.records[target]) > 0
+
 
 class _State:
     __slots__ = (
         "bases",
         "chain",
         "chains",
+        "fine",
         "heads",
         "last_family",
         "levels",
+        "members",
         "queries",
         "scan",
         "serial",
@@ -176,9 +208,19 @@ class _State:
         self.serials: list[int] = []  # family serial numbers, so a replaced family is a new one
         self.serial = 0
         self.last_family = 0  # serial of the family the previous distinct query fell in
-        self.swept: dict[int, deque[tuple[bytes, int, float]]] = {}  # feature -> (base record, query, value)
-        self.levels = [0, 0, 0]  # chain, sweep, swept: 0 quiet, 2 medium, 3 high
+        # feature -> (base record, query, value, whether the record's family holds a training row)
+        self.swept: dict[int, deque[tuple[bytes, int, float, bool]]] = {}
+        self.members: set[int] = set()  # serials of families holding an exact training row
+        self.fine: set[int] = set()  # serials of families with a variant a finite difference away
+        self.levels = [0, 0, 0]  # chain, sweep, swept: 0 quiet, 1 low, 2 medium, 3 high
         self.worst = [0.0, 0.0, 0.0]
+
+    def __setstate__(self, state: object) -> None:
+        """Restore a snapshot, including one taken before a slot existed (it keeps its default)."""
+        self.__init__()  # type: ignore[misc]
+        slots = state[1] if isinstance(state, tuple) else state
+        for name, value in (slots or {}).items() if isinstance(slots, dict) else ():
+            setattr(self, name, value)
 
 
 class InversionDetector(Detector):
@@ -225,6 +267,7 @@ class InversionDetector(Detector):
             self._spacing = spacing if spacing else natural_spacing(rows, self._space.dim)
             if rows is not None:
                 self._spread = (_SWEEP_STEP * rows.std(axis=0)).astype(np.float32)
+        self._digests = training_digests(profile)
         self._states: PrincipalStates[_State] = PrincipalStates(_State, max_principals)
         # one pixel of many photos is nobody's attribute: record sweeps are a tabular pattern
         self._records = profile.input_kind is not InputKind.IMAGE
@@ -253,8 +296,9 @@ class InversionDetector(Detector):
         st.queries += 1
         if st.scan.scanning(z):
             return []  # a walk through sorted records: neighbours are not probes
-        changed = self._follow_chain(st, z, k, step, probabilities(interaction))
-        edited = self._follow_family(st, interaction)
+        member = self._digests is not None and is_training_row(self._digests, row_digest_of(interaction))
+        changed = self._follow_chain(st, z, k, step, probabilities(interaction), member)
+        edited = self._follow_family(st, interaction, member)
         if edited is not None:
             changed = True
         if not changed:
@@ -262,7 +306,7 @@ class InversionDetector(Detector):
         return self._judge(interaction, st, edited)
 
     # -- confidence ascent --------------------------------------------------------------
-    def _follow_chain(self, st: _State, z: Vector, k: int, step: float, p: Vector | None) -> bool:
+    def _follow_chain(self, st: _State, z: Vector, k: int, step: float, p: Vector | None, member: bool) -> bool:
         """Extend the chain whose last query is within a small step, else start one.
 
         Several chains are followed at once, so decoy queries interleaved with the
@@ -277,10 +321,13 @@ class InversionDetector(Detector):
             or start is None
             or start.shape != p.shape
         ):
-            self._new_chain(st, z, p)
+            self._new_chain(st, z, p, member)
             return False
         assert st.heads is not None
+        swept = self._sweep_step(z - st.heads[k])
         st.heads[k] = z
+        if member:
+            chain.member = True
         st.chain = k
         chain.length += 1
         chain.used = st.queries
@@ -299,11 +346,27 @@ class InversionDetector(Detector):
             if chain.halved is None:
                 chain.halved = np.zeros(chain.records.shape[0], dtype=np.int64)
             chain.halved += better
+        if swept:
+            if getattr(chain, "swept", None) is None:
+                chain.swept = np.zeros(chain.records.shape[0], dtype=np.int64)
+            assert chain.swept is not None
+            chain.swept += better
         np.maximum(chain.best, p, out=chain.best)
         return True
 
-    def _new_chain(self, st: _State, z: Vector, p: Vector | None) -> None:
-        chain = _Chain(p, st.queries)  # most queries land here: no copy until the chain continues
+    def _sweep_step(self, diff: Vector) -> bool:
+        """True when a step moved one or two features (on tabular inputs) and one of them by at
+        least ``_SWEEP_STEP`` of its natural spread: a candidate value, not a finite difference."""
+        limit = self._edit_limit()
+        if not self._records or limit == 0 or self._spread is None:
+            return False
+        moved = (np.abs(diff) > _TOLERANCE).nonzero()[0]
+        if not 0 < moved.size <= limit:
+            return False
+        return bool((np.abs(diff[moved]) >= self._spread[moved]).any())
+
+    def _new_chain(self, st: _State, z: Vector, p: Vector | None, member: bool = False) -> None:
+        chain = _Chain(p, st.queries, member)  # most queries land here: no copy until the chain continues
         if st.heads is None:
             st.heads = z[None, :].copy()
             st.chains.append(chain)
@@ -328,7 +391,7 @@ class InversionDetector(Detector):
         return target, int(chain.records[target]), climb, chain.length
 
     # -- single-record variants ---------------------------------------------------------
-    def _follow_family(self, st: _State, interaction: Interaction) -> np.ndarray | None:
+    def _follow_family(self, st: _State, interaction: Interaction, member: bool) -> np.ndarray | None:
         """Place the query in a family; return the indices it edits when it is a new variant."""
         limit = self._edit_limit()
         if limit == 0 or self._space is None:
@@ -337,7 +400,7 @@ class InversionDetector(Detector):
         if zf is None:
             return None
         if st.bases is None:
-            self._new_family(st, zf)
+            self._new_family(st, zf, member)
             return None
         differs = np.abs(st.bases - zf) > _TOLERANCE
         counts = np.add.reduce(differs, axis=1, dtype=np.intp)
@@ -345,7 +408,7 @@ class InversionDetector(Detector):
         n_changed = int(counts[k])
         if n_changed == 0 or n_changed > limit:
             if n_changed:
-                self._new_family(st, zf)
+                self._new_family(st, zf, member)
             return None
         serial = st.serials[k]
         adjacent = st.last_family == serial
@@ -356,7 +419,13 @@ class InversionDetector(Detector):
         if key in seen or len(seen) > _HIGH_FACTOR * self.sweep_variants:
             return None
         seen.add(key)
+        if member:
+            st.members.add(serial)
+        in_training = serial in st.members
         edited: np.ndarray = differs[k].nonzero()[0]
+        spread = self._spread
+        if spread is not None and bool((np.abs(zf[edited] - st.bases[k][edited]) < spread[edited]).all()):
+            st.fine.add(serial)  # a finite difference, not a candidate value
         base = hashlib.blake2b(st.bases[k].tobytes(), digest_size=8).digest() if adjacent and self._records else b""
         for j in edited.tolist() if adjacent and self._records else ():
             if self._spread is not None and abs(float(zf[j] - st.bases[k][j])) < self._spread[j]:
@@ -364,13 +433,24 @@ class InversionDetector(Detector):
             trail = st.swept.get(j)
             if trail is None:
                 trail = st.swept[j] = deque(maxlen=int(_HIGH_FACTOR * self.swept_records) * 2 + 1)
-            if not any(b == base for b, _, _ in trail):
-                trail.append((base, st.queries, float(zf[j])))
+            if not any(e[0] == base for e in trail):
+                trail.append((base, st.queries, float(zf[j]), in_training))
+            elif in_training:  # the record's true value came after other candidates
+                trail.append((base, st.queries, float(zf[j]), True))
         st.worst[1] = max(st.worst[1], float(len(seen)))
-        st.worst[2] = max(st.worst[2], float(self._swept_count(st)))
+        st.worst[2] = max(st.worst[2], float(self._swept_count(st)[0]))
         return edited
 
-    def _new_family(self, st: _State, zf: np.ndarray) -> None:
+    def _new_family(self, st: _State, zf: np.ndarray, member: bool = False) -> None:
+        self._start_family(st, zf)
+        if member:
+            st.members.add(st.serial)
+        if len(st.members) > 4 * self.families:  # forget the families that were replaced
+            st.members.intersection_update(st.serials)
+        if len(st.fine) > 4 * self.families:
+            st.fine.intersection_update(st.serials)
+
+    def _start_family(self, st: _State, zf: np.ndarray) -> None:
         if st.bases is None:
             st.bases = zf[None, :].copy()
         elif len(st.bases) < self.families:
@@ -389,8 +469,9 @@ class InversionDetector(Detector):
         st.serials.append(st.serial)
         st.last_family = st.serial
 
-    def _swept_count(self, st: _State) -> int:
-        """The most distinct records whose one same feature was set to a value another of them got, within the window.
+    def _swept_count(self, st: _State) -> tuple[int, int]:
+        """The most distinct records whose one same feature was set to a value another of them
+        got, within the window; and the most such records whose family holds a training row.
 
         A sweep tries the same candidate values on every record (a binary attribute's two
         values, a report's grid); natural records that happen to differ in one feature, and
@@ -398,18 +479,23 @@ class InversionDetector(Detector):
         re-sent and edited again is one record.
         """
         recent = st.queries - _SWEPT_WINDOW
-        best = 0
+        best = best_members = 0
         for trail in st.swept.values():
             bases_of: dict[float, set[bytes]] = {}
-            for b, q, v in trail:
+            members: set[bytes] = set()
+            for entry in trail:
+                b, q, v = entry[0], entry[1], entry[2]
                 if q > recent:
                     bases_of.setdefault(v, set()).add(b)
+                    if len(entry) > 3 and entry[3]:
+                        members.add(b)
             shared: set[bytes] = set()
             for bases in bases_of.values():
                 if len(bases) > 1:
                     shared |= bases
             best = max(best, len(shared))
-        return best
+            best_members = max(best_members, len(shared & members))
+        return best, best_members
 
     # -- actors -------------------------------------------------------------------------
     def merge(self, actor: str, parts: tuple[str, ...]) -> None:
@@ -449,7 +535,9 @@ class InversionDetector(Detector):
             held = into.swept.get(feature)
             if held is None:
                 held = into.swept[feature] = deque(maxlen=trail.maxlen)
-            held.extend((b, q + shift, v) for b, q, v in trail)
+            held.extend((e[0], e[1] + shift, e[2], len(e) > 3 and bool(e[3])) for e in trail)
+        into.members.update(s + serial for s in other.members)
+        into.fine.update(s + serial for s in other.fine)
         into.serial += other.serial
         into.levels = [max(a, b) for a, b in zip(into.levels, other.levels, strict=True)]
         into.worst = [max(a, b) for a, b in zip(into.worst, other.worst, strict=True)]
@@ -460,19 +548,40 @@ class InversionDetector(Detector):
         if climb >= self.min_climb:
             st.worst[0] = max(st.worst[0], float(records))
         family = max((len(v) for v in st.variants), default=0)
-        swept = self._swept_count(st)
+        swept, swept_members = self._swept_count(st)
+        family_members = family
+        if self._digests is not None and self._records:
+            # a sweep of candidate values over a record the model never trained on is a
+            # sensitivity analysis; a finite-difference gradient estimate is judged as before
+            family_members = max(
+                (
+                    len(v)
+                    for v, serial in zip(st.variants, st.serials, strict=True)
+                    if serial in st.members or serial in st.fine
+                ),
+                default=0,
+            )
+        else:
+            swept_members = swept
         readings = (
             (records if climb >= self.min_climb else 0, self.chain_records),
             (family, self.sweep_variants),
             (swept, self.swept_records),
         )
+        chain = st.chains[st.chain] if st.chains else None
+        ascent = readings[0][0]
+        if self._digests is not None and chain is not None and chain.sweeping(target) and not chain.member:
+            ascent = 0  # a sensitivity curve over a record the model was not trained on
+        attack = (ascent, family_members, swept_members)
         best_pattern, best_level = -1, 0
         for i, (value, threshold) in enumerate(readings):
             level = 0
-            if value >= _HIGH_FACTOR * threshold:
+            if attack[i] >= _HIGH_FACTOR * threshold:
                 level = int(Severity.HIGH)
-            elif value >= threshold:
+            elif attack[i] >= threshold:
                 level = int(Severity.MEDIUM)
+            elif value >= threshold:
+                level = int(Severity.LOW)  # a sweep of records the model was not trained on
             if level > st.levels[i]:
                 st.levels[i] = level
                 if level > best_level:
@@ -480,6 +589,8 @@ class InversionDetector(Detector):
         if best_level == 0:
             return []
         value, threshold = readings[best_pattern]
+        if best_level > Severity.LOW:
+            value = attack[best_pattern]
         evidence: Evidence = {
             "pattern": (_CHAIN, _SWEEP, _SWEPT)[best_pattern],
             "queries": st.queries,
@@ -492,10 +603,15 @@ class InversionDetector(Detector):
             "threshold": threshold,
             "natural_spacing": round(self._spacing, 6),
         }
+        if self._digests is not None and best_pattern > 0:
+            evidence["training_rows_swept"] = (family_members, swept_members)[best_pattern - 1]
+        elif best_pattern == 0 and chain is not None and chain.sweeping(target):
+            evidence["one_feature_steps"] = True
+            if self._digests is not None:
+                evidence["training_row_on_chain"] = chain.member
         if edited is not None:
             evidence["features_changed"] = [self._feature_name(int(i)) for i in edited[:8]]
         technique = INVERSION
-        chain = st.chains[st.chain] if st.chains else None
         if best_pattern == 0 and chain is not None and chain.bisecting(target):
             technique = ADVERSARIAL  # a binary search to the boundary, not an ascent
             evidence.update(runner_up=INVERSION, halving_steps=chain.halvings)
