@@ -14,7 +14,9 @@ least that level that began within ``window`` seconds of one another. One far qu
 little (a customer's odd record is one too), so a cohort is judged on its confirmed members;
 a member with a single query is counted in only when it began after the confirming member
 and before any member of the cohort was confirmed: a key of the campaign's first round, not
-a customer who appears while it runs.
+a customer who appears while it runs. Whether there is a cohort is decided on the members
+at the bar; the members of its first round that are off the manifold at the floor only are
+linked with it.
 
 Bounded: members older than ``horizon`` seconds are dropped, and at most ``capacity`` are
 held (oldest first). Each call scans the held members once, and a principal calls at most
@@ -42,7 +44,7 @@ class Cohort(NamedTuple):
 
     peers: tuple[str, ...]
     confirmed: int
-    """Confirmed members at the bar, the principal included."""
+    """Confirmed members at the bar, the principal included if it is at the bar."""
     confirmed_at_floor: int
     """Confirmed members at the floor (what calibration reads: the loosest bar there can be)."""
     span: float
@@ -89,7 +91,12 @@ class FarCohortIndex:
             self._members[principal] = held._replace(level=level)
 
     def cohort(self, principal: str, bar: float, max_peers: int) -> Cohort | None:
-        """The cohort a confirmed member belongs to at ``bar``, else None."""
+        """The cohort a confirmed member belongs to, else None.
+
+        ``bar`` decides whether there is one: the confirmed members of at least that level.
+        Once there is, the members of the same first round that are only off the manifold
+        (every query at least the floor) belong to it too: a key next to a running campaign
+        needs less fresh evidence than strangers, never less than its start and the floor."""
         me = self._members.get(principal)
         if me is None or me.confirmed_ts is None:
             return None
@@ -98,17 +105,17 @@ class FarCohortIndex:
             for other, m in self._members.items()
             if other != principal and abs(m.first_ts - me.first_ts) <= self.window
         ]
-        at_floor = 1 + sum(1 for _, m in near if m.confirmed_ts is not None)
-        if me.level < bar:
-            return Cohort((), 0, at_floor, 0.0)
-        near = [(other, m) for other, m in near if m.level >= bar]
         confirmed = [(other, m) for other, m in near if m.confirmed_ts is not None]
-        first_confirmation = min(
-            [me.confirmed_ts, *(m.confirmed_ts for _, m in confirmed if m.confirmed_ts is not None)]
-        )
+        strong = sum(1 for _, m in confirmed if m.level >= bar) + (me.level >= bar)
+        first_confirmation = min([me.confirmed_ts, *(_confirmed_ts(m) for _, m in confirmed)])
         single = [
             (other, m) for other, m in near if m.confirmed_ts is None and me.first_ts < m.first_ts < first_confirmation
         ]
         linked = (confirmed + single)[-max_peers:]
         starts = [me.first_ts, *(m.first_ts for _, m in linked)]
-        return Cohort(tuple(other for other, _ in linked), 1 + len(confirmed), at_floor, max(starts) - min(starts))
+        return Cohort(tuple(other for other, _ in linked), strong, 1 + len(confirmed), max(starts) - min(starts))
+
+
+def _confirmed_ts(member: Member) -> float:
+    assert member.confirmed_ts is not None
+    return member.confirmed_ts
