@@ -466,3 +466,46 @@ def test_two_probes_of_near_identical_records_do_not_chain(cancer: tuple) -> Non
     for who in ("probe-a", "probe-b"):
         st = det._principals.peek(who)
         assert st is not None and st.near <= 1 and st.repeats >= 598
+
+
+class _Victim:
+    """A benchmark victim seen as a scikit-learn classifier."""
+
+    def __init__(self, victim: object) -> None:
+        self.victim = victim
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        return self.victim.predict_proba(x)  # type: ignore[attr-defined,no-any-return]
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.victim.labels(x)  # type: ignore[attr-defined,no-any-return]
+
+
+def test_dense_tabular_data_raises_the_bar_above_natural_twins(digits: tuple) -> None:
+    """On one-hot Adult most natural records near-duplicate another: an app forwarding
+    thousands of its users' records chains as fast as a walk. A hit there must be closer than
+    natural twins are; a boundary walk's small steps still are."""
+    from querywarden.bench.victims import load_victim
+
+    assert NearDuplicateDetector(profile=digits[0]).twin_shared == 0, "images have no natural twins"
+    adult = load_victim("adult")
+    model = _Victim(adult)
+    rows = np.vstack([adult.benign_pool, adult.x_test, adult.attacker_pool])
+    forwarded = interactions(rows, ["app-forward"], model)
+
+    def peak(det: NearDuplicateDetector) -> float:
+        """The forwarder's longest chain: the statistic ``min_hits`` is calibrated on."""
+        run(det, forwarded)
+        return max(det.calibration()["min_hits"].values)
+
+    blind = NearDuplicateDetector(profile=adult.profile)
+    assert blind.twin_shared > 0
+    blind._twins = 0  # what the detector did before it knew about twins
+    assert peak(blind) >= 16, "natural twins chain at min_shared"
+    det = NearDuplicateDetector(profile=adult.profile)
+    assert peak(det) <= 4
+    lo, hi = adult.x_train.min(axis=0), adult.x_train.max(axis=0)
+    span = np.where(hi > lo, hi - lo, 1.0)
+    walked = lo + walk(Scaled(model, lo, hi), (adult.x_test[7] - lo) / span, 600, seed=3, lo=0.0, hi=1.0) * span
+    at = first_at(det, interactions(walked, ["prober"], model, start=5000), "prober", Severity.MEDIUM)
+    assert at is not None and at <= 300, at

@@ -5,7 +5,10 @@ membership inference all query long chains of inputs that differ from earlier on
 few features. Customers almost never do: they send different records, or retry the very
 same one. So every input is fingerprinted (see ``fingerprint_index``) and looked up in one
 global table; a query that shares at least ``min_shared`` of its ``top_s`` hashes with a
-stored query, without being an exact copy of it, is a *near-duplicate hit*.
+stored query, without being an exact copy of it, is a *near-duplicate hit*. On dense data,
+where natural records near-duplicate each other (one-hot tables with few continuous
+columns), the bar is raised above what natural twins in the reference sample share
+(``_natural_twins``).
 
 Hits form *chains*: a hit joins the oldest chain among the stored queries it matches,
 and a query that matches nothing starts a new chain. Chains are global, so the
@@ -97,6 +100,11 @@ _LAST_HITS = 3
 
 _SENT = 32
 """Distinct inputs remembered per principal, so that its own repeats never count as hits."""
+
+_TWIN_SHARE = 0.05
+"""Reference rows with a natural near-duplicate (a *twin*) at ``min_shared``, as a share,
+above which the data is dense and a hit must be closer than its twins are."""
+_TWIN_QUANTILE = 0.99
 
 
 class _Chains:
@@ -236,6 +244,7 @@ class NearDuplicateDetector(Detector):
         self._dim = profile.expected_dim()
         self._warm: list[Vector] = []
         self._box: tuple[Vector, Vector] | None = None
+        self._twins = 0  # hashes natural twins share at most (their 99th percentile); 0 on sparse data
         self._fp: Fingerprinter | None = (
             self._fingerprinter(self._dim) if self._dim and self._has_scale(self._dim) else None
         )
@@ -276,11 +285,42 @@ class NearDuplicateDetector(Detector):
         ref = self.profile.reference
         if bounds is not None and bounds[0].shape[0] == dim:
             lo, hi = bounds
-            return self._build_fingerprinter(dim, lo, hi, sampled=False)
+            fp = self._build_fingerprinter(dim, lo, hi, sampled=False)
+            if ref is not None and ref.ndim == 2 and ref.shape[1] == dim:
+                self._twins = self._natural_twins(fp, ref)
+            return fp
         if ref is not None and ref.ndim == 2 and ref.shape[1] == dim and ref.shape[0] > 0:
             lo, hi = ref.min(axis=0).astype(np.float64), ref.max(axis=0).astype(np.float64)
-            return self._build_fingerprinter(dim, lo, hi)
+            fp = self._build_fingerprinter(dim, lo, hi)
+            self._twins = self._natural_twins(fp, ref)
+            return fp
         raise DetectorError("neardup: no feature scale; _learn_scale should have been used")
+
+    def _natural_twins(self, fp: Fingerprinter, ref: np.ndarray) -> int:
+        """How many hashes a natural record shares with its closest natural twin, at most
+        (the 99th percentile), when the data is dense; 0 when twins are rare.
+
+        On dense tabular data (one-hot encoded, few continuous columns: two thirds of Adult's
+        reference rows have a twin at ``min_shared``) a customer's records near-duplicate
+        each other and everyone's all the time, and chains of them grow as fast as a walk's.
+        There a hit must share more hashes than natural twins do, as Blacklight sets its match
+        threshold above what benign pairs reach. Images, and tabular data with several
+        continuous columns, have no twins in their reference sample and keep ``min_shared``."""
+        rows = np.asarray(ref, dtype=np.float64)
+        index = FingerprintIndex(capacity=max(1, rows.shape[0]), top_s=self.top_s, table_factor=self.table_factor)
+        closest: list[int] = []
+        for x in rows:
+            probe = index.probe(fp.fingerprint(x))
+            bar = max(1, math.ceil(self.min_shared * probe.n / self.top_s)) if probe.n < self.top_s else self.min_shared
+            exact = fp.exact(x)
+            found = index.lookup(probe, bar)
+            shared = [s for s, e in zip(found.shared().tolist(), found.exact.tolist(), strict=True) if e != exact]
+            if shared:
+                closest.append(max(shared))
+            index.insert(probe, exact=exact, principal=0, actor=0, chain=0, ts=0.0)
+        if not rows.shape[0] or len(closest) < _TWIN_SHARE * rows.shape[0]:
+            return 0
+        return math.ceil(float(np.quantile(closest, _TWIN_QUANTILE)))
 
     def _build_fingerprinter(self, dim: int, lo: Vector, hi: Vector, *, sampled: bool = True) -> Fingerprinter:
         """The fingerprinter for the feature ranges ``lo``-``hi``; also sets the valid input
@@ -323,6 +363,9 @@ class NearDuplicateDetector(Detector):
         if probe.n < self.top_s:  # short vectors have fewer windows: scale the bars with them
             min_shared = max(1, math.ceil(min_shared * probe.n / self.top_s))
             link_shared = max(1, math.ceil(link_shared * probe.n / self.top_s))
+        if self._twins:  # dense data: closer than natural twins are
+            min_shared = max(min_shared, min(self._twins + 1, probe.n))
+            link_shared = max(link_shared, min_shared)
         found = self._index.lookup(probe, min_shared)
         since = interaction.ts - self.link_horizon
         chain, hit, repeat, peers = _classify(found, exact, st.key, actor_key, since, link_shared)
@@ -389,6 +432,12 @@ class NearDuplicateDetector(Detector):
         # never below two photos' worth of mild edits: a small calibration set may hold no
         # customer who edits a lot, and a threshold at its maximum would flag the next one
         return {"min_hits": Calibration(values=peaks, alarm_above=True, floor=24.0)}
+
+    @property
+    def twin_shared(self) -> int:
+        """Hashes natural twins share at most on dense data (a hit must share more); 0 when
+        the reference sample has too few twins to matter."""
+        return self._twins
 
     def stored_queries(self) -> int:
         """How many fingerprints the global index holds."""
