@@ -102,7 +102,7 @@ class _State:
         "pooled",
         "queries",
         "record",
-        "record_answer",
+        "record_class",
         "scan",
         "seen",
         "used",
@@ -112,7 +112,7 @@ class _State:
     def __init__(self) -> None:
         self.queries = 0
         self.record: np.ndarray | None = None  # the record last sent, as re-submissions are compared
-        self.record_answer: Output | None = None  # and its answer
+        self.record_class: int | str | None = None  # and the class it was answered with
         self.scan = SortedScan()
         self.seen: dict[bytes, None] = {}  # insertion-ordered set of recent query digests
         self.centres: np.ndarray | None = None  # (clusters, dim) float32
@@ -195,7 +195,7 @@ class MembershipDetector(Detector):
         st = self._states.get(interaction.actor or interaction.principal)
         key = hashlib.blake2b(x.tobytes(), digest_size=8).digest()
         if key in st.seen:
-            st.record, st.record_answer = x, interaction.output  # its re-submissions that follow are compared with it
+            st.record, st.record_class = _own(x), _class(interaction.output)  # re-submissions are compared with it
             return []  # retries and exact duplicates are not probes
         st.seen[key] = None
         if len(st.seen) > _SEEN:
@@ -214,8 +214,8 @@ class MembershipDetector(Detector):
         assert zf is not None  # the float64 point exists, so its float32 twin does
         x = interaction.features
         assert x is not None
-        record, answer = st.record, st.record_answer
-        st.record, st.record_answer = x, interaction.output
+        record, record_class = st.record, st.record_class
+        st.record, st.record_class = _own(x), _class(interaction.output)
         if st.centres is None:
             st.centres = zf[None, :].copy()
             st.counts.append(1)
@@ -240,10 +240,10 @@ class MembershipDetector(Detector):
         if (
             record is not None
             and same_record(x, record, self.resubmit_tolerance, self._range_cap)
-            and same_answer(interaction.output, answer)
+            and same_answer(interaction.output, record_class)
         ):
             # the record again, rounded or converted, and answered the same: nothing new about its neighbourhood
-            st.record, st.record_answer = record, answer
+            st.record, st.record_class = record, record_class
             return False
         st.counts[k] += 1
         if st.counts[k] != self.cluster_size:
@@ -401,16 +401,23 @@ def same_record(x: np.ndarray, record: np.ndarray, tolerance: float, cap: np.nda
     return bool(np.all(np.abs(x - record) <= bound))
 
 
-def same_answer(output: Output | None, record: Output | None) -> bool:
-    """True when ``output`` is the class ``record`` was answered with, off the decision boundary
+def same_answer(output: Output | None, record_class: int | str | None) -> bool:
+    """True when ``output`` is the class the record was answered with, off the decision boundary
     (a margin of ``_BOUNDARY_MARGIN`` or more when probabilities are given): a changed answer,
     or one on the boundary, tells the sender something about the neighbourhood."""
-    if output is None or record is None:
-        return output is record
-    if output.predicted_class() != record.predicted_class():
+    if _class(output) != record_class:
         return False
-    margin = output.margin()
+    margin = None if output is None else output.margin()
     return margin is None or margin >= _BOUNDARY_MARGIN
+
+
+def _class(output: Output | None) -> int | str | None:
+    return None if output is None else output.predicted_class()
+
+
+def _own(x: np.ndarray) -> np.ndarray:
+    """``x``, or a copy when it is a view (a row of a batch): a kept view would keep the batch."""
+    return x if x.base is None else x.copy()
 
 
 def _level(value: float, threshold: float) -> int:
