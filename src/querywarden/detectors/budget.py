@@ -60,6 +60,7 @@ from querywarden.core.profile import ModelProfile
 from querywarden.core.records import Evidence, Interaction, Severity, Signal, Vector
 from querywarden.detectors.answer_copy import AnswerCopy
 from querywarden.detectors.reference import QuerySpace, reference_rows
+from querywarden.detectors.small_arrays import count_nonzero
 
 DAY = 86_400.0
 _DIRECTIONS = 6
@@ -169,6 +170,7 @@ class BudgetLedger(Detector):
         self._space = QuerySpace.from_profile(profile)
         self._directions: Vector | None = None
         self._edges: Vector | None = None
+        self._edge_rows: list[list[float]] = []  # _edges as lists, for one point's cell
         self._reference_cells = 0
         if self._space is not None:
             self._build_grid(reference_rows(profile, self._space))
@@ -200,6 +202,7 @@ class BudgetLedger(Detector):
             centre = 0.5 * directions.sum(axis=0)
             spread = 0.43 * math.sqrt(1 / 12) * np.linalg.norm(directions, axis=0)
             self._edges = np.stack([centre - spread, centre + spread], axis=1)
+        self._edge_rows = self._edges.tolist()
 
     def _cells_of(self, proj: Vector) -> np.ndarray:
         assert self._edges is not None
@@ -221,7 +224,7 @@ class BudgetLedger(Detector):
         if z is None or self._directions is None or self._edges is None:
             return None
         cell, weight = 0, 1
-        for v, (low, high) in zip((z @ self._directions).tolist(), self._edges.tolist(), strict=True):
+        for v, (low, high) in zip((z @ self._directions).tolist(), self._edge_rows, strict=True):
             cell += weight * ((v > low) + (v > high))
             weight *= _BINS
         return cell
@@ -239,7 +242,8 @@ class BudgetLedger(Detector):
             return None
         probs = out.probabilities
         if probs is not None and probs.ndim == 1 and probs.shape[0] >= 2:
-            entropy = -float(np.dot(probs, np.log2(np.maximum(probs, 1e-300))))
+            logs = np.maximum(probs, 1e-300)
+            entropy = -float(np.dot(probs, np.log2(logs, out=logs)))
             if math.isfinite(entropy):
                 top = int(probs.argmax())
                 return self._told(probs, _decimals(probs, float(probs[top])), entropy, top)
@@ -255,7 +259,7 @@ class BudgetLedger(Detector):
     @staticmethod
     def _told(p: Vector, decimals: int, entropy: float, top: int) -> tuple[float, int, float, int | None, bool]:
         k = p.shape[0]
-        revealed = min(int(np.count_nonzero(p)), k - 1)  # a Python int: evidence must stay JSON-encodable
+        revealed = min(count_nonzero(p), k - 1)  # a Python int: evidence must stay JSON-encodable
         return math.log2(k) + revealed * decimals * _LOG2_10, decimals, entropy, top, True
 
     def _class_index(self, label: str) -> int | None:

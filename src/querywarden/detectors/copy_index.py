@@ -106,7 +106,7 @@ class CopyIndex:
                 row = rows.get(seq)
                 if row is None or row.principal == principal or row.ts < since:
                     continue
-                changed = np.flatnonzero(row.code != code)
+                changed = (row.code != code).nonzero()[0]  # 1-d: flatnonzero without its reshaping
                 if 1 <= changed.shape[0] <= _MAX_CHANGED:
                     features = tuple(changed.tolist())
                     old = tuple(row.code[changed].tolist())

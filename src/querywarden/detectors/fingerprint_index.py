@@ -167,7 +167,7 @@ class Probe:
 
     def __init__(self, fp: U64, mask: np.uint64) -> None:
         self.n = int(fp.shape[0])
-        self.slots = (fp & mask).astype(np.intp)
+        self.slots = (fp & mask).view(np.intp)  # below 2**63 after the mask: the same numbers, no copy
         self.tags = fp.view(np.uint32)[_HIGH_HALF::2]  # the high 32 bits, without a copy
 
 

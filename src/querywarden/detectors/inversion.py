@@ -73,6 +73,7 @@ from querywarden.core.profile import ModelProfile
 from querywarden.core.records import Evidence, InputKind, Interaction, Severity, Signal, Vector
 from querywarden.detectors.reference import QuerySpace, reference_rows
 from querywarden.detectors.reference import spacing as natural_spacing
+from querywarden.detectors.small_arrays import row_sq_norms
 from querywarden.detectors.walk_naming import is_training_row, row_digest_of, training_digests
 
 _TOLERANCE = 1e-6
@@ -125,11 +126,13 @@ class SortedScan:
         diff = x - last
         changed = diff.nonzero()[0]
         runs = self.runs
-        if changed.size:
+        if changed.shape[0]:
             # the step's direction in either column order: ORDER BY the columns or reversed
-            for i, step in enumerate((float(diff[changed[0]]), float(diff[changed[-1]]))):
-                direction = 1 if step > 0 else -1
-                runs[i] = runs[i] + direction if direction * runs[i] > 0 else direction
+            first, final = runs
+            direction = 1 if diff[changed[0]] > 0 else -1
+            runs[0] = first + direction if direction * first > 0 else direction
+            direction = 1 if diff[changed[-1]] > 0 else -1
+            runs[1] = final + direction if direction * final > 0 else direction
         return abs(runs[0]) >= _SORTED_RUN or abs(runs[1]) >= _SORTED_RUN
 
 
@@ -288,7 +291,7 @@ class InversionDetector(Detector):
         k, step = -1, math.inf
         if st.heads is not None:
             diff = st.heads - z
-            d2 = np.einsum("ij,ij->i", diff, diff)
+            d2 = row_sq_norms(diff)
             k = int(d2.argmin())
             step = math.sqrt(float(d2[k]))
             if step == 0.0:
@@ -376,7 +379,8 @@ class InversionDetector(Detector):
             st.chains.append(chain)
             st.chain = len(st.chains) - 1
         else:
-            k = min(range(len(st.chains)), key=lambda i: st.chains[i].used)
+            used = [c.used for c in st.chains]
+            k = used.index(min(used))  # the least recently extended chain (the first of equals)
             st.heads[k] = z
             st.chains[k] = chain
             st.chain = k
@@ -402,7 +406,8 @@ class InversionDetector(Detector):
         if st.bases is None:
             self._new_family(st, zf, member)
             return None
-        differs = np.abs(st.bases - zf) > _TOLERANCE
+        gaps = st.bases - zf
+        differs = np.abs(gaps, out=gaps) > _TOLERANCE
         counts = np.add.reduce(differs, axis=1, dtype=np.intp)
         k = int(counts.argmin())
         n_changed = int(counts[k])

@@ -109,6 +109,7 @@ from querywarden.core.records import Interaction, Severity, Signal
 from querywarden.detectors.copy_index import CopyIndex
 from querywarden.detectors.far_cohort import FLOOR, FarCohortIndex
 from querywarden.detectors.fingerprint_index import stable_hash
+from querywarden.detectors.small_arrays import count_nonzero
 
 _MAX_PEERS = 64
 _FULL_RATE_QUERIES = 64
@@ -494,7 +495,7 @@ class LinkageDetector(Detector):
         code = c.astype(np.uint16)
         prev = st.prev
         if prev is not None:
-            changed = np.count_nonzero(code != prev)
+            changed = count_nonzero(code != prev)
             if changed == 0:
                 return None
         young = st.queries <= _FULL_RATE_QUERIES and st.last_ts - st.first_ts <= self.burst
@@ -505,11 +506,11 @@ class LinkageDetector(Detector):
             prev is not None
             and st.queries <= _FULL_RATE_QUERIES
             and changed < self.novelty * d
-            and changed < self.novelty * np.count_nonzero(code | prev)
+            and changed < self.novelty * count_nonzero(code | prev)
         ):
             if changed <= _SWEEP_FEATURES and self.sweep_weight > 0:
                 base = st.base_code if st.base_code is not None else prev
-                self._note_sweep(st, np.flatnonzero(code != prev), self._digest(base))
+                self._note_sweep(st, (code != prev).nonzero()[0], self._digest(base))
             if st.far > 0:  # an edit of one record is no campaign's fresh draw
                 self._cohorts.leave(principal)
             st.far = -1
@@ -531,7 +532,7 @@ class LinkageDetector(Detector):
         st.off += z2 > cut
         if integral is not None:
             xi = x[integral]
-            st.grid_off += np.count_nonzero(xi != np.rint(xi)) > 0.25 * xi.shape[0]  # rint is round to 0 decimals
+            st.grid_off += count_nonzero(xi != np.rint(xi)) > 0.25 * xi.shape[0]  # rint is round to 0 decimals
         return z2 / max(float(cut), 1e-12)
 
     # -- sweep linkage ------------------------------------------------------------------

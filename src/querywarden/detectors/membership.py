@@ -73,6 +73,7 @@ from querywarden.core.records import Evidence, Interaction, Output, Severity, Si
 from querywarden.detectors.inversion import SortedScan
 from querywarden.detectors.reference import QuerySpace, reference_rows
 from querywarden.detectors.reference import spacing as natural_spacing
+from querywarden.detectors.small_arrays import row_sq_norms
 from querywarden.detectors.walk_naming import MEMBER_RECORDS, is_training_row, remember, row_digest_of, walk_technique
 
 _HIGH_FACTOR = 4.0
@@ -222,7 +223,7 @@ class MembershipDetector(Detector):
             st.used.append(st.queries)
             return False
         diff = st.centres - zf
-        d2 = np.einsum("ij,ij->i", diff, diff)
+        d2 = row_sq_norms(diff)
         k = int(d2.argmin())
         radius = self.cluster_ratio * self._spacing
         if d2[k] > radius * radius:

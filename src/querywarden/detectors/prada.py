@@ -113,7 +113,8 @@ class _ClassWindow:
     def nearest(self, z: _F32, zz: float) -> tuple[float, int]:
         """The distance to the nearest stored query, and that query's slot."""
         n = self.count
-        d2 = self.sq[:n] + self.rows[:n] @ z
+        d2 = self.rows[:n] @ z
+        d2 += self.sq[:n]
         slot = int(d2.argmin())
         return math.sqrt(max(float(d2[slot]) + zz, 0.0)), slot
 

@@ -32,6 +32,7 @@ from scipy import special
 
 from querywarden.core.profile import ModelProfile
 from querywarden.core.records import Interaction, Vector
+from querywarden.detectors.small_arrays import count_nonzero
 from querywarden.errors import DetectorError
 
 Matrix = npt.NDArray[np.float64]
@@ -124,10 +125,11 @@ class QuerySpace:
         """One query in the common space, or None when it is missing, the wrong width or not finite."""
         if features is None or features.ndim != 1 or features.shape[0] != self.dim:
             return None
-        z = (features - self.lo) * self.scale
+        z = features - self.lo
+        z *= self.scale
         if self.projection is not None:
             z = z @ self.projection
-        if not math.isfinite(float(z.sum())):  # one NaN or inf makes the sum non-finite
+        if not math.isfinite(float(np.add.reduce(z))):  # one NaN or inf makes the sum non-finite
             return None
         return z
 
@@ -268,13 +270,14 @@ class KnnReference:
 
     def squared_distances(self, e: Vector) -> Vector:
         """Squared distances from an embedded query to every reference point."""
-        d2: Vector = self.sq_norms + self._minus2 @ e
+        d2: Vector = self._minus2 @ e
+        d2 += self.sq_norms
         d2 += float(e @ e)
         return d2
 
     def within(self, e: Vector, radius: float) -> bool:
         """True when at least k reference points lie within ``radius``: the cheap common case."""
-        return int(np.count_nonzero(self.squared_distances(e) <= radius * radius)) >= self.k
+        return count_nonzero(self.squared_distances(e) <= radius * radius) >= self.k
 
     def distance(self, e: Vector) -> float:
         """The k-th nearest reference distance of an embedded query (see ``embed``)."""

@@ -19,6 +19,8 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from querywarden.detectors.small_arrays import count_nonzero
+
 _F32 = npt.NDArray[np.float32]
 
 UNIT_NAMES = ("range", "raw")
@@ -72,9 +74,9 @@ def sign_step(query: _F32, step: _F32, quantum: float, units: StepUnits) -> tupl
     mag_z = np.abs(step)
     for k, factor in enumerate(units.factors):
         mag = mag_z if k == 0 else mag_z * factor  # the first unit is the range itself
-        top = float(mag.max())
+        top = float(np.maximum.reduce(mag))
         # the cheap common exit: a natural neighbour's largest change is nearly always alone
-        if top <= ZERO or int(np.count_nonzero(mag >= _TOP * top)) < 3:
+        if top <= ZERO or count_nonzero(mag >= _TOP * top) < 3:
             continue
         found = _equal_step(query, step, mag_z, mag, top, quantum)
         if found is not None:
