@@ -265,3 +265,39 @@ def test_a_monitoring_probe_on_a_borderline_record_stays_quiet_and_a_walk_after_
     # a walk is made of new points: the same principal walking is still caught
     walk = hop_skip_jump(model, pool[10], _other_class(pool, labels, 10), rounds=25, seed=1)
     assert _feed(det, model, walk, "probe")
+
+
+def _outputs(principal: str, margins: list[float], start: int = 0) -> list[Interaction]:
+    """Two-class answers with the given margins, one per query (no features)."""
+    return [
+        Interaction(
+            id=f"{principal}-{start + i}",
+            ts=1_764_320_000.0 + start + i,
+            principal=principal,
+            model="m",
+            output=Output(probabilities=np.array([(1 + m) / 2, (1 - m) / 2])),
+        )
+        for i, m in enumerate(margins)
+    ]
+
+
+def test_a_long_customer_is_not_flagged_for_its_luckiest_window_but_a_walk_is() -> None:
+    """A window sliding over thousands of queries finds by chance a run that a fresh key's
+    first window would not: the bar rises with log10(queries / window). A walk's first window
+    is judged as before."""
+    profile = ModelProfile(id="m", n_features=2)
+    rng = np.random.default_rng(11)
+    history = [0.05 if rng.random() < 0.1 else 0.9 for _ in range(6000)]
+    run = [0.05 if i % 2 == 0 else 0.9 for i in range(32)]  # 16 of 32 borderline: surprise 7.3 at 10%
+    stream = _outputs("batch", history + [0.9] * 32 + run)
+
+    def loud(det: BoundaryDetector, items: list[Interaction]) -> list[Signal]:
+        return [s for it in items for s in det.update(it) if s.severity >= Severity.MEDIUM]
+
+    det = BoundaryDetector(profile=profile, prior_rate=0.1, learn_limit=0)
+    assert loud(det, stream) == []
+    fresh = BoundaryDetector(profile=profile, prior_rate=0.1, learn_limit=0)
+    flagged = loud(fresh, _outputs("fresh", run))
+    assert flagged and flagged[0].evidence["scan_correction"] == 0.0, "the same run from a fresh key is flagged"
+    walk = loud(det, _outputs("walker", [0.02] * 30))
+    assert walk and int(str(walk[0].interaction_id).rsplit("-", 1)[1]) < 25

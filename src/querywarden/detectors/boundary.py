@@ -40,6 +40,12 @@ target, so with digests the centres alone name nothing. The runner-up is in the 
 and a principal first named one way is signalled again under the other when its evidence
 changes.
 
+A long-lived principal is judged on many windows as they slide over its history, and its
+best one reaches some surprise by chance alone: each judgement subtracts ``log10(seen /
+judged)`` (a Bonferroni bound on the scan, nothing while the principal has sent fewer queries
+than the window holds), so a customer with thousands of queries is not flagged for its
+luckiest run of 32.
+
 Severities: ``medium`` when surprise >= ``surprise``, share >= ``min_share`` and at least
 ``min_queries`` queries; ``high`` when a full window holds at least ``high_share``.
 
@@ -103,6 +109,7 @@ class _State:
         "n",
         "pos",
         "recent_inputs",
+        "seen",
         "worst_share",
         "worst_surprise",
     )
@@ -123,6 +130,7 @@ class _State:
         self.worst_share = 0.0
         self.recent_inputs: dict[int, None] = {}
         self.members: tuple[int, ...] = ()  # distinct exact training rows queried
+        self.seen = 0  # queries judged over the principal's life (its windows slide over them)
 
 
 class BoundaryDetector(Detector):
@@ -246,6 +254,7 @@ class BoundaryDetector(Detector):
             st.learned += 1
             self._learn(kind, flag)
         push_event(st, flag, self.window)
+        st.seen = getattr(st, "seen", 0) + 1  # a snapshot from before the slot existed has none
         if not event:
             return []
         if z is None and space is not None:
@@ -260,12 +269,12 @@ class BoundaryDetector(Detector):
         high_share = self.high_share if kind == _PROBS else min(1.0, 1.5 * self.min_flip_share)
         count, judged = st.count, st.n
         share = count / judged
-        surprise = binomial_surprise(count, judged, rate)
+        surprise = binomial_surprise(count, judged, rate) - _windows_tried(st.seen, judged)
         if (surprise < self.surprise or share < min_share) and st.n > self.recent:
             # the walk may follow a phase of other queries (random starts): judge the recent part
             count, judged = self._recent_count(st), self.recent
             share = count / judged
-            surprise = binomial_surprise(count, judged, rate)
+            surprise = binomial_surprise(count, judged, rate) - _windows_tried(st.seen, judged)
         st.worst_share = max(st.worst_share, share)
         st.worst_surprise = max(st.worst_surprise, surprise)
         if surprise < self.surprise or share < min_share:
@@ -297,6 +306,7 @@ class BoundaryDetector(Detector):
                     "boundary_share": round(share, 4),
                     "population_share": round(rate, 4),
                     "surprise": round(surprise, 2),
+                    "scan_correction": round(_windows_tried(st.seen, judged), 2),
                     "output": "probabilities" if kind == _PROBS else "labels",
                     "distinct_centres": centres,
                     "training_records": len(st.members) if digests is not None else None,
@@ -320,6 +330,7 @@ class BoundaryDetector(Detector):
         for key in other.members:
             into.members = remember(into.members, key)
         into.learned = max(into.learned, other.learned)
+        into.seen = getattr(into, "seen", 0) + getattr(other, "seen", 0)
         into.level = max(into.level, other.level)
         for technique, level in other.level_by_technique.items():
             into.level_by_technique[technique] = max(level, into.level_by_technique.get(technique, Severity.INFO))
@@ -366,6 +377,15 @@ class BoundaryDetector(Detector):
 
     def calibration(self) -> dict[str, Calibration]:
         return share_calibration((st for _, st in self._states.items()), self.min_queries, _FLOORS)
+
+
+def _windows_tried(seen: int, judged: int) -> float:
+    """The surprise a principal's best window reaches by chance alone, in log10 units: a
+    window of ``judged`` queries sliding over ``seen`` is about ``seen / judged`` independent
+    tries (a Bonferroni bound on the scan). A customer scoring thousands of natural records,
+    a tenth of them borderline, finds a run of 32 with half of them on the boundary somewhere;
+    a walk reaches that in its first window, where this costs nothing."""
+    return math.log10(seen / judged) if seen > judged else 0.0
 
 
 def _margin(out: Output) -> float | None:
