@@ -90,7 +90,7 @@ class Output(msgspec.Struct, frozen=True, kw_only=True):
             return self.label
         for vec in (self.probabilities, self.scores):
             if vec is not None and vec.size:
-                return int(np.argmax(vec))
+                return int(vec.argmax())  # the method: np.argmax is a Python wrapper around it
         return None
 
     def margin(self) -> float | None:

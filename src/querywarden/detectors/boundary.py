@@ -417,7 +417,7 @@ def _margin(out: Output) -> float | None:
 
 def _raw_key(x: Vector) -> int:
     """A 64-bit hash of the input's raw bytes (repeats are exact copies)."""
-    return int.from_bytes(hashlib.blake2b(np.ascontiguousarray(x).tobytes(), digest_size=8).digest(), "little")
+    return int.from_bytes(hashlib.blake2b(x.tobytes(), digest_size=8).digest(), "little")  # C order whatever the layout
 
 
 def _repeated(st: _State, key: int) -> bool:

@@ -209,16 +209,6 @@ class BudgetLedger(Detector):
         digits = (proj[..., None] > self._edges).sum(axis=-1)
         return np.asarray(digits @ (_BINS ** np.arange(_DIRECTIONS)), dtype=np.int64)
 
-    def _point(self, interaction: Interaction) -> Vector | None:
-        """The query in the ledger's space, or None without a usable input."""
-        if self._space is None:
-            return None
-        return self._space.transform_of(interaction)
-
-    def _point32(self, interaction: Interaction) -> np.ndarray | None:
-        """``_point`` as float32, shared with the other detectors that store points."""
-        return self._space.transform32_of(interaction) if self._space is not None else None
-
     def _cell(self, z: Vector | None) -> int | None:
         """The grid cell of one point (the scalar twin of ``_cells_of``: cheaper for one row)."""
         if z is None or self._directions is None or self._edges is None:
@@ -276,7 +266,8 @@ class BudgetLedger(Detector):
         own = self._principals.get(interaction.principal)
         if _repeated(own, interaction):
             return []
-        z = self._point(interaction)
+        space = self._space  # the query in the ledger's space (None without a usable input)
+        z = space.transform_of(interaction) if space is not None else None
         cell = self._cell(z)
         day = math.floor(interaction.ts / DAY)
         signals = []
@@ -286,7 +277,8 @@ class BudgetLedger(Detector):
             self._answered += 1
         self._post(own, told, cell, day, pooled=True)
         # class ids index the copy's per-class counts: an API's odd label ids (negative, huge) are not learned
-        point = self._point32(interaction) if z is not None and cls is not None and 0 <= cls < 4096 else None
+        learnable = z is not None and cls is not None and 0 <= cls < 4096
+        point = space.transform32_of(interaction) if learnable and space is not None else None  # float32, shared
         if point is not None:
             self._learn(own, "p", interaction.principal, point, cls)
         sig = self._judge(interaction, own, "principal", interaction.principal)

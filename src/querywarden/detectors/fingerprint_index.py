@@ -124,7 +124,9 @@ class Fingerprinter:
         cannot make two different inputs collide on purpose. Integer arithmetic, so NaN
         and infinity hash like any other bits."""
         bits = np.ascontiguousarray(x, dtype=np.float64).view(np.uint64)
-        return int((bits ^ (bits >> _SHIFT_32)) @ self._probe)  # fold high bits down before the sum
+        folded = bits >> _SHIFT_32  # fold high bits down before the sum
+        folded ^= bits
+        return int(folded @ self._probe)
 
 
 @dataclass(slots=True)

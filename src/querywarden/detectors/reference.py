@@ -105,7 +105,7 @@ class QuerySpace:
             return self._last_z
         z = self.transform(interaction.features)
         if z is not None:
-            z.flags.writeable = False
+            z.setflags(write=False)
         self._last, self._last_z = interaction, z
         return z
 
@@ -117,7 +117,7 @@ class QuerySpace:
         z = self.transform_of(interaction)
         z32 = None if z is None else z.astype(np.float32)
         if z32 is not None:
-            z32.flags.writeable = False
+            z32.setflags(write=False)
         self._last32, self._last_z32 = interaction, z32
         return z32
 
