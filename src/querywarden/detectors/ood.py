@@ -40,6 +40,12 @@ Windows are kept per principal, or per actor once the engine has clustered the p
 into one (``Interaction.actor``), so the keys of one Sybil attacker share a window; at the
 merge each key's window moves to the actor's (``merge``).
 
+Technique: extraction, unless the far inputs are the random starts of an evasion attack's
+line searches: at least ``_MIN_LINES`` far inputs, and one in ``_LINE_SHARE``, lie on the
+segment between two earlier inputs of the principal (``line_search``), which HopSkipJump's
+and the Boundary attack's bisections towards their target do and independent draws do not.
+Such a principal is named AML.T0043, with extraction as the runner-up.
+
 Severities: ``low`` when the joint count crosses ``surprise`` and ``min_share``; ``medium``
 when the kNN test's does, after at least ``min_queries`` queries; ``high`` when a full window
 holds at least twice ``min_share`` far inputs. Signals are emitted when the level rises.
@@ -65,11 +71,12 @@ import math
 import numpy as np
 import numpy.typing as npt
 
-from querywarden.core.atlas import EXTRACTION
+from querywarden.core.atlas import ADVERSARIAL, EXTRACTION
 from querywarden.core.detector import Calibration, Detector, PrincipalStates
 from querywarden.core.profile import ModelProfile
-from querywarden.core.records import InputKind, Interaction, Severity, Signal
+from querywarden.core.records import Evidence, InputKind, Interaction, Severity, Signal
 from querywarden.detectors.event_window import fold_events, push_event, share_calibration
+from querywarden.detectors.line_search import between
 from querywarden.detectors.reference import (
     JointReference,
     KnnReference,
@@ -124,12 +131,16 @@ class _Events:
 
 class _State:
     __slots__ = (
+        "anchor",
         "count",
+        "far",
         "flags",
         "joint",
         "last_joint",
         "level",
+        "lines",
         "n",
+        "near_far",
         "novel",
         "novel_n",
         "pos",
@@ -149,6 +160,10 @@ class _State:
         self.worst_share = 0.0
         self.joint: _Events | None = None  # split from the ring above at the first joint-only odd input
         self.last_joint: npt.NDArray[np.float64] | None = None  # raw features of the last joint-only odd input
+        self.anchor: npt.NDArray[np.float64] | None = None  # the last input near the reference (read-only, shared)
+        self.far = 0  # far inputs over the principal's life
+        self.lines = 0  # how many of them lay between two earlier inputs (a line search)
+        self.near_far: list[npt.NDArray[np.float64]] = []  # its last few far inputs (read-only, shared)
 
     def __setstate__(self, state: tuple[None, dict[str, object]]) -> None:
         """Restore a snapshot, with defaults for what a snapshot from an older version lacks."""
@@ -156,6 +171,19 @@ class _State:
         for name, value in state[1].items():
             if name in self.__slots__:
                 setattr(self, name, value)
+
+
+_LINE_SHARE = 10
+"""A principal with at least ``_MIN_LINES`` far inputs on line searches, one in this many or
+more of its far inputs, is named an evasion attack: HopSkipJump bisects between each random
+start and its target (a sixth of its far queries on wine, the rest gradient probes around
+the boundary point), the Boundary attack steps back along a line after each batch of random
+draws (a third); extraction's independent draws lie on no line but by accident."""
+_MIN_LINES = 3
+
+
+_NEAR_FAR = 4
+"""Far inputs remembered per principal as ends of a line search, besides the new ones."""
 
 
 class OodDetector(Detector):
@@ -237,6 +265,7 @@ class OodDetector(Detector):
         e = ref.embed(z)
         joint = self._joint
         if ref.within(e, ref.threshold):
+            st.anchor = z  # where an evasion attack's line searches end
             if joint is None or joint.score(z) <= joint.threshold:
                 push_event(st, 0, self.window)
                 if st.joint is not None:
@@ -249,6 +278,8 @@ class OodDetector(Detector):
             push_event(ev, 1, self.window)
             return self._judge_joint(interaction, st, ref, joint, z)
         dist = ref.distance(e)
+        st.far = getattr(st, "far", 0) + 1  # a snapshot from before the slot existed has none
+        st.lines = getattr(st, "lines", 0) + self._on_line(st, z)
         if not self._novel(st, z):
             return []
         push_event(st, 1, self.window)
@@ -268,22 +299,41 @@ class OodDetector(Detector):
             return []
         st.level = level
         score = min(1.0, 0.5 + 0.5 * share * min(1.0, surprise / (4 * self.surprise)))
-        return [
-            self.signal(
-                interaction,
-                score=score,
-                severity=level,
-                evidence={
-                    "ood_queries": st.count,
-                    "window_queries": st.n,
-                    "ood_share": round(share, 4),
-                    "expected_share": round(ref.expected_rate, 4),
-                    "surprise": round(surprise, 2),
-                    "distance": round(dist, 4),
-                    "threshold": round(ref.threshold, 4),
-                },
-            )
-        ]
+        evidence: Evidence = {
+            "ood_queries": st.count,
+            "window_queries": st.n,
+            "ood_share": round(share, 4),
+            "expected_share": round(ref.expected_rate, 4),
+            "surprise": round(surprise, 2),
+            "distance": round(dist, 4),
+            "threshold": round(ref.threshold, 4),
+            "line_search_share": round(st.lines / max(1, st.far), 4),
+        }
+        technique = EXTRACTION
+        if st.lines >= _MIN_LINES and st.lines * _LINE_SHARE >= st.far:
+            # far random starts bisected towards a real input: an evasion attack finding its boundary
+            technique = ADVERSARIAL
+            evidence["runner_up"] = EXTRACTION
+        return [self.signal(interaction, score=score, severity=level, evidence=evidence, technique=technique)]
+
+    def _on_line(self, st: _State, z: npt.NDArray[np.float64]) -> bool:
+        """True when the far input ``z`` lies between two earlier inputs of the principal: its
+        last input near the reference, its last few far ones and its remembered new far ones
+        (see ``line_search``); then remembers ``z`` among the last far ones."""
+        recent = getattr(st, "near_far", None)
+        if recent is None:
+            recent = st.near_far = []
+        rows = list(recent)
+        anchor = getattr(st, "anchor", None)
+        if anchor is not None:
+            rows.append(anchor)
+        if st.novel is not None:
+            rows.extend(st.novel[: min(st.novel_n, self.novelty_memory)])
+        on = len(rows) >= 2 and between(z, np.vstack(rows))
+        recent.append(z)
+        if len(recent) > _NEAR_FAR:
+            del recent[0]
+        return on
 
     def _judge_joint(
         self, interaction: Interaction, st: _State, ref: KnnReference, joint: JointReference, z: npt.NDArray[np.float64]
@@ -338,6 +388,10 @@ class OodDetector(Detector):
                 into.novel[into.novel_n % self.novelty_memory] = z
                 into.novel_n += 1
         into.level = max(into.level, other.level)
+        into.far = getattr(into, "far", 0) + getattr(other, "far", 0)
+        into.lines = getattr(into, "lines", 0) + getattr(other, "lines", 0)
+        if getattr(into, "anchor", None) is None:
+            into.anchor = getattr(other, "anchor", None)
 
     def _edit(self, st: _State, features: npt.NDArray[np.float64] | None) -> bool:
         """Remember ``features``; True when they differ from the last joint-only odd input in at
