@@ -105,6 +105,26 @@ def test_a_split_of_d_plus_one_random_inputs_is_one_actor_and_detected(tabular: 
     assert set(caught[0].principals) <= sybils and caught[0].actor == eng.actors.actor_of("sybil-00")
 
 
+def test_keys_sending_their_queries_back_to_back_are_one_actor(tabular: tuple, calibrated: dict) -> None:
+    """Each key sends its two or three random inputs at once, the next key a second later."""
+    profile, pool = tabular
+    rows = _uniform(profile, np.random.default_rng(9), 50)
+    stream, i = [], 0
+    for k in range(KEYS):
+        for _ in range(2 + k % 2):
+            stream.append(_query(f"seq-{k:02d}", 1000 + k, T0 + k + 0.01 * i, rows[i]))
+            i += 1
+    eng = _engine(profile, calibrated)
+    _run(eng, stream + _customers(pool, 30, seed=10))
+    # a key with one draw nearer the reference than the off-manifold cut is no member (a blind spot)
+    shift, inv_width, mean, inv_sd, cut, _ = LinkageDetector(profile=profile)._reference
+    u = np.clip(rows * inv_width - shift, -1, 2)
+    near = {it.principal for it, z2 in zip(stream, (((u - mean) * inv_sd) ** 2).mean(axis=1), strict=True) if z2 <= cut}
+    assert near == {"seq-08"}
+    assert set(eng.actors.members("seq-00")) == {f"seq-{k:02d}" for k in range(KEYS)} - near
+    assert all(eng.actors.actor_of(f"cust-{c:03d}") is None for c in range(30))
+
+
 def test_without_the_cohort_the_split_is_neither_grouped_nor_detected(tabular: tuple, calibrated: dict) -> None:
     """The same traffic with cohort linkage off: every key holds one or two queries, too few
     for any other evidence."""
