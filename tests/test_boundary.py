@@ -301,3 +301,35 @@ def test_a_long_customer_is_not_flagged_for_its_luckiest_window_but_a_walk_is() 
     assert flagged and flagged[0].evidence["scan_correction"] == 0.0, "the same run from a fresh key is flagged"
     walk = loud(det, _outputs("walker", [0.02] * 30))
     assert walk and int(str(walk[0].interaction_id).rsplit("-", 1)[1]) < 25
+
+
+def test_label_flips_reveal_a_walk_whose_probabilities_never_come_near_the_boundary() -> None:
+    """A model whose probabilities jump across its boundary (0.9 on either side: boosted
+    stumps, a calibrated SVM) never answers a low margin; a walk still flips its label
+    between near-identical queries, and a customer's natural records do not."""
+    rng = np.random.default_rng(5)
+    reference = rng.normal(size=(300, 8))
+    profile = ModelProfile(id="m", n_features=8, reference=reference)
+
+    def answer(principal: str, rows: np.ndarray, start: int) -> list[Interaction]:
+        return [
+            Interaction(
+                id=f"{principal}-{start + i}",
+                ts=1_764_320_000.0 + start + i,
+                principal=principal,
+                model="m",
+                features=row,
+                output=Output(probabilities=np.array([0.95, 0.05]) if row[0] > 0 else np.array([0.05, 0.95])),
+            )
+            for i, row in enumerate(rows)
+        ]
+
+    det = BoundaryDetector(profile=profile)
+    customers = [s for k in range(20) for it in answer(f"c{k}", rng.normal(size=(60, 8)), 0) for s in det.update(it)]
+    assert not [s for s in customers if s.severity >= Severity.MEDIUM]
+    centre = rng.normal(size=8)
+    centre[0] = 0.0
+    walk = centre + 0.01 * rng.normal(size=(200, 8))  # gradient probes around a boundary point
+    signals = [s for it in answer("walker", walk, 0) for s in det.update(it) if s.severity >= Severity.MEDIUM]
+    assert signals and signals[0].evidence["output"] == "probabilities, label flips"
+    assert int(str(signals[0].interaction_id).rsplit("-", 1)[1]) < 40

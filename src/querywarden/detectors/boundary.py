@@ -14,6 +14,12 @@ nearest-neighbour spacing): the boundary lies between them. A walk can flip at m
 every other query, so label-only traffic is held to ``min_flip_share`` against a population
 flip rate that starts from ``prior_flip_rate``.
 
+A model's probabilities need not be small where its label changes: boosted stumps and a
+calibrated support-vector machine answer 0.75 or more on either side of their boundary, and a
+walk along it never shows a low margin. So with probabilities, a label flip between two
+consecutive near-identical queries is a boundary event too, counted in a ring of its own
+(from the principal's first such flip) and held to the label-only bars.
+
 Per principal, the count of events over the last ``window`` queries is tested against the
 population's event rate with a binomial tail (``surprise = -log10 P(X >= count)``), so a few
 borderline customers in a short history do not fire. When the whole window does not pass,
@@ -94,12 +100,28 @@ _FLOORS = (6.0, 0.5)
 """The shipped ``surprise`` and ``min_share``: calibration never sets laxer ones."""
 
 
+class _Flips:
+    """A ring of 0/1 events (see ``event_window``): label flips between near-identical
+    consecutive queries of a principal whose outputs carry probabilities."""
+
+    __slots__ = ("count", "flags", "n", "pos", "worst_share", "worst_surprise")
+
+    def __init__(self, flags: npt.NDArray[np.uint8] | None, pos: int, n: int) -> None:
+        self.flags = None if flags is None else np.zeros_like(flags)
+        self.pos = pos
+        self.n = n
+        self.count = 0
+        self.worst_share = 0.0
+        self.worst_surprise = 0.0
+
+
 class _State:
     __slots__ = (
         "centre_n",
         "centres",
         "count",
         "flags",
+        "flips",
         "last_label",
         "last_z",
         "learned",
@@ -131,6 +153,7 @@ class _State:
         self.recent_inputs: dict[int, None] = {}
         self.members: tuple[int, ...] = ()  # distinct exact training rows queried
         self.seen = 0  # queries judged over the principal's life (its windows slide over them)
+        self.flips: _Flips | None = None  # label flips under probabilities, from the first one on
 
 
 class BoundaryDetector(Detector):
@@ -233,9 +256,14 @@ class BoundaryDetector(Detector):
                 st.members = remember(st.members, key)
         elif x is not None and _repeated(st, _raw_key(x)):
             return []
+        flipped: _Flips | None = None
         if low is not None:
             kind = _PROBS
             event = low < self.margin
+            if space is not None:
+                z = space.transform_of(interaction)
+                if z is not None:
+                    flipped = self._probability_flip(st, z, _top(out))
         else:
             z = space.transform_of(interaction) if space is not None else None
             label = out.label
@@ -255,7 +283,7 @@ class BoundaryDetector(Detector):
             self._learn(kind, flag)
         push_event(st, flag, self.window)
         st.seen = getattr(st, "seen", 0) + 1  # a snapshot from before the slot existed has none
-        if not event:
+        if not event and flipped is None:
             return []
         if z is None and space is not None:
             z = space.transform_of(interaction)  # only boundary events need the input
@@ -263,24 +291,66 @@ class BoundaryDetector(Detector):
             self._add_centre(st, z)
         if st.n < self.min_queries:
             return []
+        out_signal = (
+            self._judge(interaction, st, st, kind, "probabilities" if kind == _PROBS else "labels") if event else []
+        )
+        if not out_signal and flipped is not None:
+            out_signal = self._judge(interaction, st, flipped, _LABELS, "probabilities, label flips")
+        return out_signal
+
+    def _probability_flip(self, st: _State, z: Vector, label: int) -> _Flips | None:
+        """Track label flips for a principal whose outputs carry probabilities; the flip ring
+        when this query flipped.
+
+        A model's probabilities need not be small where its label changes (a calibrated SVM
+        or boosted stumps answer 0.75 on either side of their boundary), but a label that
+        changes between two near-identical consecutive queries proves the boundary lies
+        between them, whatever the margins say. The ring starts at the principal's first such
+        flip, as zeros for the queries before it: principals that never flip (nearly all)
+        hold none."""
+        prev, prev_label = st.last_z, st.last_label
+        st.last_z, st.last_label = z, label
+        flip = (
+            prev is not None
+            and prev_label != label
+            and prev.shape == z.shape
+            and math.sqrt(float(np.dot(prev - z, prev - z))) <= self._flip_radius
+        )
+        ring = getattr(st, "flips", None)  # a snapshot from before the slot existed has none
+        if ring is None:
+            if not flip:
+                return None
+            ring = st.flips = _Flips(st.flags, st.pos, st.n)
+        if st.level < Severity.MEDIUM and st.learned < self.learn_limit:
+            self._learn(_LABELS, 1 if flip else 0)
+        push_event(ring, 1 if flip else 0, self.window)
+        return ring if flip else None
+
+    def _judge(
+        self, interaction: Interaction, st: _State, ring: _State | _Flips, kind: int, output: str
+    ) -> list[Signal]:
+        """Test ``ring``'s events (margins, or label flips) against the population's rate."""
+        digests = training_digests(self.profile)
         rate = self.population_rate(kind)
         # a label flip needs two queries across the boundary: a walk shows at most about half
         min_share = self.min_share if kind == _PROBS else self.min_flip_share
         high_share = self.high_share if kind == _PROBS else min(1.0, 1.5 * self.min_flip_share)
-        count, judged = st.count, st.n
+        if ring.n < self.min_queries:
+            return []
+        count, judged = ring.count, ring.n
         share = count / judged
         surprise = binomial_surprise(count, judged, rate) - _windows_tried(st.seen, judged)
-        if (surprise < self.surprise or share < min_share) and st.n > self.recent:
+        if (surprise < self.surprise or share < min_share) and ring.n > self.recent:
             # the walk may follow a phase of other queries (random starts): judge the recent part
-            count, judged = self._recent_count(st), self.recent
+            count, judged = self._recent_count(ring), self.recent
             share = count / judged
             surprise = binomial_surprise(count, judged, rate) - _windows_tried(st.seen, judged)
-        st.worst_share = max(st.worst_share, share)
-        st.worst_surprise = max(st.worst_surprise, surprise)
+        ring.worst_share = max(ring.worst_share, share)
+        ring.worst_surprise = max(ring.worst_surprise, surprise)
         if surprise < self.surprise or share < min_share:
             return []
-        full_share = st.count / st.n  # high needs a whole window of it, not a recent burst
-        level = Severity.HIGH if st.n >= self.window and full_share >= high_share else Severity.MEDIUM
+        full_share = ring.count / ring.n  # high needs a whole window of it, not a recent burst
+        level = Severity.HIGH if ring.n >= self.window and full_share >= high_share else Severity.MEDIUM
         centres = self._distinct_centres(st)
         technique, runner_up = walk_technique(
             len(st.members),
@@ -307,7 +377,7 @@ class BoundaryDetector(Detector):
                     "population_share": round(rate, 4),
                     "surprise": round(surprise, 2),
                     "scan_correction": round(_windows_tried(st.seen, judged), 2),
-                    "output": "probabilities" if kind == _PROBS else "labels",
+                    "output": output,
                     "distinct_centres": centres,
                     "training_records": len(st.members) if digests is not None else None,
                     "runner_up": runner_up,
@@ -321,6 +391,12 @@ class BoundaryDetector(Detector):
     def _fold(self, into: _State, other: _State) -> None:
         """Add another principal's window and boundary centres to an actor's."""
         fold_events(into, other, self.window)
+        flips = getattr(other, "flips", None)
+        if flips is not None:
+            if getattr(into, "flips", None) is None:
+                into.flips = _Flips(into.flags, into.pos, 0)
+            assert into.flips is not None
+            fold_events(into.flips, flips, self.window)
         if other.centres is not None and other.centre_n is not None:
             for z, n in zip(other.centres, other.centre_n.tolist(), strict=True):
                 if n:
@@ -342,7 +418,7 @@ class BoundaryDetector(Detector):
         if pop[kind, 1] >= _HALVE_AT:
             pop[kind] *= 0.5
 
-    def _recent_count(self, st: _State) -> int:
+    def _recent_count(self, st: _State | _Flips) -> int:
         """Boundary events among the principal's last ``recent`` queries."""
         assert st.flags is not None
         start = st.pos - self.recent
@@ -386,6 +462,15 @@ def _windows_tried(seen: int, judged: int) -> float:
     a tenth of them borderline, finds a run of 32 with half of them on the boundary somewhere;
     a walk reaches that in its first window, where this costs nothing."""
     return math.log10(seen / judged) if seen > judged else 0.0
+
+
+def _top(out: Output) -> int:
+    """The index of the output's top probability (the caller has checked there is one)."""
+    p = out.probabilities
+    if p is None or p.size == 0:
+        s = out.scores
+        return int(np.argmax(s)) if s is not None and s.size else -1
+    return int(np.argmax(p))
 
 
 def _margin(out: Output) -> float | None:
