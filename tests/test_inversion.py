@@ -460,3 +460,28 @@ def test_sorted_scan_needs_a_long_run_in_one_direction() -> None:
     assert not scan.scanning(np.array([0.0, 0.0, 0.0])), "a step back breaks the run"
     back_and_forth = SortedScan()
     assert not any(back_and_forth.scanning(np.array([float(i % 2), 1.0])) for i in range(100))
+
+
+def test_coordinate_probes_around_a_record_the_model_never_saw_are_still_caught() -> None:
+    """The training-row rule is for sweeps of one or two features. An optimiser probing one
+    coordinate after another (MI-Face on tabular inputs, a gradient estimate with a wide step)
+    edits many features in turn around a point of its own, and stays ``medium``."""
+    victim = load_victim("breast-cancer")
+    assert victim.profile.training_digests is not None
+    centre = victim.attacker_pool[3].copy()
+    spread = victim.reference.std(axis=0)
+    rows = [centre]
+    for j in range(20):  # +h and -h on each coordinate in turn, h half a standard deviation
+        for sign in (1.0, -1.0):
+            probe = centre.copy()
+            probe[j] += sign * 0.5 * spread[j]
+            rows.append(probe)
+    stream = _adult_stream(victim, np.array(rows), "optimiser")
+    signals = run(InversionDetector(profile=victim.profile), stream)
+    at = first_at(signals)
+    assert at is not None and at <= 20, at
+    sweep = [centre.copy() for _ in range(12)]  # the same budget on one feature: a sensitivity curve
+    for i, row in enumerate(sweep):
+        row[0] = victim.reference[:, 0].min() + i * spread[0] / 2
+    curve = run(InversionDetector(profile=victim.profile), _adult_stream(victim, np.array([centre, *sweep]), "analyst"))
+    assert worst(curve) == Severity.LOW

@@ -43,7 +43,9 @@ inputs (a family whose variants move a feature by ``_SWEEP_STEP`` standard devia
 more, record sweeps, and a confidence ascent climbing on steps that move one or two
 features that far) raises ``medium`` only by counting families that hold an exact training
 row; the same sweep over records the model never trained on is a sensitivity analysis,
-reported at ``low``. Finite-difference families and images are judged as before.
+reported at ``low``. Gradient estimates (families most of whose variants are a finite
+difference away, or whose variants move more than ``_SWEPT_FEATURES`` features in turn) and
+images are judged as before.
 
 State is kept per principal, or per actor once the engine has clustered the principal
 into one (``Interaction.actor``); at the merge each key's chains, families and sweeps move
@@ -64,6 +66,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import deque
+from typing import Any
 
 import numpy as np
 
@@ -86,6 +89,10 @@ _CHAINS = 4
 _NO_PROJECTION = 1 << 30
 _SORTED_RUN = 32
 """Consecutive queries in one lexicographic direction that make a stream a sorted scan."""
+
+_SWEPT_FEATURES = 2
+"""A sweep moves the same one or two features again and again; an optimiser's coordinate
+probes (finite differences, MI-Face on tabular inputs) move many, one or two at a time."""
 
 _SWEEP_STEP = 0.25
 """A record sweep moves the feature by at least this many natural standard deviations: a
@@ -141,6 +148,7 @@ class _Chain:
 
     __slots__ = (
         "best",
+        "features",
         "halved",
         "halvings",
         "last_step",
@@ -163,6 +171,7 @@ class _Chain:
         self.halved: np.ndarray | None = None  # per class, records set on such steps
         self.swept: np.ndarray | None = None  # per class, records set on steps that moved one or two features far
         self.member = member  # an exact training row was queried on the chain
+        self.features: set[int] | None = None  # the features its sweep steps moved
 
     def bisecting(self, target: int) -> bool:
         """True when the target class set most of its records on steps that halved the previous one."""
@@ -174,8 +183,9 @@ class _Chain:
         """True when the target class set most of its records on steps that moved one or two
         features by a candidate value's distance: a sensitivity curve, or an attribute sweep."""
         swept = getattr(self, "swept", None)  # a snapshot from before the slot existed has none
-        if self.records is None or swept is None or target < 0:
-            return False
+        features = getattr(self, "features", None)
+        if self.records is None or swept is None or target < 0 or features is None or len(features) > _SWEPT_FEATURES:
+            return False  # steps along many coordinates in turn are an optimiser's, not a sweep's
         return 2 * int(swept[target]) >= int(self.records[target]) > 0
 
 
@@ -184,6 +194,7 @@ class _State:
         "bases",
         "chain",
         "chains",
+        "edits",
         "fine",
         "heads",
         "last_family",
@@ -214,7 +225,9 @@ class _State:
         # feature -> (base record, query, value, whether the record's family holds a training row)
         self.swept: dict[int, deque[tuple[bytes, int, float, bool]]] = {}
         self.members: set[int] = set()  # serials of families holding an exact training row
-        self.fine: set[int] = set()  # serials of families with a variant a finite difference away
+        self.fine: set[int] = set()  # serials of probing families: finite differences, or many coordinates
+        # serial -> [the features its variants edited (a few), variants a finite difference away, variants]
+        self.edits: dict[int, list[Any]] = {}
         self.levels = [0, 0, 0]  # chain, sweep, swept: 0 quiet, 1 low, 2 medium, 3 high
         self.worst = [0.0, 0.0, 0.0]
 
@@ -327,8 +340,14 @@ class InversionDetector(Detector):
             self._new_chain(st, z, p, member)
             return False
         assert st.heads is not None
-        swept = self._sweep_step(z - st.heads[k])
+        moved = self._sweep_step(z - st.heads[k])
         st.heads[k] = z
+        if moved is not None:
+            if getattr(chain, "features", None) is None:
+                chain.features = set()
+            assert chain.features is not None
+            if len(chain.features) <= _SWEPT_FEATURES:
+                chain.features.update(moved.tolist())
         if member:
             chain.member = True
         st.chain = k
@@ -349,7 +368,7 @@ class InversionDetector(Detector):
             if chain.halved is None:
                 chain.halved = np.zeros(chain.records.shape[0], dtype=np.int64)
             chain.halved += better
-        if swept:
+        if moved is not None:
             if getattr(chain, "swept", None) is None:
                 chain.swept = np.zeros(chain.records.shape[0], dtype=np.int64)
             assert chain.swept is not None
@@ -357,16 +376,17 @@ class InversionDetector(Detector):
         np.maximum(chain.best, p, out=chain.best)
         return True
 
-    def _sweep_step(self, diff: Vector) -> bool:
-        """True when a step moved one or two features (on tabular inputs) and one of them by at
-        least ``_SWEEP_STEP`` of its natural spread: a candidate value, not a finite difference."""
+    def _sweep_step(self, diff: Vector) -> np.ndarray | None:
+        """The features a step moved when it moved one or two (on tabular inputs) and one of
+        them by at least ``_SWEEP_STEP`` of its natural spread (a candidate value, not a
+        finite difference); None otherwise."""
         limit = self._edit_limit()
         if not self._records or limit == 0 or self._spread is None:
-            return False
+            return None
         moved = (np.abs(diff) > _TOLERANCE).nonzero()[0]
         if not 0 < moved.size <= limit:
-            return False
-        return bool((np.abs(diff[moved]) >= self._spread[moved]).any())
+            return None
+        return moved if bool((np.abs(diff[moved]) >= self._spread[moved]).any()) else None
 
     def _new_chain(self, st: _State, z: Vector, p: Vector | None, member: bool = False) -> None:
         chain = _Chain(p, st.queries, member)  # most queries land here: no copy until the chain continues
@@ -429,8 +449,20 @@ class InversionDetector(Detector):
         in_training = serial in st.members
         edited: np.ndarray = differs[k].nonzero()[0]
         spread = self._spread
+        edits = getattr(st, "edits", None)  # a snapshot from before the slot existed has none
+        if edits is None:
+            edits = st.edits = {}
+        entry = edits.setdefault(serial, [set(), 0, 0])
+        entry[2] += 1
         if spread is not None and bool((np.abs(zf[edited] - st.bases[k][edited]) < spread[edited]).all()):
-            st.fine.add(serial)  # a finite difference, not a candidate value
+            entry[1] += 1  # a finite difference, not a candidate value
+        if len(entry[0]) <= _SWEPT_FEATURES:
+            entry[0].update(edited.tolist())
+        if len(entry[0]) > _SWEPT_FEATURES or 2 * entry[1] > entry[2]:
+            # a gradient estimate: coordinate probes of many features in turn, or finite differences
+            st.fine.add(serial)
+        else:
+            st.fine.discard(serial)
         base = hashlib.blake2b(st.bases[k].tobytes(), digest_size=8).digest() if adjacent and self._records else b""
         for j in edited.tolist() if adjacent and self._records else ():
             if self._spread is not None and abs(float(zf[j] - st.bases[k][j])) < self._spread[j]:
@@ -454,6 +486,10 @@ class InversionDetector(Detector):
             st.members.intersection_update(st.serials)
         if len(st.fine) > 4 * self.families:
             st.fine.intersection_update(st.serials)
+        edits = getattr(st, "edits", None)
+        if edits is not None and len(edits) > 4 * self.families:
+            for serial in set(edits) - set(st.serials):
+                del edits[serial]
 
     def _start_family(self, st: _State, zf: np.ndarray) -> None:
         if st.bases is None:
@@ -543,6 +579,11 @@ class InversionDetector(Detector):
             held.extend((e[0], e[1] + shift, e[2], len(e) > 3 and bool(e[3])) for e in trail)
         into.members.update(s + serial for s in other.members)
         into.fine.update(s + serial for s in other.fine)
+        other_edits = getattr(other, "edits", None) or {}
+        if other_edits:
+            if getattr(into, "edits", None) is None:
+                into.edits = {}
+            into.edits.update({s + serial: [set(e[0]), e[1], e[2]] for s, e in other_edits.items()})
         into.serial += other.serial
         into.levels = [max(a, b) for a, b in zip(into.levels, other.levels, strict=True)]
         into.worst = [max(a, b) for a, b in zip(into.worst, other.worst, strict=True)]
