@@ -375,3 +375,29 @@ def test_tiny_perturbations_answered_on_the_boundary_are_still_probes(cancer_sma
     assert np.mean(np.abs(probs[:, 0] - probs[:, 1]) < 0.3) > 0.5  # on the boundary
     det = MembershipDetector(profile=v.profile, probed_records=2)
     assert worst(run(det, v.stream(np.array(rows), "mia"))) >= Severity.MEDIUM
+
+
+def test_a_sensitivity_report_over_one_feature_is_a_sweep_not_probing(cancer: Victim) -> None:
+    """Sweeping one feature of a few records over a grid fills a probe cluster per record (on
+    30 features one value moved stays within the cluster radius), but it moves the record
+    along one axis only: that is a sweep, ``inversion``'s to judge, while probing a record's
+    neighbourhood moves it in many directions."""
+    rng = np.random.default_rng(6)
+    column = 3
+    grid = np.quantile(cancer.pool[:, column], np.linspace(0.1, 0.9, 10))
+    rows = []
+    for record in cancer.pool[rng.choice(len(cancer.pool), size=6, replace=False)]:
+        for value in grid:
+            swept = record.copy()
+            swept[column] = value
+            rows.append(swept)
+    report = run(
+        MembershipDetector(profile=cancer.profile, probed_records=2, cluster_size=6),
+        cancer.stream(np.array(rows), "analyst"),
+    )
+    assert worst(report) < Severity.MEDIUM
+    probes = noise_robustness_probes(cancer, cancer.pool[:6], k=9)
+    probing = run(
+        MembershipDetector(profile=cancer.profile, probed_records=2, cluster_size=6), cancer.stream(probes, "prober")
+    )
+    assert first_at(probing) is not None, "the same budget spent around the records in many directions is caught"

@@ -15,6 +15,11 @@ per candidate, at many candidates far apart. The detector counts clusters that r
 least one natural spacing apart (an optimiser drifting along a path is one cluster, not
 many), and alarms at ``probed_records`` of them.
 
+A sweep is not a probe either: a cluster counts once its probes have moved the record in
+more than ``_SWEEP_AXES`` features in all. Sweeping one feature of a few records over a grid
+(a sensitivity report, an attribute inversion: ``inversion`` judges those) moves each record
+along one axis; noise, shifts and boundary walks move it in many directions.
+
 A record re-sent is not a probe of its neighbourhood: a customer whose systems re-submit
 records rounded to fewer digits or converted with float noise sends several distinct
 queries within a hair of one record, and on a victim with few reference rows (a wide
@@ -85,6 +90,10 @@ _PROBES, _MEMBERS = "probe_clusters", "training_records"
 _BOUNDARY_MARGIN = 0.3
 """Top-1 minus top-2 probability under which an answer is on the decision boundary (the
 ``boundary`` detector's default ``margin``)."""
+_SWEEP_AXES = 2
+"""A probe cluster whose probes moved at most this many features in all is a sweep of them."""
+_AXIS_TOLERANCE = 1e-6
+"""A scaled feature that moved less than this has not moved (float32 storage)."""
 _RANGE_SHARE = 0.02
 """The most a re-submission moves a value, as a share of its feature's range: on a feature far
 from zero (a year, a raw sensor offset) a share of the value itself is a real move."""
@@ -92,6 +101,7 @@ from zero (a year, a raw sensor offset) a share of the value itself is a real mo
 
 class _State:
     __slots__ = (
+        "axes",
         "centres",
         "counts",
         "digest_queries",
@@ -118,6 +128,7 @@ class _State:
         self.seen: dict[bytes, None] = {}  # insertion-ordered set of recent query digests
         self.centres: np.ndarray | None = None  # (clusters, dim) float32
         self.counts: list[int] = []
+        self.axes: list[frozenset[int] | None] = []  # per cluster: features its probes moved (None: more than two)
         self.used: list[int] = []
         self.filled: deque[tuple[int, np.ndarray]] = deque()  # (query index, centre) of filled clusters
         self.digest_queries = 0
@@ -217,10 +228,12 @@ class MembershipDetector(Detector):
         assert x is not None
         record, record_class = st.record, st.record_class
         st.record, st.record_class = _own(x), _class(interaction.output)
+        axes = _axes(st)
         if st.centres is None:
             st.centres = zf[None, :].copy()
             st.counts.append(1)
             st.used.append(st.queries)
+            axes.append(frozenset())
             return False
         diff = st.centres - zf
         d2 = row_sq_norms(diff)
@@ -231,11 +244,13 @@ class MembershipDetector(Detector):
                 st.centres = np.concatenate((st.centres, zf[None, :]))  # vstack's checks cost more than the copy
                 st.counts.append(1)
                 st.used.append(st.queries)
+                axes.append(frozenset())
             else:
                 k = st.used.index(min(st.used))
                 st.centres[k] = zf
                 st.counts[k] = 1
                 st.used[k] = st.queries
+                axes[k] = frozenset()
             return False
         st.used[k] = st.queries
         if (
@@ -247,7 +262,16 @@ class MembershipDetector(Detector):
             st.record, st.record_class = record, record_class
             return False
         st.counts[k] += 1
-        if st.counts[k] != self.cluster_size:
+        moved = axes[k]
+        if moved is not None:
+            along = np.flatnonzero(np.abs(diff[k]) > _AXIS_TOLERANCE)
+            moved = axes[k] = None if along.shape[0] > _SWEEP_AXES else moved | frozenset(along.tolist())
+            if moved is not None and len(moved) > _SWEEP_AXES:
+                moved = axes[k] = None
+        if st.counts[k] != self.cluster_size or moved is not None:
+            # a cluster whose probes all move the same one or two features is a sweep of those
+            # features (a sensitivity curve, an attribute inversion: ``inversion`` judges it),
+            # not a probe of the record's neighbourhood, which moves it in many directions
             return False
         centre = st.centres[k].copy()
         while st.filled and st.queries - st.filled[0][0] >= _PROBE_WINDOW:
@@ -307,17 +331,20 @@ class MembershipDetector(Detector):
         while len(into.seen) > _SEEN:
             del into.seen[next(iter(into.seen))]
         if other.centres is not None:
+            into_axes, other_axes = _axes(into), _axes(other)
             for k, centre in enumerate(other.centres):
                 row = centre[None, :]
                 if into.centres is None or len(into.counts) < self.clusters:
                     into.centres = row.copy() if into.centres is None else np.vstack([into.centres, row])
                     into.counts.append(other.counts[k])
                     into.used.append(other.used[k] + shift)
+                    into_axes.append(other_axes[k])
                     continue
                 old = into.used.index(min(into.used))
                 if into.used[old] < other.used[k] + shift:
                     into.centres[old] = centre
                     into.counts[old], into.used[old] = other.counts[k], other.used[k] + shift
+                    into_axes[old] = other_axes[k]
         for q, centre in other.filled:
             if all(float(np.linalg.norm(c - centre)) >= self._spacing for _, c in into.filled):
                 into.filled.append((q + shift, centre))
@@ -392,6 +419,17 @@ class MembershipDetector(Detector):
             # batches hit a few exact training records (6% of one Adult batch job) by chance
             out["member_share"] = Calibration(tuple(w[1] for w in worst), floor=self.defaults()["member_share"])
         return out
+
+
+def _axes(st: _State) -> list[frozenset[int] | None]:
+    """The per-cluster moved features, kept in step with ``counts`` (a snapshot from before
+    they were kept has none: its clusters count as moved in many directions)."""
+    axes = getattr(st, "axes", None)
+    if axes is None:
+        axes = st.axes = []
+    while len(axes) < len(st.counts):
+        axes.append(None)
+    return axes
 
 
 def same_record(x: np.ndarray, record: np.ndarray, tolerance: float, cap: np.ndarray) -> bool:
