@@ -24,6 +24,14 @@ at least 32; with fewer it is off. It is off for images too: pixels covary local
 one-pixel shift or a cropped border of a natural photo breaks the pixel covariance (an
 image-editing customer on digits crossed it) while saying nothing about extraction.
 
+A third per-query test reads each feature on its own (``MarginalTail``, tabular inputs with a
+declared reference): a query is also far when several of its features lie beyond the
+reference's extremes by more than ``tail_margin`` of the reference's span. Uniform draws over
+the documented range do that on skewed features; natural records and per-column synthetic
+records almost never do. It helps most where the kNN threshold is loose: on a reference of
+a few dozen rows the 0.99 quantile of leave-one-out distances is the sample's largest gap.
+Its benign rate is added to the kNN test's in the ``medium`` count.
+
 Only new out-of-distribution inputs count: one that sits near an out-of-distribution input
 the principal sent recently (within ``novelty_fraction`` of the benign nearest-neighbour
 spacing) is a variant, e.g.
@@ -77,6 +85,7 @@ from querywarden.core.profile import ModelProfile
 from querywarden.core.records import Evidence, InputKind, Interaction, Severity, Signal
 from querywarden.detectors.event_window import fold_events, push_event, share_calibration
 from querywarden.detectors.line_search import between
+from querywarden.detectors.marginal_tail import MarginalTail
 from querywarden.detectors.reference import (
     JointReference,
     KnnReference,
@@ -192,6 +201,7 @@ class OodDetector(Detector):
     description = "share of a principal's distinct inputs far from the benign reference sample"
     needs = frozenset({"features"})
     _joint: JointReference | None = None  # a snapshot from before the joint test restores without one
+    _tail: MarginalTail | None = None  # nor one from before the marginal tail test
 
     def __init__(
         self,
@@ -206,6 +216,7 @@ class OodDetector(Detector):
         novelty_fraction: float = 0.5,
         novelty_memory: int = 16,
         edit_share: float = 0.25,
+        tail_margin: float = 0.05,
         warmup: int = 1000,
         warmup_per_principal: int = 50,
         max_dims: int = 64,
@@ -218,6 +229,8 @@ class OodDetector(Detector):
             raise DetectorError("ood: min_queries >= 1, window >= min_queries, k >= 1 and novelty_memory >= 1")
         if not 0 <= edit_share < 1:
             raise DetectorError("ood: 0 <= edit_share < 1 is required")
+        if tail_margin < 0:
+            raise DetectorError("ood: tail_margin >= 0 is required")
         if warmup < 2 * k + 2 or warmup_per_principal < 1:
             raise DetectorError("ood: warmup must be at least 2k + 2 and warmup_per_principal must be >= 1")
         self.surprise = surprise
@@ -229,6 +242,7 @@ class OodDetector(Detector):
         self.novelty_fraction = novelty_fraction
         self.novelty_memory = novelty_memory
         self.edit_share = edit_share
+        self.tail_margin = tail_margin
         self.warmup = warmup
         self.warmup_per_principal = warmup_per_principal
         self.max_dims = max_dims
@@ -241,6 +255,7 @@ class OodDetector(Detector):
         if rows is not None and rows.shape[0] >= 2 * k + 2:
             self._reference = KnnReference.build(rows, k=k, quantile=quantile)
             self._joint = _joint_reference(rows, quantile) if profile.input_kind != InputKind.IMAGE else None
+            self._tail = self._tail_reference(profile)
         elif self._space is not None:
             self._reservoir = Reservoir(capacity=warmup, per_principal=warmup_per_principal)
         self._states: PrincipalStates[_State] = PrincipalStates(_State, max_principals)
@@ -264,7 +279,8 @@ class OodDetector(Detector):
         st = self._states.get(interaction.actor or interaction.principal)
         e = ref.embed(z)
         joint = self._joint
-        if ref.within(e, ref.threshold):
+        tail = self._tail
+        if ref.within(e, ref.threshold) and (tail is None or not tail.far(interaction.features)):
             st.anchor = z  # where an evasion attack's line searches end
             if joint is None or joint.score(z) <= joint.threshold:
                 push_event(st, 0, self.window)
@@ -288,7 +304,8 @@ class OodDetector(Detector):
         if st.n < self.min_queries:
             return []
         share = st.count / st.n
-        surprise = binomial_surprise(st.count, st.n, ref.expected_rate)
+        rate = self._far_rate(ref)
+        surprise = binomial_surprise(st.count, st.n, rate)
         st.worst_share = max(st.worst_share, share)
         st.worst_surprise = max(st.worst_surprise, surprise)
         if surprise < self.surprise or share < self.min_share:
@@ -303,12 +320,15 @@ class OodDetector(Detector):
             "ood_queries": st.count,
             "window_queries": st.n,
             "ood_share": round(share, 4),
-            "expected_share": round(ref.expected_rate, 4),
+            "expected_share": round(rate, 4),
             "surprise": round(surprise, 2),
             "distance": round(dist, 4),
             "threshold": round(ref.threshold, 4),
             "line_search_share": round(st.lines / max(1, st.far), 4),
         }
+        if tail is not None and interaction.features is not None:
+            evidence["tail_features"] = tail.count(interaction.features)
+            evidence["tail_min_count"] = tail.min_count
         technique = EXTRACTION
         if st.lines >= _MIN_LINES and st.lines * _LINE_SHARE >= st.far:
             # far random starts bisected towards a real input: an evasion attack finding its boundary
@@ -346,7 +366,7 @@ class OodDetector(Detector):
         ev = st.joint
         if ev is None or ev.n < self.min_queries or st.level >= Severity.LOW:
             return []
-        rate = min(1.0, ref.expected_rate + joint.expected_rate)
+        rate = min(1.0, self._far_rate(ref) + joint.expected_rate)
         share = ev.count / ev.n
         surprise = binomial_surprise(ev.count, ev.n, rate)
         ev.worst_share = max(ev.worst_share, share)
@@ -371,6 +391,23 @@ class OodDetector(Detector):
                 },
             )
         ]
+
+    def _far_rate(self, ref: KnnReference) -> float:
+        """The share of benign queries far by either per-query test (kNN or marginal tail)."""
+        tail = self._tail
+        return min(1.0, ref.expected_rate + (tail.expected_rate if tail is not None else 0.0))
+
+    def _tail_reference(self, profile: ModelProfile) -> MarginalTail | None:
+        """The marginal tail test on the declared reference's raw features (tabular only:
+        pixels at an image's border are blank in every reference image, and any stroke there
+        would count)."""
+        if profile.input_kind == InputKind.IMAGE or profile.reference is None:
+            return None
+        raw = np.asarray(profile.reference, dtype=np.float64)
+        if raw.ndim != 2 or self._space is None or raw.shape[1] != self._space.dim:
+            return None
+        raw = raw[np.isfinite(raw).all(axis=1)]
+        return MarginalTail.build(raw, margin=self.tail_margin, alpha=1.0 - self.quantile)
 
     def merge(self, actor: str, parts: tuple[str, ...]) -> None:
         self._states.fold(actor, parts, self._fold)
