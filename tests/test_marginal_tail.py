@@ -79,7 +79,7 @@ def test_uniform_draws_are_past_the_tails_far_more_often_than_natural_data(seed:
     uniform = np.mean([tail.far(x) for x in _uniform(profile, 2000, seed)])
     natural = np.mean([tail.far(x) for x in pool])
     columns = np.mean([tail.far(x) for x in _column_draws(pool, 2000, seed)])
-    # measured over seeds 0-7: uniform 6-75%, natural records 0-5%, column draws 0-4%
+    # measured over seeds 0-7: uniform 5-63%, natural records 0-4.4%, column draws 0-1.4%
     assert uniform >= 3 * max(natural, columns, 0.01)
     assert natural <= 0.08 and columns <= 0.06
     assert tail.expected_rate <= 0.12
