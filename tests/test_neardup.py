@@ -509,3 +509,36 @@ def test_dense_tabular_data_raises_the_bar_above_natural_twins(digits: tuple) ->
     walked = lo + walk(Scaled(model, lo, hi), (adult.x_test[7] - lo) / span, 600, seed=3, lo=0.0, hi=1.0) * span
     at = first_at(det, interactions(walked, ["prober"], model, start=5000), "prober", Severity.MEDIUM)
     assert at is not None and at <= 300, at
+
+
+def test_a_drifting_feed_is_not_a_walk_but_circling_one_point_is(cancer: tuple) -> None:
+    """A machine's readings drifting for hours diffuse like a random walk (five steps on, about
+    2.2 steps away) and keep one answer: reported at low. An attack's walk circles one point
+    (the Boundary attack's candidates around its current point: about one step away) and is
+    caught as before, with the same answers throughout."""
+    profile, x, model = cancer
+    spread = x.std(axis=0)
+    lo, hi = x.min(axis=0), x.max(axis=0)
+    proba = model.predict_proba(x)  # type: ignore[attr-defined]
+    start = x[int(np.argmax(proba.max(axis=1)))]  # a record far from the boundary
+    rng = np.random.default_rng(8)
+    feed = [start.copy()]
+    for _ in range(400):
+        feed.append(np.clip(feed[-1] + 0.01 * spread * rng.normal(size=30), lo, hi))
+    det = NearDuplicateDetector(profile=profile, min_hits=24)
+    signals = run(det, interactions(np.array(feed), ["sensor"], model))
+    assert signals and max(s.severity for s in signals) == Severity.LOW
+    assert all(s.evidence.get("drifting") for s in signals if "drifting" in s.evidence)
+    point, walk = start.copy(), []
+    for i in range(200):
+        candidate = np.clip(point + 0.01 * spread * rng.normal(size=30), lo, hi)
+        walk.append(candidate)
+        if i % 10 == 9:
+            point = candidate
+    at = first_at(
+        NearDuplicateDetector(profile=profile, min_hits=24),
+        interactions(np.array(walk), ["walker"], model),
+        "walker",
+        Severity.MEDIUM,
+    )
+    assert at is not None and at <= 40, at

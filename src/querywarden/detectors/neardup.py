@@ -52,6 +52,11 @@ evidence; a walker named AML.T0043 that goes on to query its third training row 
 signalled again as membership inference. Exact repeats name nothing: line searches re-ask
 points, and so do finite-difference optimisers.
 
+Drift: a monitoring feed drifting for hours is a chain too. A chain that would be named
+boundary probing, whose recent hits diffuse like a random walk (``_drifting``: a median spread
+ratio in ``_DRIFT``) and whose answers never changed class, is reported at ``low`` and judged
+again at every hit; a walk that circles one point or heads somewhere is judged as before.
+
 Blind spots: adaptive attacks that use the block as an oracle and resample until they
 pass (OARS), query blinding (random transforms large enough to change most windows), and
 chains spaced further apart than the index's capacity.
@@ -125,6 +130,7 @@ class _Chains:
         "recent",
         "repeats",
         "sent",
+        "steps",
         "technique",
     )
 
@@ -144,6 +150,7 @@ class _Chains:
         self.recent: deque[tuple[int, float, float]] | None = None
         self.links: dict[int, list[float]] | None = None  # peer -> [hits, last hit ts, most hits]
         self.sent: dict[int, None] | None = None
+        self.steps: _Steps | None = None  # the shape of its recent hits (diffusing, or not)
 
     def sent_before(self, exact: int) -> bool:
         """True when ``exact`` is one of the last distinct inputs sent; remembers it otherwise.
@@ -384,6 +391,7 @@ class NearDuplicateDetector(Detector):
         if hit:
             st.outside += off_box
             _remember_output(st, interaction)
+            _remember_step(st, x * fp.inv_step)  # in bins: every feature on its own range's scale
         sig = self._crossing(interaction, st, n, "principal") if hit else None
         if ast is not None:
             ast.queries += 1
@@ -392,6 +400,7 @@ class NearDuplicateDetector(Detector):
                 ast.outside += off_box
                 an = ast.hit(chain, self.hits_window, self.min_hits)
                 _remember_output(ast, interaction)
+                _remember_step(ast, x * fp.inv_step)
                 if sig is None:
                     sig = self._crossing(interaction, ast, an, "actor")
         related = self._links(st, peers, chain, interaction.ts) if peers and _dominant(st, chain) else ()
@@ -539,10 +548,14 @@ class NearDuplicateDetector(Detector):
         if n < self.min_hits:
             return None
         level = Severity.HIGH if n >= self.high_hits or st.long >= self.high_chains else Severity.MEDIUM
+        technique = _technique(st.recent, st.outside / max(1, st.near))
+        drift = technique == ADVERSARIAL and _drifting(st)
+        if drift:
+            level = Severity.LOW  # a drifting feed: no walk an attacker would take (see _drifting)
         if level <= st.level:
             return None
         st.level = level
-        st.technique = _technique(st.recent, st.outside / max(1, st.near))
+        st.technique = technique
         runner_up = ""
         if st.technique == ADVERSARIAL:
             st.technique, runner_up = self._walk_technique(st)
@@ -599,6 +612,11 @@ class NearDuplicateDetector(Detector):
             "queries": st.queries,
             "low_margin_share": round(low_margin / len(recent), 3) if recent else None,
         }
+        steps = getattr(st, "steps", None)  # a snapshot from before the slot existed has none
+        if steps is not None and steps.ratios:
+            evidence["spread_ratio"] = round(steps.median(), 2)
+            if level == Severity.LOW:
+                evidence["drifting"] = True
         if runner_up:
             evidence["runner_up"] = runner_up
             if training_digests(self.profile) is not None:
@@ -658,6 +676,66 @@ def _dominant(st: _Chains, chain: int) -> bool:
     keys keep feeding the walk's current chain, while a customer on dense data (where many
     natural records near-duplicate each other) lands each hit in a different one."""
     return len(st.last) >= _LAST_HITS and st.last.count(chain) >= _LAST_HITS - 1
+
+
+_LAG = 5
+"""Hits between the two ends of a spread ratio."""
+_DRIFT = (1.5, 4.5)
+"""Median spread ratios of a random walk: its position after ``_LAG`` steps is about sqrt(5) =
+2.24 steps from where it was (1.5-4.5 measured over 32 hits, readings clipped at their range
+included). A walk around one point (the Boundary attack's candidates, gradient probes) stays
+about one step from it: 0.7-1.35 measured on the benchmark's evasion and membership walks."""
+_DRIFT_RATIOS = 16
+"""Spread ratios needed before a chain can be judged a drift."""
+
+
+class _Steps:
+    """A principal's last hit inputs, and the spread ratio of each hit: its distance to the
+    hit ``_LAG`` before over its distance to the one just before."""
+
+    __slots__ = ("last", "ratios")
+
+    def __init__(self) -> None:
+        self.last: deque[Vector] = deque(maxlen=_LAG)
+        self.ratios: deque[float] = deque(maxlen=2 * _DRIFT_RATIOS)
+
+    def add(self, x: Vector) -> None:
+        if not np.isfinite(x).all():
+            return  # an odd input (NaN, infinity) is no step of a walk
+        last = self.last
+        if len(last) == _LAG:
+            step = float(np.linalg.norm(x - last[-1]))
+            if step > 0.0:
+                self.ratios.append(float(np.linalg.norm(x - last[0])) / step)
+        last.append(x)
+
+    def median(self) -> float:
+        return float(np.median(np.fromiter(self.ratios, dtype=np.float64)))
+
+
+def _remember_step(st: _Chains, x: Vector) -> None:
+    steps = getattr(st, "steps", None)  # a snapshot from before the slot existed has none
+    if steps is None:
+        steps = st.steps = _Steps()
+    steps.add(x)
+
+
+def _drifting(st: _Chains) -> bool:
+    """True when the principal's recent hits diffuse like a random walk and its answers never
+    changed class: a machine's readings drifting for hours, not an attack.
+
+    An evasion or membership walk either circles one point (the Boundary attack's candidates
+    around its current point, HopSkipJump's gradient probes: a spread ratio near 1) or heads
+    somewhere (a bisection, an optimiser: far above the random walk's 2.24), and what it
+    learns shows in its answers. A walk that wanders without converging or advancing, answered
+    with the same class throughout, teaches an attacker nothing it wants."""
+    steps: _Steps | None = getattr(st, "steps", None)
+    recent = st.recent
+    if steps is None or len(steps.ratios) < _DRIFT_RATIOS or not recent:
+        return False
+    if len({c for c, _, _ in recent}) > 1:
+        return False
+    return _DRIFT[0] <= steps.median() <= _DRIFT[1]
 
 
 def _remember_output(st: _Chains, interaction: Interaction) -> None:
