@@ -485,3 +485,18 @@ def test_coordinate_probes_around_a_record_the_model_never_saw_are_still_caught(
         row[0] = victim.reference[:, 0].min() + i * spread[0] / 2
     curve = run(InversionDetector(profile=victim.profile), _adult_stream(victim, np.array([centre, *sweep]), "analyst"))
     assert worst(curve) == Severity.LOW
+
+
+def test_a_drifting_feed_sets_chance_highs_not_an_ascent(cancer: Victim) -> None:
+    """Readings drifting for hours set new highs about the square root of their number of
+    times; over hundreds of steps that passes ``chain_records``. The chain diffuses like a
+    random walk (see ``drift``), which an optimiser never does: reported at low."""
+    rng = np.random.default_rng(12)
+    spread = cancer.pool.std(axis=0)
+    lo, hi = cancer.pool.min(axis=0), cancer.pool.max(axis=0)
+    feed = [cancer.pool[5].copy()]
+    for _ in range(1500):
+        feed.append(np.clip(feed[-1] + 0.01 * spread * rng.normal(size=30), lo, hi))
+    signals = run(InversionDetector(profile=cancer.profile, chain_records=8), cancer.stream(np.array(feed), "sensor"))
+    ascent = [s for s in signals if s.evidence["pattern"] == "confidence_ascent"]
+    assert ascent and worst(ascent) == Severity.LOW and all(s.evidence.get("drifting") for s in ascent)

@@ -18,6 +18,11 @@ runner-up. Four
 chains are followed at once per principal, so decoy queries interleaved with the
 optimiser's steps do not break its chain.
 
+A drifting feed (a machine's readings, wandering for hours) sets chance highs too, about the
+square root of its length; its chain diffuses like a random walk (``drift``), which an
+optimiser's never does, and is reported at ``low``. An optimiser sets a record nearly every
+step and crosses ``chain_records`` before ``drift`` can judge its shape.
+
 **Single-record variants.** Estimating a gradient by finite differences sends batches
 of inputs that each differ from a centre in one coordinate by ±h. Fredrikson-style
 attribute inversion on tabular models sends the same record again and again while one
@@ -74,6 +79,7 @@ from querywarden.core.atlas import ADVERSARIAL, INVERSION
 from querywarden.core.detector import Calibration, Detector, PrincipalStates
 from querywarden.core.profile import ModelProfile
 from querywarden.core.records import Evidence, InputKind, Interaction, Severity, Signal, Vector
+from querywarden.detectors.drift import Spread
 from querywarden.detectors.reference import QuerySpace, reference_rows
 from querywarden.detectors.reference import spacing as natural_spacing
 from querywarden.detectors.small_arrays import row_sq_norms
@@ -155,6 +161,7 @@ class _Chain:
         "length",
         "member",
         "records",
+        "spread",
         "start",
         "swept",
         "used",
@@ -172,6 +179,7 @@ class _Chain:
         self.swept: np.ndarray | None = None  # per class, records set on steps that moved one or two features far
         self.member = member  # an exact training row was queried on the chain
         self.features: set[int] | None = None  # the features its sweep steps moved
+        self.spread: Spread | None = None  # the chain's shape: a random walk's, or not
 
     def bisecting(self, target: int) -> bool:
         """True when the target class set most of its records on steps that halved the previous one."""
@@ -342,6 +350,10 @@ class InversionDetector(Detector):
         assert st.heads is not None
         moved = self._sweep_step(z - st.heads[k])
         st.heads[k] = z
+        spread = getattr(chain, "spread", None)  # a snapshot from before the slot existed has none
+        if spread is None:
+            spread = chain.spread = Spread()
+        spread.add(z)
         if moved is not None:
             if getattr(chain, "features", None) is None:
                 chain.features = set()
@@ -618,6 +630,10 @@ class InversionDetector(Detector):
         ascent = readings[0][0]
         if self._digests is not None and chain is not None and chain.sweeping(target) and not chain.member:
             ascent = 0  # a sensitivity curve over a record the model was not trained on
+        spread: Spread | None = getattr(chain, "spread", None) if chain is not None else None
+        drifting = spread is not None and spread.diffusing()
+        if drifting:
+            ascent = 0  # a random walk's chance highs: a drifting feed (see drift)
         attack = (ascent, family_members, swept_members)
         best_pattern, best_level = -1, 0
         for i, (value, threshold) in enumerate(readings):
@@ -651,6 +667,8 @@ class InversionDetector(Detector):
         }
         if self._digests is not None and best_pattern > 0:
             evidence["training_rows_swept"] = (family_members, swept_members)[best_pattern - 1]
+        if best_pattern == 0 and drifting:
+            evidence["drifting"] = True
         elif best_pattern == 0 and chain is not None and chain.sweeping(target):
             evidence["one_feature_steps"] = True
             if self._digests is not None:

@@ -53,9 +53,9 @@ signalled again as membership inference. Exact repeats name nothing: line search
 points, and so do finite-difference optimisers.
 
 Drift: a monitoring feed drifting for hours is a chain too. A chain that would be named
-boundary probing, whose recent hits diffuse like a random walk (``_drifting``: a median spread
-ratio in ``_DRIFT``) and whose answers never changed class, is reported at ``low`` and judged
-again at every hit; a walk that circles one point or heads somewhere is judged as before.
+boundary probing, whose recent hits diffuse like a random walk (``drift``: a median spread
+ratio in ``drift.BAND``), most of them answered off the boundary, is reported at ``low`` and
+judged again at every hit; a walk that circles one point or heads somewhere is judged as before.
 
 Blind spots: adaptive attacks that use the block as an oracle and resample until they
 pass (OARS), query blinding (random transforms large enough to change most windows), and
@@ -74,6 +74,7 @@ from querywarden.core.atlas import ADVERSARIAL, EXTRACTION, INVERSION, MEMBERSHI
 from querywarden.core.detector import Calibration, Detector, PrincipalStates
 from querywarden.core.profile import ModelProfile
 from querywarden.core.records import Evidence, InputKind, Interaction, Severity, Signal, Vector
+from querywarden.detectors.drift import Spread
 from querywarden.detectors.fingerprint_index import Fingerprinter, FingerprintIndex, Matches, stable_hash
 from querywarden.detectors.walk_naming import (
     MEMBER_RECORDS,
@@ -102,6 +103,9 @@ ranges are the box itself. Functionally-equivalent extraction walks half a width
 widths outside."""
 _LAST_HITS = 3
 
+
+_LOW_MARGIN = 0.2
+"""Top-1 minus top-2 probability under which an answer counts as on the boundary here."""
 
 _SENT = 32
 """Distinct inputs remembered per principal, so that its own repeats never count as hits."""
@@ -150,7 +154,7 @@ class _Chains:
         self.recent: deque[tuple[int, float, float]] | None = None
         self.links: dict[int, list[float]] | None = None  # peer -> [hits, last hit ts, most hits]
         self.sent: dict[int, None] | None = None
-        self.steps: _Steps | None = None  # the shape of its recent hits (diffusing, or not)
+        self.steps: Spread | None = None  # the shape of its recent hits (diffusing, or not)
 
     def sent_before(self, exact: int) -> bool:
         """True when ``exact`` is one of the last distinct inputs sent; remembers it otherwise.
@@ -549,7 +553,7 @@ class NearDuplicateDetector(Detector):
             return None
         level = Severity.HIGH if n >= self.high_hits or st.long >= self.high_chains else Severity.MEDIUM
         technique = _technique(st.recent, st.outside / max(1, st.near))
-        drift = technique == ADVERSARIAL and _drifting(st)
+        drift = technique != EXTRACTION and _drifting(st)  # off the box is no feed's reading
         if drift:
             level = Severity.LOW  # a drifting feed: no walk an attacker would take (see _drifting)
         if level <= st.level:
@@ -600,7 +604,7 @@ class NearDuplicateDetector(Detector):
         self, st: _Chains, level: Severity, n: int, scope: str, runner_up: str
     ) -> tuple[Severity, float, Evidence, str]:
         recent = st.recent or ()
-        low_margin = sum(1 for _, _, m in recent if m < 0.2)
+        low_margin = sum(1 for _, _, m in recent if m < _LOW_MARGIN)
         evidence: Evidence = {
             "scope": scope,
             "chain_hits": n,
@@ -678,64 +682,29 @@ def _dominant(st: _Chains, chain: int) -> bool:
     return len(st.last) >= _LAST_HITS and st.last.count(chain) >= _LAST_HITS - 1
 
 
-_LAG = 5
-"""Hits between the two ends of a spread ratio."""
-_DRIFT = (1.5, 4.5)
-"""Median spread ratios of a random walk: its position after ``_LAG`` steps is about sqrt(5) =
-2.24 steps from where it was (1.5-4.5 measured over 32 hits, readings clipped at their range
-included). A walk around one point (the Boundary attack's candidates, gradient probes) stays
-about one step from it: 0.7-1.35 measured on the benchmark's evasion and membership walks."""
-_DRIFT_RATIOS = 16
-"""Spread ratios needed before a chain can be judged a drift."""
-
-
-class _Steps:
-    """A principal's last hit inputs, and the spread ratio of each hit: its distance to the
-    hit ``_LAG`` before over its distance to the one just before."""
-
-    __slots__ = ("last", "ratios")
-
-    def __init__(self) -> None:
-        self.last: deque[Vector] = deque(maxlen=_LAG)
-        self.ratios: deque[float] = deque(maxlen=2 * _DRIFT_RATIOS)
-
-    def add(self, x: Vector) -> None:
-        if not np.isfinite(x).all():
-            return  # an odd input (NaN, infinity) is no step of a walk
-        last = self.last
-        if len(last) == _LAG:
-            step = float(np.linalg.norm(x - last[-1]))
-            if step > 0.0:
-                self.ratios.append(float(np.linalg.norm(x - last[0])) / step)
-        last.append(x)
-
-    def median(self) -> float:
-        return float(np.median(np.fromiter(self.ratios, dtype=np.float64)))
-
-
 def _remember_step(st: _Chains, x: Vector) -> None:
     steps = getattr(st, "steps", None)  # a snapshot from before the slot existed has none
     if steps is None:
-        steps = st.steps = _Steps()
+        steps = st.steps = Spread()
     steps.add(x)
 
 
 def _drifting(st: _Chains) -> bool:
-    """True when the principal's recent hits diffuse like a random walk and its answers never
-    changed class: a machine's readings drifting for hours, not an attack.
+    """True when the principal's recent hits diffuse like a random walk, most of them answered
+    off the decision boundary: a machine's readings drifting for hours, not an attack.
 
     An evasion or membership walk either circles one point (the Boundary attack's candidates
     around its current point, HopSkipJump's gradient probes: a spread ratio near 1) or heads
     somewhere (a bisection, an optimiser: far above the random walk's 2.24), and what it
-    learns shows in its answers. A walk that wanders without converging or advancing, answered
-    with the same class throughout, teaches an attacker nothing it wants."""
-    steps: _Steps | None = getattr(st, "steps", None)
+    learns shows in its answers. A walk that wanders without converging or advancing teaches an
+    attacker nothing it wants; one that stays on the boundary is judged as a walk."""
+    steps: Spread | None = getattr(st, "steps", None)
     recent = st.recent
-    if steps is None or len(steps.ratios) < _DRIFT_RATIOS or not recent:
+    if steps is None or not recent:
         return False
-    if len({c for c, _, _ in recent}) > 1:
-        return False
-    return _DRIFT[0] <= steps.median() <= _DRIFT[1]
+    if 2 * sum(1 for _, _, m in recent if m < _LOW_MARGIN) >= len(recent):
+        return False  # a walk that lives on the boundary is probing it, whatever its shape
+    return steps.diffusing()
 
 
 def _remember_output(st: _Chains, interaction: Interaction) -> None:
