@@ -30,7 +30,12 @@ reference's extremes by more than ``tail_margin`` of the reference's span. Unifo
 the documented range do that on skewed features; natural records and per-column synthetic
 records almost never do. It helps most where the kNN threshold is loose: on a reference of
 a few dozen rows the 0.99 quantile of leave-one-out distances is the sample's largest gap.
-Its benign rate is added to the kNN test's in the ``medium`` count.
+Its benign rate is added to the kNN test's in the ``medium`` count. With it comes a second kNN
+radius: the ``quantile`` of the k-th neighbour distances of rows drawn column by column from
+the reference (``_column_radius``). Where features cluster together (iris's petal length and
+width), such rows land between the clusters, beyond the benign threshold; a far input no
+farther than that radius, and not tail-far, counts with the joint-structure inputs (``low``),
+since a synthetic test set built column by column sends the same.
 
 Only new out-of-distribution inputs count: one that sits near an out-of-distribution input
 the principal sent recently (within ``novelty_fraction`` of the benign nearest-neighbour
@@ -104,6 +109,33 @@ def _joint_reference(rows: npt.NDArray[np.float64], quantile: float, *, trim: bo
     rows in 13 features flags a sixth of benign records), else none."""
     enough = rows.shape[0] >= max(32, rows.shape[1] + 1)
     return JointReference.build(rows, quantile=quantile, trim=trim) if enough else None
+
+
+_COLUMN_DRAWS = 8
+"""Per-column draws per reference row (at most ``_MAX_COLUMN_DRAWS``) that set the column radius."""
+_MAX_COLUMN_DRAWS = 4096
+_COLUMN_SEED = 20261202
+"""Fixed so a snapshot, a replay and a restart all draw the same rows."""
+
+
+def _column_radius(
+    raw: npt.NDArray[np.float64], space: QuerySpace | None, ref: KnnReference | None, quantile: float
+) -> float:
+    """The ``quantile`` of k-th neighbour distances of rows whose every column is drawn apart
+    from the reference's own values: how far per-column synthetic data reaches. Where features
+    cluster together (iris's petal length and width), such rows sit beyond the benign kNN
+    threshold; up to this radius a far input counts with the joint-structure inputs (``low``)."""
+    if space is None or ref is None or raw.ndim != 2 or raw.shape[1] != space.dim:
+        return 0.0
+    raw = raw[np.isfinite(raw).all(axis=1)]
+    if raw.shape[0] < 2:
+        return 0.0
+    n = min(_MAX_COLUMN_DRAWS, _COLUMN_DRAWS * raw.shape[0])
+    rng = np.random.default_rng(_COLUMN_SEED)
+    picks = rng.integers(0, raw.shape[0], size=(n, raw.shape[1]))
+    rows = space.transform_many(raw[picks, np.arange(raw.shape[1])])
+    kth = np.array([ref.distance(ref.embed(z)) for z in rows])
+    return float(np.quantile(kth, quantile))
 
 
 def _split(st: _State) -> _Events:
@@ -202,6 +234,7 @@ class OodDetector(Detector):
     needs = frozenset({"features"})
     _joint: JointReference | None = None  # a snapshot from before the joint test restores without one
     _tail: MarginalTail | None = None  # nor one from before the marginal tail test
+    _column_radius = 0.0  # nor one from before the per-column radius
 
     def __init__(
         self,
@@ -256,6 +289,10 @@ class OodDetector(Detector):
             self._reference = KnnReference.build(rows, k=k, quantile=quantile)
             self._joint = _joint_reference(rows, quantile) if profile.input_kind != InputKind.IMAGE else None
             self._tail = self._tail_reference(profile)
+            if self._tail is not None:
+                self._column_radius = _column_radius(
+                    np.asarray(profile.reference, dtype=np.float64), self._space, self._reference, quantile
+                )
         elif self._space is not None:
             self._reservoir = Reservoir(capacity=warmup, per_principal=warmup_per_principal)
         self._states: PrincipalStates[_State] = PrincipalStates(_State, max_principals)
@@ -280,9 +317,11 @@ class OodDetector(Detector):
         e = ref.embed(z)
         joint = self._joint
         tail = self._tail
-        if ref.within(e, ref.threshold) and (tail is None or not tail.far(interaction.features)):
+        near = ref.within(e, ref.threshold)
+        columns = not near and ref.within(e, self._column_radius)  # no farther than per-column draws go
+        if (near or columns) and (tail is None or not tail.far(interaction.features)):
             st.anchor = z  # where an evasion attack's line searches end
-            if joint is None or joint.score(z) <= joint.threshold:
+            if not columns and (joint is None or joint.score(z) <= joint.threshold):
                 push_event(st, 0, self.window)
                 if st.joint is not None:
                     push_event(st.joint, 0, self.window)
@@ -356,7 +395,12 @@ class OodDetector(Detector):
         return on
 
     def _judge_joint(
-        self, interaction: Interaction, st: _State, ref: KnnReference, joint: JointReference, z: npt.NDArray[np.float64]
+        self,
+        interaction: Interaction,
+        st: _State,
+        ref: KnnReference,
+        joint: JointReference | None,
+        z: npt.NDArray[np.float64],
     ) -> list[Signal]:
         """``low`` when the window's inputs off the reference by either test cross the bars.
 
@@ -366,7 +410,7 @@ class OodDetector(Detector):
         ev = st.joint
         if ev is None or ev.n < self.min_queries or st.level >= Severity.LOW:
             return []
-        rate = min(1.0, self._far_rate(ref) + joint.expected_rate)
+        rate = min(1.0, self._far_rate(ref) + (joint.expected_rate if joint is not None else 0.0))
         share = ev.count / ev.n
         surprise = binomial_surprise(ev.count, ev.n, rate)
         ev.worst_share = max(ev.worst_share, share)
@@ -374,23 +418,18 @@ class OodDetector(Detector):
         if surprise < self.surprise or share < self.min_share:
             return []
         st.level = Severity.LOW
-        return [
-            self.signal(
-                interaction,
-                score=min(0.5, 0.25 + 0.25 * share),
-                severity=Severity.LOW,
-                evidence={
-                    "pattern": "joint_structure",
-                    "ood_queries": ev.count,
-                    "window_queries": ev.n,
-                    "ood_share": round(share, 4),
-                    "expected_share": round(rate, 4),
-                    "surprise": round(surprise, 2),
-                    "joint_distance": round(math.sqrt(joint.score(z)), 4),
-                    "joint_threshold": round(math.sqrt(joint.threshold), 4),
-                },
-            )
-        ]
+        evidence: Evidence = {
+            "pattern": "joint_structure",
+            "ood_queries": ev.count,
+            "window_queries": ev.n,
+            "ood_share": round(share, 4),
+            "expected_share": round(rate, 4),
+            "surprise": round(surprise, 2),
+        }
+        if joint is not None:
+            evidence["joint_distance"] = round(math.sqrt(joint.score(z)), 4)
+            evidence["joint_threshold"] = round(math.sqrt(joint.threshold), 4)
+        return [self.signal(interaction, score=min(0.5, 0.25 + 0.25 * share), severity=Severity.LOW, evidence=evidence)]
 
     def _far_rate(self, ref: KnnReference) -> float:
         """The share of benign queries far by either per-query test (kNN or marginal tail)."""
