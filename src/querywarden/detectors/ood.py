@@ -134,7 +134,13 @@ def _column_radius(
     rng = np.random.default_rng(_COLUMN_SEED)
     picks = rng.integers(0, raw.shape[0], size=(n, raw.shape[1]))
     rows = space.transform_many(raw[picks, np.arange(raw.shape[1])])
-    kth = np.array([ref.distance(ref.embed(z)) for z in rows])
+    c = rows - ref.mean
+    proj = c @ ref.components.T
+    residual = np.sqrt(np.maximum(np.einsum("ij,ij->i", c, c) - np.einsum("ij,ij->i", proj, proj), 0.0))
+    e = np.column_stack([proj, residual])  # ``KnnReference.embed`` of every row at once
+    d2 = np.einsum("ij,ij->i", e, e)[:, None] + ref.sq_norms[None, :] - 2.0 * (e @ ref.points.T)
+    k = min(ref.k, ref.points.shape[0]) - 1
+    kth = np.sqrt(np.maximum(np.partition(d2, k, axis=1)[:, k], 0.0))
     return float(np.quantile(kth, quantile))
 
 
