@@ -104,15 +104,18 @@ def test_replay_of_a_scenario_file_gives_the_counted_findings(ci: tuple[Path, di
 # Re-measured at commit a756046 (2026-12-02, sign steps, walk naming, campaign and copy
 # linkage): detected 10/13 in every variant, 29/30 under the attack's own technique, grouped
 # 7/13, benign >= medium 0 of 140, >= low 10. Floors sit one below what was measured.
+# Re-measured at commit 53bf3d6 (2026-12-02, far-cohort linkage, label flips under
+# probabilities, line-search naming, drift): detected 10/13 in every variant, 29/30 named
+# right, grouped 8/13, benign >= medium 0 of 140, >= low 10.
 DETECTED_FLOOR = {"single": 9, "sybil": 9, "low-and-slow": 9}
 ITERATIVE_FLOOR = {"single": 4, "sybil": 4, "low-and-slow": 4}
 ITERATIVE_MEDIAN_SHARE_CEILING = {"single": 0.01, "sybil": 0.01, "low-and-slow": 0.01}
-GROUPED_FLOOR = 6
+GROUPED_FLOOR = 7
 # (2026-12-02, the same profile): detections that name the attack's own technique 25/30
 # (functionally-equivalent extraction named extraction in every variant; the misses are
 # HopSkipJump read as inversion twice and label-only membership inference read as boundary
 # probing by its first 24 queries, a single walk).
-TECHNIQUE_FLOOR = 27
+TECHNIQUE_FLOOR = 28
 BENIGN_CEILING = {"medium": 2, "high": 1}
 
 
