@@ -267,18 +267,24 @@ def test_a_monitoring_probe_on_a_borderline_record_stays_quiet_and_a_walk_after_
     assert _feed(det, model, walk, "probe")
 
 
-def _outputs(principal: str, margins: list[float], start: int = 0) -> list[Interaction]:
-    """Two-class answers with the given margins, one per query (no features)."""
+def _answered(principal: str, answers: list[np.ndarray], rows: np.ndarray | None = None) -> list[Interaction]:
+    """One query per answer, one second apart, with the given inputs (or none)."""
     return [
         Interaction(
-            id=f"{principal}-{start + i}",
-            ts=1_764_320_000.0 + start + i,
+            id=f"{principal}-{i}",
+            ts=1_764_320_000.0 + i,
             principal=principal,
             model="m",
-            output=Output(probabilities=np.array([(1 + m) / 2, (1 - m) / 2])),
+            features=None if rows is None else rows[i],
+            output=Output(probabilities=p),
         )
-        for i, m in enumerate(margins)
+        for i, p in enumerate(answers)
     ]
+
+
+def _outputs(principal: str, margins: list[float]) -> list[Interaction]:
+    """Two-class answers with the given margins, one per query (no features)."""
+    return _answered(principal, [np.array([(1 + m) / 2, (1 - m) / 2]) for m in margins])
 
 
 def test_a_long_customer_is_not_flagged_for_its_luckiest_window_but_a_walk_is() -> None:
@@ -311,25 +317,16 @@ def test_label_flips_reveal_a_walk_whose_probabilities_never_come_near_the_bound
     reference = rng.normal(size=(300, 8))
     profile = ModelProfile(id="m", n_features=8, reference=reference)
 
-    def answer(principal: str, rows: np.ndarray, start: int) -> list[Interaction]:
-        return [
-            Interaction(
-                id=f"{principal}-{start + i}",
-                ts=1_764_320_000.0 + start + i,
-                principal=principal,
-                model="m",
-                features=row,
-                output=Output(probabilities=np.array([0.95, 0.05]) if row[0] > 0 else np.array([0.05, 0.95])),
-            )
-            for i, row in enumerate(rows)
-        ]
+    def answer(principal: str, rows: np.ndarray) -> list[Interaction]:
+        jump = [np.array([0.95, 0.05]) if row[0] > 0 else np.array([0.05, 0.95]) for row in rows]
+        return _answered(principal, jump, rows)
 
     det = BoundaryDetector(profile=profile)
-    customers = [s for k in range(20) for it in answer(f"c{k}", rng.normal(size=(60, 8)), 0) for s in det.update(it)]
+    customers = [s for k in range(20) for it in answer(f"c{k}", rng.normal(size=(60, 8))) for s in det.update(it)]
     assert not [s for s in customers if s.severity >= Severity.MEDIUM]
     centre = rng.normal(size=8)
     centre[0] = 0.0
     walk = centre + 0.01 * rng.normal(size=(200, 8))  # gradient probes around a boundary point
-    signals = [s for it in answer("walker", walk, 0) for s in det.update(it) if s.severity >= Severity.MEDIUM]
+    signals = [s for it in answer("walker", walk) for s in det.update(it) if s.severity >= Severity.MEDIUM]
     assert signals and signals[0].evidence["output"] == "probabilities, label flips"
     assert int(str(signals[0].interaction_id).rsplit("-", 1)[1]) < 40

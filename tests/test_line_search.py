@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sklearn.datasets import load_digits
 
+from digits_victim import HELD_OUT, digits_data, digits_profile
 from querywarden.core.atlas import ADVERSARIAL, EXTRACTION
 from querywarden.core.profile import ModelProfile
-from querywarden.core.records import InputKind, Interaction, Severity, Signal
+from querywarden.core.records import Interaction, Severity, Signal
 from querywarden.detectors.line_search import between
 from querywarden.detectors.ood import OodDetector
 
@@ -35,16 +35,8 @@ def test_random_draws_are_never_on_a_line_between_earlier_ones() -> None:
 
 @pytest.fixture(scope="module")
 def digits() -> tuple[ModelProfile, np.ndarray]:
-    x, _ = load_digits(return_X_y=True)
-    profile = ModelProfile(
-        id="digits",
-        input_kind=InputKind.IMAGE,
-        n_features=64,
-        shape=(8, 8),
-        ranges=tuple((0.0, 16.0) for _ in range(64)),
-        reference=x[:1000],
-    )
-    return profile, x[1000:]
+    x, _ = digits_data()
+    return digits_profile(), x[HELD_OUT]
 
 
 def _first_medium(det: OodDetector, rows: np.ndarray, principal: str) -> Signal:

@@ -15,6 +15,7 @@ from querywarden.core.profile import ModelProfile
 from querywarden.core.records import Client, Interaction, Severity, Signal
 from querywarden.detectors.linkage import LinkageDetector
 from querywarden.plugins import load_detectors
+from tabular_victim import span_profile
 
 T0 = 1_764_320_000.0
 KEYS = 20
@@ -23,17 +24,7 @@ KEYS = 20
 @pytest.fixture(scope="module")
 def tabular() -> tuple[ModelProfile, np.ndarray]:
     x, _ = load_breast_cancer(return_X_y=True)
-    x = x.astype(np.float64)
-    rng = np.random.default_rng(0)
-    x = x[rng.permutation(len(x))]
-    lo, hi = x.min(axis=0), x.max(axis=0)
-    profile = ModelProfile(
-        id="m",
-        n_features=x.shape[1],
-        ranges=tuple((float(a), float(b)) for a, b in zip(lo, hi, strict=True)),
-        reference=x[:200],
-    )
-    return profile, x[200:]
+    return span_profile(x[np.random.default_rng(0).permutation(len(x))], 200)
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ from querywarden.core.profile import ModelProfile
 from querywarden.core.records import Client, Interaction
 from querywarden.detectors.linkage import LinkageDetector
 from querywarden.plugins import load_detectors
+from tabular_victim import span_profile
 
 T0 = 1_764_320_000.0
 
@@ -20,15 +21,7 @@ T0 = 1_764_320_000.0
 @pytest.fixture(scope="module")
 def wine() -> tuple[ModelProfile, np.ndarray]:
     x, _ = load_wine(return_X_y=True)
-    x = x.astype(np.float64)
-    lo, hi = x.min(axis=0), x.max(axis=0)
-    profile = ModelProfile(
-        id="m",
-        n_features=x.shape[1],
-        ranges=tuple((float(a), float(b)) for a, b in zip(lo, hi, strict=True)),
-        reference=x[:18],
-    )
-    return profile, x[18:]
+    return span_profile(x, 18)
 
 
 def _engine(profile: ModelProfile) -> Engine:

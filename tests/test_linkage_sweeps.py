@@ -13,6 +13,7 @@ from querywarden.core.engine import DetectorSpec, Engine
 from querywarden.core.profile import ModelProfile
 from querywarden.core.records import Client, Interaction, Signal
 from querywarden.plugins import load_detectors
+from tabular_victim import span_profile
 
 T0 = 1_764_320_000.0
 
@@ -20,15 +21,7 @@ T0 = 1_764_320_000.0
 @pytest.fixture(scope="module")
 def tabular() -> tuple[ModelProfile, np.ndarray]:
     x, _ = load_breast_cancer(return_X_y=True)
-    x = x.astype(np.float64)
-    lo, hi = x.min(axis=0), x.max(axis=0)
-    profile = ModelProfile(
-        id="m",
-        n_features=x.shape[1],
-        ranges=tuple((float(a), float(b)) for a, b in zip(lo, hi, strict=True)),
-        reference=x[:300],
-    )
-    return profile, x[300:]
+    return span_profile(x, 300)
 
 
 def _engine(profile: ModelProfile) -> Engine:
