@@ -500,3 +500,30 @@ def test_a_drifting_feed_sets_chance_highs_not_an_ascent(cancer: Victim) -> None
     signals = run(InversionDetector(profile=cancer.profile, chain_records=8), cancer.stream(np.array(feed), "sensor"))
     ascent = [s for s in signals if s.evidence["pattern"] == "confidence_ascent"]
     assert ascent and worst(ascent) == Severity.LOW and all(s.evidence.get("drifting") for s in ascent)
+
+
+def test_a_binary_search_from_training_rows_is_named_membership_inference(cancer: Victim) -> None:
+    """With training digests, the same bisections started from three distinct training rows
+    are label-only membership inference (a candidate list), named as every walk is."""
+    from querywarden.core.profile import row_digests
+
+    members = cancer.pool[:3]
+    profile = msgspec.structs.replace(cancer.profile, training_digests=row_digests(members))
+    model = cancer.model
+    labels = model.predict(cancer.pool)  # type: ignore[attr-defined]
+    rows = []
+    for i in range(3):
+        x0 = cancer.pool[i]
+        far = cancer.pool[int(np.flatnonzero(labels != labels[i])[0])]
+        lo, hi = 0.0, 1.0
+        for _ in range(40):
+            t = (lo + hi) / 2
+            lo, hi = (t, hi) if model.predict((x0 + t * (far - x0))[None])[0] == labels[i] else (lo, t)  # type: ignore[attr-defined]
+        rows.append(x0)
+        rows.extend(x0 + (lo - lo / 2**k) * (far - x0) for k in range(1, 21))
+    det = InversionDetector(profile=profile, max_edited=0, chain_records=8)
+    ascents = [
+        s for s in run(det, cancer.stream(np.array(rows), "prober")) if s.evidence["pattern"] == "confidence_ascent"
+    ]
+    assert ascents and ascents[-1].technique == "AML.T0024.000"
+    assert int(ascents[-1].evidence["training_records"]) == 3

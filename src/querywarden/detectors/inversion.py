@@ -14,7 +14,8 @@ least ``min_climb``. A binary search towards the decision boundary (HopSkipJump,
 Boundary attack, label-only membership inference) climbs the runner-up class's confidence
 too, but on steps that halve the previous one: a chain whose target class set most of its
 records on such steps is reported as decision-boundary probing (AML.T0043), inversion named
-runner-up. Four
+runner-up; with training digests it is named as every walk is (``walk_naming``): label-only
+membership inference once the principal has queried ``MEMBER_RECORDS`` distinct training rows. Four
 chains are followed at once per principal, so decoy queries interleaved with the
 optimiser's steps do not break its chain.
 
@@ -83,7 +84,13 @@ from querywarden.detectors.drift import Spread
 from querywarden.detectors.reference import QuerySpace, reference_rows
 from querywarden.detectors.reference import spacing as natural_spacing
 from querywarden.detectors.small_arrays import row_sq_norms
-from querywarden.detectors.walk_naming import is_training_row, row_digest_of, training_digests
+from querywarden.detectors.walk_naming import (
+    is_training_row,
+    remember,
+    row_digest_of,
+    training_digests,
+    walk_technique,
+)
 
 _TOLERANCE = 1e-6
 """Normalised difference below which a feature counts as unchanged."""
@@ -208,7 +215,9 @@ class _State:
         "last_family",
         "levels",
         "members",
+        "named",
         "queries",
+        "rows",
         "scan",
         "serial",
         "serials",
@@ -233,6 +242,8 @@ class _State:
         # feature -> (base record, query, value, whether the record's family holds a training row)
         self.swept: dict[int, deque[tuple[bytes, int, float, bool]]] = {}
         self.members: set[int] = set()  # serials of families holding an exact training row
+        self.rows: tuple[int, ...] = ()  # distinct exact training rows queried (digests)
+        self.named = ""  # technique the confidence-ascent pattern was last signalled under
         self.fine: set[int] = set()  # serials of probing families: finite differences, or many coordinates
         # serial -> [the features its variants edited (a few), variants a finite difference away, variants]
         self.edits: dict[int, list[Any]] = {}
@@ -320,8 +331,13 @@ class InversionDetector(Detector):
         st.queries += 1
         if st.scan.scanning(z):
             return []  # a walk through sorted records: neighbours are not probes
-        member = self._digests is not None and is_training_row(self._digests, row_digest_of(interaction))
-        changed = self._follow_chain(st, z, k, step, probabilities(interaction), member)
+        member = False
+        if self._digests is not None:
+            key = row_digest_of(interaction)
+            member = is_training_row(self._digests, key)
+            if member:
+                st.rows = remember(getattr(st, "rows", ()), key)
+        changed = self._follow_chain(st, z, k, step, probabilities(interaction), member) or member
         edited = self._follow_family(st, interaction, member)
         if edited is not None:
             changed = True
@@ -591,6 +607,8 @@ class InversionDetector(Detector):
             held.extend((e[0], e[1] + shift, e[2], len(e) > 3 and bool(e[3])) for e in trail)
         into.members.update(s + serial for s in other.members)
         into.fine.update(s + serial for s in other.fine)
+        for key in getattr(other, "rows", ()):
+            into.rows = remember(getattr(into, "rows", ()), key)
         other_edits = getattr(other, "edits", None) or {}
         if other_edits:
             if getattr(into, "edits", None) is None:
@@ -649,7 +667,9 @@ class InversionDetector(Detector):
                 if level > best_level:
                     best_pattern, best_level = i, level
         if best_level == 0:
-            return []
+            if not self._renamed(st, target):
+                return []
+            best_pattern, best_level = 0, st.levels[0]  # the same ascent, now named by its candidates
         value, threshold = readings[best_pattern]
         if best_level > Severity.LOW:
             value = attack[best_pattern]
@@ -677,12 +697,30 @@ class InversionDetector(Detector):
             evidence["features_changed"] = [self._feature_name(int(i)) for i in edited[:8]]
         technique = INVERSION
         if best_pattern == 0 and chain is not None and chain.bisecting(target):
-            technique = ADVERSARIAL  # a binary search to the boundary, not an ascent
+            # a binary search to the boundary, not an ascent: named by the records it starts
+            # from, as every walk is (label-only membership inference bisects from a candidate list)
+            rows = len(getattr(st, "rows", ()))
+            technique, _ = walk_technique(rows, digests=self._digests is not None, many_sites=False)
             evidence.update(runner_up=INVERSION, halving_steps=chain.halvings)
+            if self._digests is not None:
+                evidence["training_records"] = rows
+        if best_pattern == 0:
+            st.named = technique
         score = min(1.0, 0.5 + 0.1 * math.log2(1.0 + value / threshold))
         return [
             self.signal(interaction, score=score, severity=Severity(best_level), evidence=evidence, technique=technique)
         ]
+
+    def _renamed(self, st: _State, target: int) -> bool:
+        """True when a bisection already reported as evasion has since queried its third
+        distinct training row: a candidate list, so label-only membership inference."""
+        if self._digests is None or st.levels[0] < Severity.MEDIUM or getattr(st, "named", "") != ADVERSARIAL:
+            return False
+        chain = st.chains[st.chain] if st.chains else None
+        if chain is None or not chain.bisecting(target):
+            return False
+        technique, _ = walk_technique(len(getattr(st, "rows", ())), digests=True, many_sites=False)
+        return technique != ADVERSARIAL
 
     def _class_name(self, index: int) -> str | int | None:
         if index < 0:
