@@ -27,7 +27,7 @@ history. Pure: time comes from the caller.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 FLOOR = 1.0
 """The least far a member's queries may be, as a multiple of the off-manifold cut."""
@@ -51,6 +51,17 @@ class Cohort(NamedTuple):
     """Seconds between the earliest and the latest start among the principal and its peers."""
 
 
+class Follower(Protocol):
+    """The per-principal attributes ``FarCohortIndex.follow`` reads and writes."""
+
+    n: int  # distinct queries folded so far, this one included
+    first_ts: float
+    far: int  # membership: 0 not yet, 1 a member, 2 confirmed, -1 never again
+    far_first: float  # how far its first folded query lay, in off-manifold cuts
+    far_confirm: float  # the bar at which its second distinct query would have confirmed it
+    cohort: int  # the most confirmed members of a cohort it was confirmed in (at the floor)
+
+
 class FarCohortIndex:
     def __init__(self, *, window: float, horizon: float, capacity: int) -> None:
         self.window = window
@@ -60,6 +71,38 @@ class FarCohortIndex:
 
     def __len__(self) -> int:
         return len(self._members)
+
+    def follow(self, principal: str, st: Follower, far: float, now: float, bar: float, max_peers: int) -> Cohort | None:
+        """Follow a principal whose every distinct query so far lay far off the reference, its
+        latest ``far`` cuts away; the cohort at ``bar`` once it is confirmed, else None.
+
+        Its first query makes it a member (if at least the floor away), its second distinct
+        one confirms it, and later ones only lower its level; a query nearer than the floor
+        ends its membership for good."""
+        if st.n == 1:
+            st.far_first = far
+        elif st.n == 2:
+            st.far_confirm = min(st.far_first, far)
+        if far < FLOOR:
+            if st.far > 0:
+                self.leave(principal)
+            st.far = -1
+            return None
+        if st.n == 1:
+            st.far = 1
+            self.join(principal, st.first_ts, far)
+            return None
+        if st.far != 1:
+            self.level(principal, far)
+            return None
+        if not self.confirm(principal, far, now):
+            st.far = -1  # dropped from the bounded index
+            return None
+        st.far = 2
+        cohort = self.cohort(principal, bar, max_peers)
+        if cohort is not None:
+            st.cohort = max(st.cohort, cohort.confirmed_at_floor)
+        return cohort
 
     def join(self, principal: str, first_ts: float, level: float) -> None:
         """A principal's first query lay ``level`` cuts from the reference (at least the floor)."""

@@ -721,40 +721,10 @@ class LinkageDetector(Detector):
         return tuple(best[:_MAX_PEERS])
 
     def _far_cohort(self, interaction: Interaction, st: _Principal, far: float) -> Signal | None:
-        """Follow a new principal whose every distinct query lies far off the reference, and
-        link it once confirmed to the far cohort it began with (see ``far_cohort``).
-
-        Its first query makes it a member (if at least the floor away), its second distinct
-        one confirms it, and later ones only lower its level; a query nearer than the floor
-        ends its membership for good. At confirmation, a cohort of at least ``cohort_keys``
-        confirmed members at ``far_ratio`` is linked with ``cohort_weight``."""
-        cohorts = self._cohorts
-        principal = interaction.principal
-        if st.n == 1:
-            st.far_first = far
-        elif st.n == 2:
-            st.far_confirm = min(st.far_first, far)
-        if far < FLOOR:
-            if st.far > 0:
-                cohorts.leave(principal)
-            st.far = -1
-            return None
-        if st.n == 1:
-            st.far = 1
-            cohorts.join(principal, st.first_ts, far)
-            return None
-        if st.far != 1:
-            cohorts.level(principal, far)
-            return None
-        if not cohorts.confirm(principal, far, interaction.ts):
-            st.far = -1  # dropped from the bounded index
-            return None
-        st.far = 2
-        cohort = cohorts.cohort(principal, self.far_ratio, _MAX_PEERS)
-        if cohort is None:
-            return None
-        st.cohort = max(st.cohort, cohort.confirmed_at_floor)
-        if cohort.confirmed < self.cohort_keys or not cohort.peers:
+        """Link a confirmed member of a far cohort of at least ``cohort_keys`` confirmed
+        members at ``far_ratio`` with ``cohort_weight`` (membership: ``far_cohort``)."""
+        cohort = self._cohorts.follow(interaction.principal, st, far, interaction.ts, self.far_ratio, _MAX_PEERS)
+        if cohort is None or cohort.confirmed < self.cohort_keys or not cohort.peers:
             return None
         return self._link(
             interaction,
