@@ -263,7 +263,7 @@ class BoundaryDetector(Detector):
             if space is not None:
                 z = space.transform_of(interaction)
                 if z is not None:
-                    flipped = self._probability_flip(st, z, _top(out))
+                    flipped = self._probability_flip(st, z, out.predicted_class())
         else:
             z = space.transform_of(interaction) if space is not None else None
             label = out.label
@@ -298,7 +298,7 @@ class BoundaryDetector(Detector):
             out_signal = self._judge(interaction, st, flipped, _LABELS, "probabilities, label flips")
         return out_signal
 
-    def _probability_flip(self, st: _State, z: Vector, label: int) -> _Flips | None:
+    def _probability_flip(self, st: _State, z: Vector, label: int | str | None) -> _Flips | None:
         """Track label flips for a principal whose outputs carry probabilities; the flip ring
         when this query flipped.
 
@@ -462,15 +462,6 @@ def _windows_tried(seen: int, judged: int) -> float:
     a tenth of them borderline, finds a run of 32 with half of them on the boundary somewhere;
     a walk reaches that in its first window, where this costs nothing."""
     return math.log10(seen / judged) if seen > judged else 0.0
-
-
-def _top(out: Output) -> int:
-    """The index of the output's top probability (the caller has checked there is one)."""
-    p = out.probabilities
-    if p is None or p.size == 0:
-        s = out.scores
-        return int(np.argmax(s)) if s is not None and s.size else -1
-    return int(np.argmax(p))
 
 
 def _margin(out: Output) -> float | None:

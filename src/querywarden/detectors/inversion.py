@@ -210,7 +210,6 @@ class _State:
         "chain",
         "chains",
         "edits",
-        "fine",
         "heads",
         "last_family",
         "levels",
@@ -244,7 +243,6 @@ class _State:
         self.members: set[int] = set()  # serials of families holding an exact training row
         self.rows: tuple[int, ...] = ()  # distinct exact training rows queried (digests)
         self.named = ""  # technique the confidence-ascent pattern was last signalled under
-        self.fine: set[int] = set()  # serials of probing families: finite differences, or many coordinates
         # serial -> [the features its variants edited (a few), variants a finite difference away, variants]
         self.edits: dict[int, list[Any]] = {}
         self.levels = [0, 0, 0]  # chain, sweep, swept: 0 quiet, 1 low, 2 medium, 3 high
@@ -255,7 +253,8 @@ class _State:
         self.__init__()  # type: ignore[misc]
         slots = state[1] if isinstance(state, tuple) else state
         for name, value in (slots or {}).items() if isinstance(slots, dict) else ():
-            setattr(self, name, value)
+            if name in self.__slots__:  # a slot since dropped is ignored
+                setattr(self, name, value)
 
 
 class InversionDetector(Detector):
@@ -486,11 +485,6 @@ class InversionDetector(Detector):
             entry[1] += 1  # a finite difference, not a candidate value
         if len(entry[0]) <= _SWEPT_FEATURES:
             entry[0].update(edited.tolist())
-        if len(entry[0]) > _SWEPT_FEATURES or 2 * entry[1] > entry[2]:
-            # a gradient estimate: coordinate probes of many features in turn, or finite differences
-            st.fine.add(serial)
-        else:
-            st.fine.discard(serial)
         base = hashlib.blake2b(st.bases[k].tobytes(), digest_size=8).digest() if adjacent and self._records else b""
         for j in edited.tolist() if adjacent and self._records else ():
             if self._spread is not None and abs(float(zf[j] - st.bases[k][j])) < self._spread[j]:
@@ -512,8 +506,6 @@ class InversionDetector(Detector):
             st.members.add(st.serial)
         if len(st.members) > 4 * self.families:  # forget the families that were replaced
             st.members.intersection_update(st.serials)
-        if len(st.fine) > 4 * self.families:
-            st.fine.intersection_update(st.serials)
         edits = getattr(st, "edits", None)
         if edits is not None and len(edits) > 4 * self.families:
             for serial in set(edits) - set(st.serials):
@@ -606,7 +598,6 @@ class InversionDetector(Detector):
                 held = into.swept[feature] = deque(maxlen=trail.maxlen)
             held.extend((e[0], e[1] + shift, e[2], len(e) > 3 and bool(e[3])) for e in trail)
         into.members.update(s + serial for s in other.members)
-        into.fine.update(s + serial for s in other.fine)
         for key in getattr(other, "rows", ()):
             into.rows = remember(getattr(into, "rows", ()), key)
         other_edits = getattr(other, "edits", None) or {}
@@ -633,7 +624,7 @@ class InversionDetector(Detector):
                 (
                     len(v)
                     for v, serial in zip(st.variants, st.serials, strict=True)
-                    if serial in st.members or serial in st.fine
+                    if serial in st.members or _probing(getattr(st, "edits", {}).get(serial))
                 ),
                 default=0,
             )
@@ -743,6 +734,16 @@ class InversionDetector(Detector):
             "sweep_variants": Calibration(tuple(w[1] for w in worst), floor=6.0),
             "swept_records": Calibration(tuple(w[2] for w in worst), floor=3.0),
         }
+
+
+def _probing(edits: list[Any] | None) -> bool:
+    """True for a family that is a gradient estimate, not a sweep: its variants moved more
+    than ``_SWEPT_FEATURES`` features in turn (coordinate probes), or most of them were a
+    finite difference away. ``edits`` is the family's entry in ``_State.edits``."""
+    if edits is None:
+        return False
+    features, fine, variants = edits
+    return len(features) > _SWEPT_FEATURES or 2 * fine > variants
 
 
 def probabilities(interaction: Interaction) -> Vector | None:

@@ -392,10 +392,11 @@ class NearDuplicateDetector(Detector):
             renamed = self._fresh_record(interaction, st, ast)
         n = st.hit(chain, self.hits_window, self.min_hits) if hit else 0
         off_box = hit and self._outside(x) >= _OFF_BOX_FEATURES
+        binned = x * fp.inv_step if hit else x  # in bins: every feature on its own range's scale
         if hit:
             st.outside += off_box
             _remember_output(st, interaction)
-            _remember_step(st, x * fp.inv_step)  # in bins: every feature on its own range's scale
+            _remember_step(st, binned)
         sig = self._crossing(interaction, st, n, "principal") if hit else None
         if ast is not None:
             ast.queries += 1
@@ -404,7 +405,7 @@ class NearDuplicateDetector(Detector):
                 ast.outside += off_box
                 an = ast.hit(chain, self.hits_window, self.min_hits)
                 _remember_output(ast, interaction)
-                _remember_step(ast, x * fp.inv_step)
+                _remember_step(ast, binned)
                 if sig is None:
                     sig = self._crossing(interaction, ast, an, "actor")
         related = self._links(st, peers, chain, interaction.ts) if peers and _dominant(st, chain) else ()
