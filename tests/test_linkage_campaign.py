@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sklearn.datasets import load_digits
 
-from querywarden.core.engine import DetectorSpec, Engine
+from digits_victim import digits_data, digits_profile
+from querywarden.core.engine import Engine
 from querywarden.core.profile import ModelProfile
-from querywarden.core.records import Client, InputKind, Interaction
+from querywarden.core.records import Client, Interaction
 from querywarden.detectors.linkage import LinkageDetector
-from querywarden.plugins import load_detectors
+from single_engine import engine_of
 
 T0 = 1_764_320_000.0
 ROWS = 32
@@ -22,22 +22,8 @@ ROWS = 32
 
 @pytest.fixture(scope="module")
 def digits() -> tuple[ModelProfile, np.ndarray]:
-    x, _ = load_digits(return_X_y=True)
-    x = x.astype(np.float64)
-    profile = ModelProfile(
-        id="m",
-        input_kind=InputKind.IMAGE,
-        n_features=64,
-        shape=(8, 8),
-        ranges=tuple((0.0, 16.0) for _ in range(64)),
-        reference=x[1000:1300],
-    )
-    return profile, x[1300:]
-
-
-def _engine(profile: ModelProfile) -> Engine:
-    load_detectors()
-    return Engine({"m": profile}, detectors=[DetectorSpec("linkage")])
+    x, _ = digits_data()
+    return digits_profile(id="m", reference=x[1000:1300]), x[1300:]
 
 
 def _rows(rng: np.random.Generator, pool: np.ndarray, synthetic: int) -> np.ndarray:
@@ -108,7 +94,7 @@ def test_keys_a_little_under_the_bar_complete_the_campaign(digits: tuple[ModelPr
     rng = np.random.default_rng(1)
     stream = _keys(rng, pool, _campaign(), start=T0, gap=0.2)
     assert all(0.25 <= _share(profile, stream, name) < 0.5 for name in LATE)
-    eng = _engine(profile)
+    eng = engine_of(profile, "linkage")
     _run(eng, stream)
     assert sorted(eng.actors.members("k00")) == sorted(CAMPAIGN + LATE)
 
@@ -116,7 +102,7 @@ def test_keys_a_little_under_the_bar_complete_the_campaign(digits: tuple[ModelPr
 def test_the_same_keys_with_no_campaign_running_stay_alone(digits: tuple[ModelProfile, np.ndarray]) -> None:
     profile, pool = digits
     rng = np.random.default_rng(2)
-    eng = _engine(profile)
+    eng = engine_of(profile, "linkage")
     _run(eng, _keys(rng, pool, {f"half-{i}": 12 for i in range(12)}, start=T0, gap=0.2))
     assert eng.actors.actors() == {}
 
@@ -133,7 +119,7 @@ def test_keys_started_apart_or_at_human_pace_do_not_join(
     rng = np.random.default_rng(3)
     campaign = _keys(rng, pool, {name: 19 for name in CAMPAIGN}, start=T0, gap=0.2)
     partial = _keys(rng, pool, {name: 12 for name in LATE}, start=T0 + offset, gap=gap, size=size)
-    eng = _engine(profile)
+    eng = engine_of(profile, "linkage")
     _run(eng, campaign + partial)
     assert set(eng.actors.members("k00")) == set(CAMPAIGN)
     assert all(eng.actors.actor_of(name) is None for name in LATE)
@@ -144,7 +130,7 @@ def test_batch_jobs_starting_with_the_campaign_stay_apart(digits: tuple[ModelPro
     profile, pool = digits
     rng = np.random.default_rng(4)
     jobs = [f"batch-{i}" for i in range(4)]
-    eng = _engine(profile)
+    eng = engine_of(profile, "linkage")
     _run(eng, _keys(rng, pool, {**{name: 19 for name in CAMPAIGN}, **dict.fromkeys(jobs, 0)}, start=T0, gap=0.2))
     assert set(eng.actors.members("k00")) == set(CAMPAIGN)
     assert all(eng.actors.actor_of(name) is None for name in jobs)
@@ -153,7 +139,7 @@ def test_batch_jobs_starting_with_the_campaign_stay_apart(digits: tuple[ModelPro
 def test_campaign_links_name_the_actors_members(digits: tuple[ModelProfile, np.ndarray]) -> None:
     profile, pool = digits
     rng = np.random.default_rng(5)
-    eng = _engine(profile)
+    eng = engine_of(profile, "linkage")
     kinds: dict[str, set[str]] = {}
     for it in _keys(rng, pool, _campaign(), start=T0, gap=0.2):
         step = eng.process(it)
@@ -186,7 +172,7 @@ def test_a_key_of_one_request_over_the_bar_completes_the_campaign(digits: tuple[
         for i in range(10)
     ]
     assert 0.5 <= _share(profile, short, "short") < 0.75
-    eng = _engine(profile)
+    eng = engine_of(profile, "linkage")
     kinds: set[str] = set()
     for it in sorted(campaign + short, key=lambda it: it.ts):
         step = eng.process(it)
@@ -194,7 +180,7 @@ def test_a_key_of_one_request_over_the_bar_completes_the_campaign(digits: tuple[
             kinds |= {s.evidence["link"] for s in step.signals if s.detector == "linkage"}
     assert {"behaviour", "campaign"} <= kinds and "onset" not in kinds
     assert eng.actors.actor_of("short") == eng.actors.actor_of("k00") is not None
-    alone = _engine(profile)
+    alone = engine_of(profile, "linkage")
     _run(alone, short + _keys(rng, pool, {f"half-{i}": 12 for i in range(4)}, start=T0, gap=0.2))
     assert alone.actors.actor_of("short") is None
 

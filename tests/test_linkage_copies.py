@@ -8,12 +8,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from querywarden.core.engine import DetectorSpec, Engine
+from querywarden.core.engine import Engine
 from querywarden.core.profile import ModelProfile
 from querywarden.core.records import Client, Interaction
 from querywarden.detectors.copy_index import CopyIndex
 from querywarden.detectors.linkage import LinkageDetector
-from querywarden.plugins import load_detectors
+from single_engine import engine_of
 
 T0 = 1_764_320_000.0
 SENSITIVE = 7
@@ -46,11 +46,6 @@ def tabular() -> tuple[ModelProfile, np.ndarray]:
         reference=x[:300],
     )
     return profile, x[300:]
-
-
-def _engine(profile: ModelProfile) -> Engine:
-    load_detectors()
-    return Engine({"m": profile}, detectors=[DetectorSpec("linkage")])
 
 
 def _send(principal: str, k: int, rows: np.ndarray, t: float, gap: float) -> list[Interaction]:
@@ -88,7 +83,7 @@ def _two_passes(pool: np.ndarray, keys: int, per_key: int, start: float) -> tupl
 def test_a_two_pass_attribute_inference_over_keys_is_one_actor(tabular: tuple[ModelProfile, np.ndarray]) -> None:
     profile, pool = tabular
     stream, names = _two_passes(pool, keys=6, per_key=10, start=T0)
-    eng = _engine(profile)
+    eng = engine_of(profile, "linkage")
     _run(eng, stream)
     assert sorted(eng.actors.members(names[0])) == sorted(names)
 
@@ -104,7 +99,7 @@ def test_batch_jobs_on_a_low_entropy_table_started_together_stay_apart(
     for k in range(8):
         rows = pool[rng.choice(len(pool), size=400, replace=False)]
         stream += _send(f"batch-{k}", k, rows, T0 + 0.01 * k, 0.005)
-    eng = _engine(profile)
+    eng = engine_of(profile, "linkage")
     det = eng.detectors("m")[0]
     _run(eng, stream)
     assert eng.actors.actors() == {}
@@ -118,7 +113,7 @@ def test_copies_of_records_an_hour_and_more_apart_do_not_link(tabular: tuple[Mod
     profile, pool = tabular
     stream, _ = _two_passes(pool, keys=6, per_key=10, start=T0)
     late = [it if it.principal.startswith("pass0") else _shift(it, 4000.0) for it in stream]
-    eng = _engine(profile)
+    eng = engine_of(profile, "linkage")
     _run(eng, late)
     assert eng.actors.actors() == {}
 

@@ -5,34 +5,20 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sklearn.datasets import load_digits
 
-from querywarden.core.engine import DetectorSpec, Engine
+from digits_victim import digits_data, digits_profile
+from querywarden.core.engine import Engine
 from querywarden.core.profile import ModelProfile
-from querywarden.core.records import Client, InputKind, Interaction
-from querywarden.plugins import load_detectors
+from querywarden.core.records import Client, Interaction
+from single_engine import engine_of
 
 T0 = 1_764_320_000.0
 
 
 @pytest.fixture(scope="module")
 def digits() -> tuple[ModelProfile, np.ndarray]:
-    x, _ = load_digits(return_X_y=True)
-    x = x.astype(np.float64)
-    profile = ModelProfile(
-        id="m",
-        input_kind=InputKind.IMAGE,
-        n_features=64,
-        shape=(8, 8),
-        ranges=tuple((0.0, 16.0) for _ in range(64)),
-        reference=x[1000:1300],
-    )
-    return profile, x[1300:]
-
-
-def _engine(profile: ModelProfile) -> Engine:
-    load_detectors()
-    return Engine({"m": profile}, detectors=[DetectorSpec("neardup")])
+    x, _ = digits_data()
+    return digits_profile(id="m", reference=x[1000:1300]), x[1300:]
 
 
 def _query(principal: str, ts: float, row: np.ndarray) -> Interaction:
@@ -60,7 +46,7 @@ def _run(eng: Engine, stream: list[Interaction]) -> None:
 def test_a_walk_split_over_two_keys_merges(digits: tuple[ModelProfile, np.ndarray]) -> None:
     profile, pool = digits
     steps = _walk(np.random.default_rng(1), pool[0], 40)
-    eng = _engine(profile)
+    eng = engine_of(profile, "neardup")
     _run(eng, [_query(f"k{i % 2}", T0 + 0.5 * i, x) for i, x in enumerate(steps)])
     assert sorted(eng.actors.members("k0")) == ["k0", "k1"]
 
@@ -79,6 +65,6 @@ def test_a_probe_and_customers_near_its_record_are_not_linked(digits: tuple[Mode
             i = int(rng.integers(64))
             x[i] = float(np.clip(x[i] + rng.choice([-1.0, 1.0]), 0, 16)) if x[i] not in (0.0, 16.0) else 8.0
             stream.append(_query(f"customer-{c}", t + 30.0 * j, x))
-    eng = _engine(profile)
+    eng = engine_of(profile, "neardup")
     _run(eng, stream)
     assert eng.actors.actors() == {}

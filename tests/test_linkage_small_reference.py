@@ -8,11 +8,10 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_wine
 
-from querywarden.core.engine import DetectorSpec, Engine
 from querywarden.core.profile import ModelProfile
 from querywarden.core.records import Client, Interaction
 from querywarden.detectors.linkage import LinkageDetector
-from querywarden.plugins import load_detectors
+from single_engine import engine_of
 from tabular_victim import span_profile
 
 T0 = 1_764_320_000.0
@@ -22,11 +21,6 @@ T0 = 1_764_320_000.0
 def wine() -> tuple[ModelProfile, np.ndarray]:
     x, _ = load_wine(return_X_y=True)
     return span_profile(x, 18)
-
-
-def _engine(profile: ModelProfile) -> Engine:
-    load_detectors()
-    return Engine({"m": profile}, detectors=[DetectorSpec("linkage")])
 
 
 def _query(principal: str, k: int, ts: float, row: np.ndarray) -> Interaction:
@@ -41,7 +35,7 @@ def test_a_small_reference_still_links_a_split_random_query_attack(wine: tuple[M
     rng = np.random.default_rng(1)
     rows = rng.uniform(lo, hi, size=(30, len(lo)))
     keys = [f"k{i}" for i in range(3)]
-    eng = _engine(profile)
+    eng = engine_of(profile, "linkage")
     for i, row in enumerate(rows):
         eng.process(_query(keys[i % 3], i % 3, T0 + 0.2 * i, row))
     assert sorted(eng.actors.members("k0")) == keys
@@ -59,7 +53,7 @@ def test_sensor_feeds_drifting_whole_numbered_readings_are_not_merged(wine: tupl
             x = x + rng.normal(0.0, 0.01, size=x.shape[0]) * spread
             stream.append(_query(f"feed-{k}", k, t, x.copy()))
             t += float(rng.uniform(4.0, 12.0))
-    eng = _engine(profile)
+    eng = engine_of(profile, "linkage")
     for it in sorted(stream, key=lambda it: it.ts):
         eng.process(it)
     assert eng.actors.actors() == {}

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_breast_cancer
 
-from querywarden.core.engine import DetectorSpec, Engine
+from querywarden.core.engine import Engine
 from querywarden.core.profile import ModelProfile
 from querywarden.core.records import Client, Interaction, Signal
-from querywarden.plugins import load_detectors
+from single_engine import engine_of
 from tabular_victim import span_profile
 
 T0 = 1_764_320_000.0
@@ -22,11 +22,6 @@ T0 = 1_764_320_000.0
 def tabular() -> tuple[ModelProfile, np.ndarray]:
     x, _ = load_breast_cancer(return_X_y=True)
     return span_profile(x, 300)
-
-
-def _engine(profile: ModelProfile) -> Engine:
-    load_detectors()
-    return Engine({"m": profile}, detectors=[DetectorSpec("linkage")])
 
 
 def _query(principal: str, n: int, ts: float, row: np.ndarray) -> Interaction:
@@ -72,7 +67,7 @@ def _actors(engine: Engine, keys: int) -> set[str | None]:
 
 def test_a_sweep_of_one_feature_split_over_keys_becomes_one_actor(tabular: tuple) -> None:
     profile, pool = tabular
-    eng = _engine(profile)
+    eng = engine_of(profile, "linkage")
     signals = _run(eng, _split_sweep(pool, 8, 2, feature=3, starts=[T0] * 8, gap=4.0))  # two records each
     actors = _actors(eng, 8)
     assert len(actors) == 1 and None not in actors
@@ -81,7 +76,7 @@ def test_a_sweep_of_one_feature_split_over_keys_becomes_one_actor(tabular: tuple
 
 def test_keys_sweeping_different_features_stay_apart(tabular: tuple) -> None:
     profile, pool = tabular
-    eng = _engine(profile)
+    eng = engine_of(profile, "linkage")
     assert not [s for s in _run(eng, _split_sweep(pool, 8, 4, feature=None, starts=[T0] * 8, gap=4.0)) if s.related]
     assert _actors(eng, 8) == {None}
 
@@ -89,17 +84,17 @@ def test_keys_sweeping_different_features_stay_apart(tabular: tuple) -> None:
 def test_sweeps_started_apart_need_more_records_and_hours_apart_or_human_pace_stay_apart(tabular: tuple) -> None:
     profile, pool = tabular
     staggered = [T0 + 1200.0 * k for k in range(6)]  # a key every 20 minutes: no common onset
-    two = _engine(profile)
+    two = engine_of(profile, "linkage")
     _run(two, _split_sweep(pool, 6, 3, feature=3, starts=staggered, gap=4.0))
     assert _actors(two, 6) == {None}  # one sweep match per pair (at the second record) is not enough
-    four = _engine(profile)
+    four = engine_of(profile, "linkage")
     _run(four, _split_sweep(pool, 6, 4, feature=3, starts=staggered, gap=4.0))
     actors = _actors(four, 6)
     assert len(actors) == 1 and None not in actors  # matched again at the fourth record
-    hours = _engine(profile)
+    hours = engine_of(profile, "linkage")
     _run(hours, _split_sweep(pool, 6, 4, feature=3, starts=[T0 + 7200.0 * k for k in range(6)], gap=4.0))
     assert _actors(hours, 6) == {None}
-    slow = _engine(profile)
+    slow = engine_of(profile, "linkage")
     _run(slow, _split_sweep(pool, 6, 4, feature=3, starts=[T0] * 6, gap=180.0))
     assert _actors(slow, 6) == {None}
 
@@ -108,7 +103,7 @@ def test_what_if_customers_editing_one_application_each_are_never_linked(tabular
     """Twelve customers at once, each editing the same field of their own application over
     and over at machine pace: each sweeps one record, which is no sweep to link."""
     profile, pool = tabular
-    eng = _engine(profile)
+    eng = engine_of(profile, "linkage")
     stream = []
     for c in range(12):
         row = pool[c]
@@ -127,7 +122,7 @@ def test_slider_users_moving_one_field_of_one_application_are_never_linked(tabul
     application a second apart, by two customers at once. Edits sampled into the signature
     are not new records, so neither sweeps more than one."""
     profile, pool = tabular
-    eng = _engine(profile)
+    eng = engine_of(profile, "linkage")
     stream = []
     for c in range(2):
         row = pool[c]
